@@ -1,0 +1,199 @@
+/*-------------------------------------------------------------------------
+ * generation.c
+ *		Rotated tables: which generation (partition) writers use now, and
+ *		switching to the next one.
+ *
+ * txbox.outbox, txbox.inbox_dedup and txbox.idempotency_keys are
+ * LIST-partitioned by a "gen" column.  Writers insert only into the current
+ * generation, named in txbox._generation.  Old data leaves by TRUNCATE of a
+ * whole generation (txbox._switch_generation), so the tables never need a
+ * per-row DELETE and never bloat.
+ *
+ * Concurrency.  A writer takes RowExclusiveLock on the parent table before
+ * it reads the current generation, and keeps it to the end of its
+ * transaction.  A switch takes ShareLock on the parent, which waits for
+ * every transaction that is writing, and blocks new writers until the
+ * switch commits.  Hence all in-progress writers always write into the same
+ * generation, and once a switch has committed no transaction writes into
+ * the old generation again.  The inbox relies on this: a claim finds a
+ * committed record in any generation with a fresh snapshot, and a
+ * concurrent claim of the same id meets the other's uncommitted row in the
+ * current generation's unique index.
+ *
+ * Caching.  Each backend caches the current generation per table.  A
+ * switch sends a relcache invalidation for the parent; a writer's lock
+ * acquisition processes pending invalidations, so the cache is never stale
+ * once the lock is held.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/tablecmds.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+#include "txbox.h"
+
+typedef struct GenerationCache
+{
+	const char *relname;
+	Oid			relid;			/* InvalidOid: look up again */
+	int16		current;
+	bool		valid;
+} GenerationCache;
+
+static GenerationCache gen_cache[TXBOX_NUM_ROTATED] = {
+	[TXBOX_OUTBOX] = {"outbox", InvalidOid, 0, false},
+	[TXBOX_INBOX_DEDUP] = {"inbox_dedup", InvalidOid, 0, false},
+	[TXBOX_IDEMPOTENCY_KEYS] = {"idempotency_keys", InvalidOid, 0, false},
+};
+
+static TxboxPlan gen_read_plan = {
+	"SELECT current_gen FROM txbox._generation WHERE relname OPERATOR(pg_catalog.=) $1",
+	1, {NAMEOID}
+};
+
+/* Relcache callback: forget what a switch (or DROP EXTENSION) changed. */
+static void
+generation_relcache_callback(Datum arg, Oid relid)
+{
+	for (int i = 0; i < TXBOX_NUM_ROTATED; i++)
+	{
+		if (relid == InvalidOid || relid == gen_cache[i].relid)
+		{
+			gen_cache[i].valid = false;
+			gen_cache[i].relid = InvalidOid;
+		}
+	}
+}
+
+void
+txbox_generation_init(void)
+{
+	CacheRegisterRelcacheCallback(generation_relcache_callback, (Datum) 0);
+}
+
+static Oid
+generation_parent_relid(GenerationCache *c)
+{
+	if (!OidIsValid(c->relid))
+	{
+		Oid			nsp = get_namespace_oid("txbox", false);
+		Oid			relid = get_relname_relid(c->relname, nsp);
+
+		if (!OidIsValid(relid))
+			elog(ERROR, "txbox: table txbox.%s is missing", c->relname);
+		c->relid = relid;
+	}
+	return c->relid;
+}
+
+/*
+ * txbox_current_generation -- the generation writers of table insert into.
+ *
+ * Takes (and keeps to end of transaction) RowExclusiveLock on the parent
+ * table, which a concurrent switch waits for.  Must be called inside a
+ * transaction, connected to SPI.
+ */
+int16
+txbox_current_generation(TxboxRotated table)
+{
+	GenerationCache *c = &gen_cache[table];
+	Oid			relid = generation_parent_relid(c);
+	bool		isnull;
+
+	LockRelationOid(relid, RowExclusiveLock);
+
+	/* the lock processed invalidations: a switch or a drop reset the cache */
+	if (!c->valid || c->relid != relid)
+	{
+		Datum		arg = CStringGetDatum(c->relname);
+		Datum		name = DirectFunctionCall1(namein, arg);
+
+		if (txbox_exec(&gen_read_plan, &name, NULL, false, 1) != 1)
+			elog(ERROR, "txbox: no generation row for txbox.%s", c->relname);
+		c->current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1,
+												 &isnull));
+		c->relid = generation_parent_relid(c);
+		c->valid = true;
+	}
+	return c->current;
+}
+
+static TxboxPlan gen_info_plan = {
+	"SELECT current_gen, generations FROM txbox._generation"
+	" WHERE relname OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	1, {NAMEOID}
+};
+static TxboxPlan gen_update_plan = {
+	"UPDATE txbox._generation SET current_gen = $2, switched_at = pg_catalog.now()"
+	" WHERE relname OPERATOR(pg_catalog.=) $1",
+	2, {NAMEOID, INT2OID}
+};
+
+/*
+ * txbox._switch_generation(relname) -- empty the oldest generation of a
+ * rotated table with TRUNCATE and make it the current one.  Returns the new
+ * current generation.
+ *
+ * Waits (ShareLock on the parent) until no transaction is writing to the
+ * table.  The caller decides that the oldest generation holds nothing that
+ * must be kept (retention, relay positions); this function only rotates.
+ */
+PG_FUNCTION_INFO_V1(txbox_switch_generation);
+Datum
+txbox_switch_generation(PG_FUNCTION_ARGS)
+{
+	Name		relname = PG_GETARG_NAME(0);
+	GenerationCache *c = NULL;
+	Oid			parent;
+	int16		current,
+				generations,
+				next;
+	char	   *partname;
+	bool		isnull;
+
+	for (int i = 0; i < TXBOX_NUM_ROTATED; i++)
+		if (strcmp(gen_cache[i].relname, NameStr(*relname)) == 0)
+			c = &gen_cache[i];
+	if (c == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a rotated txbox table", NameStr(*relname)),
+				 errhint("Rotated tables are outbox, inbox_dedup and idempotency_keys.")));
+
+	parent = generation_parent_relid(c);
+	LockRelationOid(parent, ShareLock);
+
+	SPI_connect();
+	if (txbox_exec(&gen_info_plan, (Datum *) &relname, NULL, false, 1) != 1)
+		elog(ERROR, "txbox: no generation row for txbox.%s", c->relname);
+	current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	generations = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 2, &isnull));
+	next = (current + 1) % generations;
+
+	partname = psprintf("TRUNCATE txbox.%s_%d", c->relname, next);
+	if (SPI_execute(partname, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "txbox: %s failed", partname);
+
+	{
+		Datum		values[2] = {NameGetDatum(relname), Int16GetDatum(next)};
+
+		txbox_exec(&gen_update_plan, values, NULL, false, 0);
+	}
+	SPI_finish();
+
+	/* writers that lock the parent after we commit read the new generation */
+	CacheInvalidateRelcacheByRelid(parent);
+
+	PG_RETURN_INT16(next);
+}

@@ -1,0 +1,174 @@
+/*-------------------------------------------------------------------------
+ * publish.c
+ *		txbox.publish and txbox.publish_bytes: write a message into the
+ *		outbox in the caller's transaction.
+ *
+ * A message is one row in the current generation of txbox.outbox, tagged
+ * with the writing transaction's full xid (txid).  Relays read the outbox
+ * by transaction snapshots on txid, so a message becomes visible to them
+ * exactly when, and only if, its transaction commits: rolled-back
+ * transactions, savepoints and PL/pgSQL blocks leave no row.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "txbox.h"
+
+#define TXBOX_TOPIC_MAX 249
+
+static TxboxPlan publish_plan = {
+	"INSERT INTO txbox.outbox (gen, id, txid, message_id, topic, key, headers,"
+	" payload, payload_bytes, published_at)"
+	" VALUES ($1, pg_catalog.nextval('txbox.outbox_id_seq'::pg_catalog.regclass),"
+	" pg_catalog.pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8)",
+	8, {INT2OID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, BYTEAOID, TIMESTAMPTZOID}
+};
+
+/* Topic names follow Kafka's rule: 1-249 characters of [A-Za-z0-9._-]. */
+static void
+publish_check_topic(text *topic)
+{
+	const char *s = VARDATA_ANY(topic);
+	int			len = VARSIZE_ANY_EXHDR(topic);
+
+	if (len < 1 || len > TXBOX_TOPIC_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid topic name: length %d is not between 1 and %d",
+						len, TXBOX_TOPIC_MAX),
+				 errhint("Topic names are 1 to %d characters of A-Z, a-z, 0-9, '.', '_' and '-'.",
+						 TXBOX_TOPIC_MAX)));
+
+	for (int i = 0; i < len; i++)
+	{
+		char		ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("invalid topic name \"%s\"", text_to_cstring(topic)),
+					 errdetail("Character %d is not allowed in a topic name.", i + 1),
+					 errhint("Topic names are 1 to %d characters of A-Z, a-z, 0-9, '.', '_' and '-'.",
+							 TXBOX_TOPIC_MAX)));
+	}
+}
+
+/* Headers are NULL or a flat JSON object whose values are all strings. */
+static void
+publish_check_headers(Jsonb *headers)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("message headers must be a JSON object"),
+				 errhint("Pass headers as a flat object of strings, e.g. '{\"trace_id\": \"abc\"}'.")));
+
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_VALUE && v.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("message header values must be strings"),
+					 errhint("Pass headers as a flat object of strings, e.g. '{\"trace_id\": \"abc\"}'.")));
+	}
+}
+
+/*
+ * publish_common -- validate the arguments of publish / publish_bytes and
+ * insert the message.  The payload is argument 1, of type jsonb or bytea.
+ * Returns the message id.
+ */
+static Datum
+publish_common(FunctionCallInfo fcinfo, bool binary)
+{
+	text	   *topic;
+	pg_uuid_t  *message_id;
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Size		payload_size;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topic must not be NULL"),
+				 errhint("Pass a topic name such as 'orders'.")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be NULL"),
+				 errhint("Publish a JSON null as 'null'::jsonb, or an empty binary payload as ''::bytea.")));
+
+	topic = PG_GETARG_TEXT_PP(0);
+	publish_check_topic(topic);
+
+	/* the payload's size as stored, uncompressed, without detoasting it */
+	payload_size = toast_raw_datum_size(PG_GETARG_DATUM(1)) - VARHDRSZ;
+	if (payload_size > (Size) txbox_max_payload_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("payload of %zu bytes exceeds txbox.max_payload_size (%d bytes)",
+						payload_size, txbox_max_payload_size),
+				 errhint("Publish a reference to the data instead, or raise txbox.max_payload_size.")));
+
+	if (!PG_ARGISNULL(3))
+		publish_check_headers(PG_GETARG_JSONB_P(3));
+
+	if (PG_ARGISNULL(4))
+	{
+		message_id = palloc(sizeof(pg_uuid_t));
+		txbox_uuid7_generate(message_id);
+	}
+	else
+		message_id = PG_GETARG_UUID_P(4);
+
+	SPI_connect();
+
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX));
+	values[1] = UUIDPGetDatum(message_id);
+	values[2] = PointerGetDatum(topic);
+	values[3] = PG_GETARG_DATUM(2);
+	nulls[3] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[4] = PG_GETARG_DATUM(3);
+	nulls[4] = PG_ARGISNULL(3) ? 'n' : ' ';
+	values[5] = binary ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[5] = binary ? 'n' : ' ';
+	values[6] = binary ? PG_GETARG_DATUM(1) : (Datum) 0;
+	nulls[6] = binary ? ' ' : 'n';
+	values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	txbox_exec(&publish_plan, values, nulls, false, 0);
+
+	SPI_finish();
+
+	PG_RETURN_UUID_P(message_id);
+}
+
+/* txbox.publish(topic, payload jsonb, key, headers, message_id) */
+PG_FUNCTION_INFO_V1(txbox_publish);
+Datum
+txbox_publish(PG_FUNCTION_ARGS)
+{
+	return publish_common(fcinfo, false);
+}
+
+/* txbox.publish_bytes(topic, payload bytea, key, headers, message_id) */
+PG_FUNCTION_INFO_V1(txbox_publish_bytes);
+Datum
+txbox_publish_bytes(PG_FUNCTION_ARGS)
+{
+	return publish_common(fcinfo, true);
+}

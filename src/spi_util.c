@@ -1,0 +1,84 @@
+/*-------------------------------------------------------------------------
+ * spi_util.c
+ *		Saved SPI plans for txbox's fixed queries, and argument checks.
+ *
+ * Every query txbox runs through SPI is a static TxboxPlan: prepared on
+ * first use in a backend, kept for the backend's life (the plan cache
+ * re-plans it after DDL), and always schema-qualified.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/snapmgr.h"
+
+#include "txbox.h"
+
+/*
+ * txbox_plan -- the saved plan of p, prepared on first call.
+ *
+ * Must be called while connected to SPI.
+ */
+SPIPlanPtr
+txbox_plan(TxboxPlan *p)
+{
+	if (p->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(p->query, p->nargs, p->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "txbox: SPI_prepare failed for \"%s\": %s",
+				 p->query, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "txbox: SPI_keepplan failed");
+		p->plan = plan;
+	}
+	return p->plan;
+}
+
+/*
+ * txbox_exec -- execute p's saved plan; returns SPI_processed.
+ *
+ * nulls follows SPI's convention (' ' not null, 'n' null) or is NULL.  With
+ * latest_snapshot the query reads with a fresh snapshot even in REPEATABLE
+ * READ, so that rows committed since the transaction's snapshot are seen:
+ * used where a decision must not rest on a stale view (a duplicate check).
+ * Errors from SPI are raised; the result stays in SPI_tuptable.
+ */
+int
+txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
+		   bool latest_snapshot, long tcount)
+{
+	SPIPlanPtr	plan = txbox_plan(p);
+	int			rc;
+
+	if (latest_snapshot)
+		rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
+								  InvalidSnapshot, false, true, tcount);
+	else
+		rc = SPI_execute_plan(plan, values, nulls, false, tcount);
+
+	if (rc < 0)
+		elog(ERROR, "txbox: SPI failed for \"%s\": %s",
+			 p->query, SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/*
+ * txbox_require_text_arg -- raise a clear error if argument argno is NULL
+ * or an empty string.  argname names it in the message.
+ */
+void
+txbox_require_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname),
+				 errhint("Pass a non-empty text value as %s.", argname)));
+	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(argno)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname),
+				 errhint("Pass a non-empty text value as %s.", argname)));
+}

@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ * txbox.h
+ *		Declarations shared by the txbox C modules.
+ *
+ * One C file per concern: txbox.c (module load, GUCs), generation.c
+ * (rotated tables), publish.c (outbox), uuid7.c (message ids), inbox.c
+ * (dedup claims), idempotency.c (idempotency keys), spi_util.c (cached
+ * SPI plans).
+ *-------------------------------------------------------------------------
+ */
+#ifndef TXBOX_H
+#define TXBOX_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/uuid.h"
+
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/*
+ * SQLSTATEs of txbox's own errors (class "TX"); generic validation errors
+ * use PostgreSQL's standard codes.  README lists them all.
+ */
+#define ERRCODE_TXBOX_IDEMPOTENCY_MISMATCH	MAKE_SQLSTATE('T','X','4','2','2')
+
+/* GUCs (txbox.c) */
+extern int	txbox_max_payload_size;
+extern int	txbox_idempotency_ttl;
+extern int	txbox_dedup_retention;
+
+/* generation.c: the rotated, LIST-partitioned tables */
+typedef enum TxboxRotated
+{
+	TXBOX_OUTBOX = 0,
+	TXBOX_INBOX_DEDUP,
+	TXBOX_IDEMPOTENCY_KEYS,
+	TXBOX_NUM_ROTATED
+} TxboxRotated;
+
+extern int16 txbox_current_generation(TxboxRotated table);
+extern void txbox_generation_init(void);
+
+/* uuid7.c */
+extern void txbox_uuid7_generate(pg_uuid_t *uuid);
+
+/* spi_util.c */
+typedef struct TxboxPlan
+{
+	const char *query;
+	int			nargs;
+	Oid			argtypes[10];
+	SPIPlanPtr	plan;
+} TxboxPlan;
+
+extern SPIPlanPtr txbox_plan(TxboxPlan *p);
+extern int	txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
+					   bool latest_snapshot, long tcount);
+extern void txbox_require_text_arg(FunctionCallInfo fcinfo, int argno,
+								   const char *argname);
+
+#endif							/* TXBOX_H */
