@@ -1,0 +1,62 @@
+# tools/common.sh -- shared by test/run, demo/run and bench/run.
+#
+# txbox_setup: install the Debian packages txbox needs (when missing), build
+# warning-free and install the extension.  txbox_as_user: run a command as
+# an unprivileged OS user when we are root (initdb refuses root), in a
+# private copy of the tree that user may write to.
+
+TXBOX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TXBOX_PG_VERSION=${TXBOX_PG_VERSION:-15}
+TXBOX_BINDIR=/usr/lib/postgresql/$TXBOX_PG_VERSION/bin
+TXBOX_PGXS=/usr/lib/postgresql/$TXBOX_PG_VERSION/lib/pgxs
+TXBOX_USER=${TXBOX_USER:-txbox}
+
+txbox_log() { printf '== %s\n' "$*" >&2; }
+
+# txbox_need_packages PKG... -- apt-get install whatever is not installed yet.
+txbox_need_packages() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	txbox_log "installing Debian packages: ${missing[*]}"
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# txbox_setup -- packages, warning-free build, install.
+txbox_setup() {
+	txbox_need_packages "postgresql-$TXBOX_PG_VERSION" "postgresql-server-dev-$TXBOX_PG_VERSION" \
+		libpq-dev libipc-run-perl make gcc "$@"
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	txbox_log "building txbox (warnings are errors)"
+	make -s -C "$TXBOX_ROOT" PG_CONFIG="$TXBOX_BINDIR/pg_config" WERROR=1 >/dev/null
+	$sudo make -s -C "$TXBOX_ROOT" PG_CONFIG="$TXBOX_BINDIR/pg_config" install >/dev/null
+}
+
+# txbox_as_user SCRIPT ARGS... -- run SCRIPT (a path relative to the tree)
+# as $TXBOX_USER in a fresh copy of the tree when root, else in place.
+txbox_as_user() {
+	local script=$1
+	shift
+	export PATH="$TXBOX_BINDIR:$PATH"
+	if [ "$(id -u)" -ne 0 ]; then
+		bash "$TXBOX_ROOT/$script" "$@"
+		return
+	fi
+	id "$TXBOX_USER" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$TXBOX_USER"
+	local work
+	work=$(mktemp -d /tmp/txbox-run.XXXXXX)
+	cp -a "$TXBOX_ROOT/." "$work/"
+	chown -R "$TXBOX_USER" "$work"
+	txbox_log "running as $TXBOX_USER in $work"
+	local rc=0
+	runuser -u "$TXBOX_USER" -- env PATH="$PATH" HOME="$work" CI="${CI:-}" bash "$work/$script" "$@" || rc=$?
+	# keep the copy (results, logs) only when something failed
+	if [ $rc -eq 0 ]; then rm -rf "$work"; else txbox_log "results and logs kept in $work"; fi
+	return $rc
+}
