@@ -116,7 +116,11 @@ txbox_current_generation(TxboxRotated table)
 		Datum		arg = CStringGetDatum(c->relname);
 		Datum		name = DirectFunctionCall1(namein, arg);
 
-		if (txbox_exec(&gen_read_plan, &name, NULL, false, 1) != 1)
+		/*
+		 * Read with a fresh snapshot: a REPEATABLE READ transaction's own
+		 * snapshot may predate the switch that invalidated the cache.
+		 */
+		if (txbox_exec(&gen_read_plan, &name, NULL, true, 1) != 1)
 			elog(ERROR, "txbox: no generation row for txbox.%s", c->relname);
 		c->current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
 												 SPI_tuptable->tupdesc, 1,
@@ -144,8 +148,10 @@ static TxboxPlan gen_update_plan = {
  * current generation.
  *
  * Waits (ShareLock on the parent) until no transaction is writing to the
- * table.  The caller decides that the oldest generation holds nothing that
- * must be kept (retention, relay positions); this function only rotates.
+ * table; new writers queue behind it meanwhile, so callers that must not
+ * stall writers (the manager) set a short lock_timeout and retry later.
+ * The caller decides that the oldest generation holds nothing that must be
+ * kept (retention, relay positions); this function only rotates.
  */
 PG_FUNCTION_INFO_V1(txbox_switch_generation);
 Datum
