@@ -150,7 +150,7 @@ COMMENT ON FUNCTION txbox.idempotency_complete(text, text, jsonb, integer) IS
 
 CREATE FUNCTION txbox._switch_generation(relname name)
 RETURNS smallint
-LANGUAGE c VOLATILE PARALLEL UNSAFE
+LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_switch_generation';
 COMMENT ON FUNCTION txbox._switch_generation(name) IS
