@@ -3,7 +3,7 @@
 
 EXTENSION  = txbox
 MODULE_big = txbox
-OBJS       = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS       = $(patsubst %.c,%.o,$(wildcard src/*.c src/targets/*.c))
 DATA       = src/txbox--0.1.0.sql
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)

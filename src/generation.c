@@ -3,8 +3,8 @@
  *		Rotated tables: which generation (partition) writers use now, and
  *		switching to the next one.
  *
- * txbox.outbox, txbox.inbox_dedup and txbox.idempotency_keys are
- * LIST-partitioned by a "gen" column.  Writers insert only into the current
+ * txbox.outbox, txbox.inbox_dedup, txbox.idempotency_keys and txbox.inbox
+ * are LIST-partitioned by a "gen" column.  Writers insert only into the current
  * generation, named in txbox._generation.  Old data leaves by TRUNCATE of a
  * whole generation (txbox._switch_generation), so the tables never need a
  * per-row DELETE and never bloat.
@@ -52,6 +52,7 @@ static GenerationCache gen_cache[TXBOX_NUM_ROTATED] = {
 	[TXBOX_OUTBOX] = {"outbox", InvalidOid, 0, false},
 	[TXBOX_INBOX_DEDUP] = {"inbox_dedup", InvalidOid, 0, false},
 	[TXBOX_IDEMPOTENCY_KEYS] = {"idempotency_keys", InvalidOid, 0, false},
+	[TXBOX_INBOX] = {"inbox", InvalidOid, 0, false},
 };
 
 static TxboxPlan gen_read_plan = {
@@ -136,10 +137,17 @@ static TxboxPlan gen_info_plan = {
 	" WHERE relname OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 	1, {NAMEOID}
 };
+/* make $2 current; $3 ends now, by this transaction (txbox._generation_end) */
 static TxboxPlan gen_update_plan = {
-	"UPDATE txbox._generation SET current_gen = $2, switched_at = pg_catalog.now()"
+	"WITH ended AS (INSERT INTO txbox._generation_end (relname, gen, ended_at, ended_xid)"
+	"   VALUES ($1, $3, pg_catalog.now(), pg_catalog.pg_current_xact_id())"
+	"   ON CONFLICT (relname, gen) DO UPDATE"
+	"   SET ended_at = excluded.ended_at, ended_xid = excluded.ended_xid),"
+	" reused AS (DELETE FROM txbox._generation_end"
+	"   WHERE relname OPERATOR(pg_catalog.=) $1 AND gen OPERATOR(pg_catalog.=) $2)"
+	" UPDATE txbox._generation SET current_gen = $2, switched_at = pg_catalog.now()"
 	" WHERE relname OPERATOR(pg_catalog.=) $1",
-	2, {NAMEOID, INT2OID}
+	3, {NAMEOID, INT2OID, INT2OID}
 };
 
 /*
@@ -173,7 +181,7 @@ txbox_switch_generation(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a rotated txbox table", NameStr(*relname)),
-				 errhint("Rotated tables are outbox, inbox_dedup and idempotency_keys.")));
+				 errhint("Rotated tables are outbox, inbox_dedup, idempotency_keys and inbox.")));
 
 	parent = generation_parent_relid(c);
 	LockRelationOid(parent, ShareLock);
@@ -192,7 +200,8 @@ txbox_switch_generation(PG_FUNCTION_ARGS)
 		elog(ERROR, "txbox: %s failed", partname);
 
 	{
-		Datum		values[2] = {NameGetDatum(relname), Int16GetDatum(next)};
+		Datum		values[3] = {NameGetDatum(relname), Int16GetDatum(next),
+		Int16GetDatum(current)};
 
 		txbox_exec(&gen_update_plan, values, NULL, false, 0);
 	}

@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "utils/builtins.h"
 #include "fmgr.h"
 #include "utils/timestamp.h"
 
@@ -68,3 +69,77 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 
 	PG_RETURN_BOOL(claimed);
 }
+
+static TxboxPlan receive_size_plan = {
+	"SELECT u.message_id::text FROM ROWS FROM (pg_catalog.unnest($1::uuid[]),"
+	" pg_catalog.unnest($2::jsonb[]), pg_catalog.unnest($3::bytea[]))"
+	" AS u(message_id, payload, payload_bytes)"
+	" WHERE coalesce(pg_catalog.pg_column_size(u.payload), pg_catalog.octet_length(u.payload_bytes))"
+	" OPERATOR(pg_catalog.>) $4 LIMIT 1",
+	4, {UUIDARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, INT4OID}
+};
+
+static TxboxPlan receive_insert_plan = {
+	"INSERT INTO txbox.inbox (gen, message_id, topic, key, headers, payload, payload_bytes,"
+	" source, published_at, received_at)"
+	" SELECT $1, u.message_id, u.topic, u.key, u.headers, u.payload, u.payload_bytes, $2,"
+	" u.published_at, pg_catalog.now()"
+	" FROM ROWS FROM (pg_catalog.unnest($3::uuid[]), pg_catalog.unnest($4::text[]),"
+	" pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::jsonb[]), pg_catalog.unnest($7::jsonb[]),"
+	" pg_catalog.unnest($8::bytea[]), pg_catalog.unnest($9::timestamptz[]))"
+	" AS u(message_id, topic, key, headers, payload, payload_bytes, published_at)"
+	" WHERE NOT EXISTS (SELECT 1 FROM txbox.inbox i"
+	"   WHERE i.message_id OPERATOR(pg_catalog.=) u.message_id AND i.gen OPERATOR(pg_catalog.<>) $1)"
+	" ON CONFLICT DO NOTHING",
+	9, {INT2OID, TEXTOID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+	JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID}
+};
+
+/*
+ * txbox._inbox_receive(source, message_ids, topics, keys, headers, payloads,
+ *		payloads_bytes, published_at) RETURNS integer
+ *
+ * Store a page of messages delivered by a relay in txbox.inbox, dropping
+ * message ids it already holds (in any generation), and return how many
+ * were new.  A payload over this database's txbox.max_payload_size is
+ * refused with 54000 (the relay dead-letters it after max_attempts).
+ */
+PG_FUNCTION_INFO_V1(txbox_inbox_receive);
+Datum
+txbox_inbox_receive(PG_FUNCTION_ARGS)
+{
+	Datum		values[9];
+	char		nulls[9];
+	int			inserted;
+
+	for (int i = 0; i < 8; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of txbox._inbox_receive must not be NULL", i + 1),
+					 errhint("txbox._inbox_receive is called by txbox relays, not by applications.")));
+
+	SPI_connect();
+
+	values[0] = PG_GETARG_DATUM(1);
+	values[1] = PG_GETARG_DATUM(5);
+	values[2] = PG_GETARG_DATUM(6);
+	values[3] = Int32GetDatum(txbox_max_payload_size);
+	if (txbox_exec(&receive_size_plan, values, NULL, false, 1) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("payload of message %s exceeds txbox.max_payload_size (%d bytes) of the receiving database",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+						txbox_max_payload_size),
+				 errhint("Raise txbox.max_payload_size where the relay delivers, or publish smaller messages.")));
+
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX));
+	memset(nulls, ' ', sizeof(nulls));
+	for (int i = 0; i < 8; i++)
+		values[i + 1] = PG_GETARG_DATUM(i);
+	inserted = txbox_exec(&receive_insert_plan, values, nulls, false, 0);
+
+	SPI_finish();
+	PG_RETURN_INT32(inserted);
+}
+

@@ -21,15 +21,16 @@
 #include "utils/timestamp.h"
 
 #include "txbox.h"
+#include "workers.h"
 
 #define TXBOX_TOPIC_MAX 249
 
 static TxboxPlan publish_plan = {
 	"INSERT INTO txbox.outbox (gen, id, txid, message_id, topic, key, headers,"
-	" payload, payload_bytes, published_at)"
+	" payload, payload_bytes, published_at, relay)"
 	" VALUES ($1, pg_catalog.nextval('txbox.outbox_id_seq'::pg_catalog.regclass),"
-	" pg_catalog.pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8)",
-	8, {INT2OID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, BYTEAOID, TIMESTAMPTZOID}
+	" pg_catalog.pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8, $9)",
+	9, {INT2OID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID}
 };
 
 /* Topic names follow Kafka's rule: 1-249 characters of [A-Za-z0-9._-]. */
@@ -97,8 +98,8 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 {
 	text	   *topic;
 	pg_uuid_t  *message_id;
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
 	Size		payload_size;
 
 	if (PG_ARGISNULL(0))
@@ -154,6 +155,9 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 
 	SPI_finish();
 
+	/* the relays of this database look at the outbox once we commit */
+	txbox_wake_at_commit(true, false, false);
+
 	PG_RETURN_UUID_P(message_id);
 }
 
@@ -171,4 +175,39 @@ Datum
 txbox_publish_bytes(PG_FUNCTION_ARGS)
 {
 	return publish_common(fcinfo, true);
+}
+
+/*
+ * txbox._republish(relay, message_id, topic, key, headers, payload,
+ *		payload_bytes) -- put a dead letter back in the outbox for one relay
+ *		(txbox.replay_dead_letter), with its original message id.
+ */
+PG_FUNCTION_INFO_V1(txbox_republish);
+Datum
+txbox_republish(PG_FUNCTION_ARGS)
+{
+	Datum		values[9];
+	char		nulls[9];
+
+	for (int i = 0; i < 3; i++)
+		if (PG_ARGISNULL(i))
+			elog(ERROR, "txbox._republish: argument %d is NULL", i + 1);
+
+	SPI_connect();
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX));
+	for (int i = 1; i <= 6; i++)
+	{
+		values[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	nulls[0] = ' ';
+	values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
+	nulls[7] = ' ';
+	values[8] = PG_GETARG_DATUM(0);
+	nulls[8] = ' ';
+	txbox_exec(&publish_plan, values, nulls, false, 0);
+	SPI_finish();
+
+	txbox_wake_at_commit(true, false, false);
+	PG_RETURN_VOID();
 }

@@ -24,7 +24,19 @@ CREATE TABLE txbox._generation (
 INSERT INTO txbox._generation (relname, current_gen, generations) VALUES
 	('outbox', 0, 3),
 	('inbox_dedup', 0, 2),
-	('idempotency_keys', 0, 2);
+	('idempotency_keys', 0, 2),
+	('inbox', 0, 3);
+
+-- When each generation stopped being current: by which transaction
+-- (ended_xid) and when.  Retention truncates a generation only once every
+-- relay's position includes ended_xid (txbox._maintain).
+CREATE TABLE txbox._generation_end (
+	relname		name NOT NULL,
+	gen			smallint NOT NULL,
+	ended_at	timestamptz NOT NULL,
+	ended_xid	xid8 NOT NULL,
+	PRIMARY KEY (relname, gen)
+);
 
 ------------------------------------------------------------------------
 -- Outbox
@@ -45,12 +57,13 @@ CREATE TABLE txbox.outbox (
 	payload			jsonb,
 	payload_bytes	bytea,
 	published_at	timestamptz NOT NULL,
+	relay			text,			-- NULL: every relay; else a replayed dead letter for that relay
 	CHECK ((payload IS NULL) <> (payload_bytes IS NULL))
 ) PARTITION BY LIST (gen);
 CREATE TABLE txbox.outbox_0 PARTITION OF txbox.outbox FOR VALUES IN (0);
 CREATE TABLE txbox.outbox_1 PARTITION OF txbox.outbox FOR VALUES IN (1);
 CREATE TABLE txbox.outbox_2 PARTITION OF txbox.outbox FOR VALUES IN (2);
-CREATE INDEX outbox_txid_idx ON txbox.outbox (txid);
+CREATE INDEX outbox_txid_idx ON txbox.outbox (txid, id);
 COMMENT ON TABLE txbox.outbox IS
 	'messages published with txbox.publish / txbox.publish_bytes and still retained';
 
@@ -157,9 +170,474 @@ COMMENT ON FUNCTION txbox._switch_generation(name) IS
 	'private: truncate the oldest generation of a rotated table and make it current';
 
 ------------------------------------------------------------------------
+-- Stored inbox: messages delivered by relays from other databases
+------------------------------------------------------------------------
+
+CREATE TABLE txbox.inbox (
+	gen				smallint NOT NULL,
+	message_id		uuid NOT NULL,
+	topic			text NOT NULL,
+	key				text,
+	headers			jsonb,
+	payload			jsonb,
+	payload_bytes	bytea,
+	source			text NOT NULL,
+	published_at	timestamptz NOT NULL,
+	received_at		timestamptz NOT NULL,
+	PRIMARY KEY (message_id, gen),
+	CHECK ((payload IS NULL) <> (payload_bytes IS NULL))
+) PARTITION BY LIST (gen);
+CREATE TABLE txbox.inbox_0 PARTITION OF txbox.inbox FOR VALUES IN (0);
+CREATE TABLE txbox.inbox_1 PARTITION OF txbox.inbox FOR VALUES IN (1);
+CREATE TABLE txbox.inbox_2 PARTITION OF txbox.inbox FOR VALUES IN (2);
+COMMENT ON TABLE txbox.inbox IS
+	'messages delivered here by txbox relays, one row per message id';
+
+-- Called by a remote relay (targets/postgres.c): store a batch, dropping
+-- message ids already in the inbox.  Returns how many were new.
+CREATE FUNCTION txbox._inbox_receive(source text, message_ids uuid[], topics text[],
+									 keys text[], headers jsonb[], payloads jsonb[],
+									 payloads_bytes bytea[], published_at timestamptz[])
+RETURNS integer
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_inbox_receive';
+COMMENT ON FUNCTION txbox._inbox_receive(text, uuid[], text[], text[], jsonb[], jsonb[], bytea[], timestamptz[]) IS
+	'private: store messages delivered by a relay, ignoring duplicates';
+
+------------------------------------------------------------------------
+-- Relays
+------------------------------------------------------------------------
+
+-- The foreign-data wrapper whose servers and user mappings name the
+-- PostgreSQL databases relays deliver to (options as libpq's, validated
+-- like postgres_fdw's).
+CREATE FUNCTION txbox._fdw_validator(text[], oid)
+RETURNS void
+LANGUAGE c STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_fdw_validator';
+CREATE FOREIGN DATA WRAPPER txbox_fdw VALIDATOR txbox._fdw_validator;
+
+CREATE TABLE txbox.relays (
+	relay_id		serial PRIMARY KEY,
+	name			text NOT NULL UNIQUE,
+	target			text NOT NULL CHECK (target IN ('postgres', 'notify')),
+	topics			text[],
+	options			jsonb NOT NULL DEFAULT '{}',
+	owner			regrole NOT NULL,
+	paused			boolean NOT NULL DEFAULT false,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	-- position: every message visible in snapshot is delivered; within the
+	-- batch up to batch_snapshot, those with id <= batch_last_id too
+	snapshot		pg_snapshot NOT NULL,
+	batch_snapshot	pg_snapshot,
+	batch_last_id	bigint,
+	-- status
+	state			text NOT NULL DEFAULT 'running',
+	delivered		bigint NOT NULL DEFAULT 0,
+	retried			bigint NOT NULL DEFAULT 0,
+	dead_lettered	bigint NOT NULL DEFAULT 0,
+	last_delivered_at timestamptz,
+	last_error		text,
+	last_error_at	timestamptz
+);
+COMMENT ON TABLE txbox.relays IS 'relays and their positions; change them with the txbox.*_relay functions';
+
+CREATE TABLE txbox.dead_letters (
+	dead_letter_id	bigserial PRIMARY KEY,
+	relay			text NOT NULL,
+	message_id		uuid NOT NULL,
+	topic			text NOT NULL,
+	key				text,
+	headers			jsonb,
+	payload			jsonb,
+	payload_bytes	bytea,
+	published_at	timestamptz NOT NULL,
+	attempts		integer NOT NULL,
+	last_error		text NOT NULL,
+	failed_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	replayed_at		timestamptz
+);
+COMMENT ON TABLE txbox.dead_letters IS
+	'messages a target rejected max_attempts times; txbox.replay_dead_letter sends one again';
+
+-- Wake the worker tree when the current transaction commits (no-op
+-- without shared_preload_libraries).
+CREATE FUNCTION txbox._wake_at_commit(relays boolean, manager boolean, launcher boolean)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_wake_at_commit_sql';
+
+-- Whether the relay workers can run here; warns with a hint when not.
+CREATE FUNCTION txbox._workers_available()
+RETURNS boolean
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_workers_available';
+
+-- The role calling the relay API (outside its SECURITY DEFINER): relays
+-- run as, and belong to, that role.
+CREATE FUNCTION txbox._caller()
+RETURNS regrole
+LANGUAGE c STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_caller';
+
+-- Options common to every relay, and per target.
+CREATE FUNCTION txbox._relay_check_options(target text, options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	allowed text[] := ARRAY['from', 'batch_size', 'max_attempts', 'backoff_max',
+							 'connect_timeout', 'statement_timeout'];
+BEGIN
+	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+		RAISE EXCEPTION 'relay options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass options such as ''{"server": "billing", "batch_size": 1000}''.';
+	END IF;
+	IF target = 'postgres' THEN
+		allowed := allowed || 'server'::text;
+		IF NOT options ? 'server' THEN
+			RAISE EXCEPTION 'a postgres relay needs the option "server"'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ..., dbname ...) and a USER MAPPING, then pass ''{"server": "name"}''.';
+		END IF;
+	ELSIF target = 'notify' THEN
+		allowed := allowed || 'channel'::text;
+		IF NOT options ? 'channel' OR jsonb_typeof(options->'channel') <> 'string'
+		   OR options->>'channel' = '' OR length(options->>'channel') >= 64 THEN
+			RAISE EXCEPTION 'a notify relay needs the option "channel" (a name of up to 63 characters)'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Pass ''{"channel": "orders_events"}''.';
+		END IF;
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(options) LOOP
+		IF NOT k = ANY (allowed) THEN
+			RAISE EXCEPTION 'unknown relay option "%"', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('Options of a %s relay: %s.', target, array_to_string(allowed, ', '));
+		END IF;
+	END LOOP;
+	IF options ? 'from' AND NOT (options->>'from') IN ('now', 'beginning') THEN
+		RAISE EXCEPTION 'relay option "from" must be "now" or "beginning"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = '"beginning" also delivers the messages still retained in the outbox.';
+	END IF;
+	IF options ? 'batch_size' AND (jsonb_typeof(options->'batch_size') <> 'number'
+	   OR (options->>'batch_size')::numeric NOT BETWEEN 1 AND 100000
+	   OR (options->>'batch_size')::numeric <> trunc((options->>'batch_size')::numeric)) THEN
+		RAISE EXCEPTION 'relay option "batch_size" must be an integer from 1 to 100000'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"batch_size": 1000}''.';
+	END IF;
+	IF options ? 'max_attempts' AND (jsonb_typeof(options->'max_attempts') <> 'number'
+	   OR (options->>'max_attempts')::numeric NOT BETWEEN 1 AND 1000000
+	   OR (options->>'max_attempts')::numeric <> trunc((options->>'max_attempts')::numeric)) THEN
+		RAISE EXCEPTION 'relay option "max_attempts" must be an integer from 1 to 1000000'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"max_attempts": 10}''.';
+	END IF;
+	FOREACH k IN ARRAY ARRAY['backoff_max', 'connect_timeout', 'statement_timeout'] LOOP
+		IF options ? k THEN
+			BEGIN
+				IF (options->>k)::interval <= interval '0' OR (options->>k)::interval > interval '1 day' THEN
+					RAISE EXCEPTION USING ERRCODE = 'invalid_datetime_format';
+				END IF;
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
+				RAISE EXCEPTION 'relay option "%" must be an interval between 0 and 1 day', k
+					USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": "30s"}''.', k);
+			END;
+		END IF;
+	END LOOP;
+	RETURN options;
+END
+$$;
+
+-- A postgres relay's server must be a txbox_fdw server that role may use,
+-- with a user mapping for role (or PUBLIC).
+CREATE FUNCTION txbox._relay_check_server(server text, role regrole)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	srv oid;
+BEGIN
+	SELECT s.oid INTO srv FROM pg_foreign_server s
+	  JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+	 WHERE s.srvname = server AND w.fdwname = 'txbox_fdw';
+	IF srv IS NULL THEN
+		RAISE EXCEPTION 'server "%" does not exist or is not a txbox_fdw server', server
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').';
+	END IF;
+	IF NOT has_server_privilege(role, srv, 'USAGE') THEN
+		RAISE EXCEPTION 'permission denied for server "%"', server
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('GRANT USAGE ON FOREIGN SERVER %I TO %s.', server, role);
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_user_mapping
+					WHERE umserver = srv AND umuser IN (role, 0)) THEN
+		RAISE EXCEPTION 'user mapping for "%" on server "%" does not exist', role, server
+			USING ERRCODE = 'undefined_object',
+				  HINT = format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION txbox.create_relay(name text, target text, topics text[] DEFAULT NULL,
+								   options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t text;
+BEGIN
+	IF name IS NULL OR name !~ '^[A-Za-z0-9._-]{1,60}$' THEN
+		RAISE EXCEPTION 'invalid relay name "%"', name
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Relay names are 1 to 60 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+	END IF;
+	IF target IS NULL OR target NOT IN ('postgres', 'notify') THEN
+		RAISE EXCEPTION 'unknown relay target "%"', target
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel).';
+	END IF;
+	IF topics IS NOT NULL THEN
+		IF cardinality(topics) = 0 THEN
+			RAISE EXCEPTION 'topics must not be an empty array'
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for all topics.';
+		END IF;
+		FOREACH t IN ARRAY topics LOOP
+			IF t IS NULL OR t !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+				RAISE EXCEPTION 'invalid topic name "%"', t
+					USING ERRCODE = 'invalid_name',
+						  HINT = 'Topic names are 1 to 249 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+			END IF;
+		END LOOP;
+	END IF;
+	options := txbox._relay_check_options(target, coalesce(options, '{}'));
+	IF target = 'postgres' THEN
+		PERFORM txbox._relay_check_server(options->>'server', txbox._caller());
+	END IF;
+	IF EXISTS (SELECT 1 FROM txbox.relays r WHERE r.name = create_relay.name) THEN
+		RAISE EXCEPTION 'relay "%" already exists', name
+			USING ERRCODE = 'duplicate_object', HINT = 'Drop it first, or pick another name.';
+	END IF;
+	INSERT INTO txbox.relays (name, target, topics, options, owner, snapshot)
+	VALUES (name, target, topics, options, txbox._caller(),
+			CASE WHEN options->>'from' = 'beginning' THEN '1:1:'::pg_snapshot
+				 ELSE pg_current_snapshot() END);
+	PERFORM txbox._workers_available();
+	PERFORM txbox._wake_at_commit(false, true, false);
+END
+$$;
+COMMENT ON FUNCTION txbox.create_relay(text, text, text[], jsonb) IS
+	'create a relay that delivers committed messages (of topics, or all) to a target';
+
+-- The relay row, locked; errors clearly if there is none or the caller
+-- may not change it (only its owner's members and superusers may).
+CREATE FUNCTION txbox._relay_lock(name text)
+RETURNS txbox.relays
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r txbox.relays;
+BEGIN
+	SELECT * INTO r FROM txbox.relays WHERE relays.name = _relay_lock.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relay "%" does not exist', name
+			USING ERRCODE = 'undefined_object', HINT = 'See SELECT name FROM txbox.relay_status.';
+	END IF;
+	IF NOT pg_has_role(txbox._caller(), r.owner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be a member of role "%" to change relay "%"', r.owner, name
+			USING ERRCODE = 'insufficient_privilege', HINT = 'Only the relay''s owner may change it.';
+	END IF;
+	RETURN r;
+END
+$$;
+
+CREATE FUNCTION txbox.drop_relay(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM txbox._relay_lock(name);
+	DELETE FROM txbox.relays WHERE relays.name = drop_relay.name;
+	PERFORM txbox._wake_at_commit(false, true, false);
+END
+$$;
+
+CREATE FUNCTION txbox.pause_relay(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM txbox._relay_lock(name);
+	UPDATE txbox.relays SET paused = true WHERE relays.name = pause_relay.name;
+	PERFORM txbox._wake_at_commit(false, true, false);
+END
+$$;
+
+CREATE FUNCTION txbox.resume_relay(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM txbox._relay_lock(name);
+	UPDATE txbox.relays SET paused = false WHERE relays.name = resume_relay.name;
+	PERFORM txbox._wake_at_commit(false, true, false);
+END
+$$;
+
+-- Merge options into the relay's (a null value removes an option).
+CREATE FUNCTION txbox.alter_relay(name text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r txbox.relays := txbox._relay_lock(name);
+	merged jsonb;
+BEGIN
+	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+		RAISE EXCEPTION 'relay options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"batch_size": 500}''.';
+	END IF;
+	IF options ? 'from' THEN
+		RAISE EXCEPTION 'option "from" only applies when a relay is created'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Drop and create the relay to deliver from the beginning.';
+	END IF;
+	merged := jsonb_strip_nulls(r.options || options);
+	merged := txbox._relay_check_options(r.target, merged);
+	IF r.target = 'postgres' THEN
+		PERFORM txbox._relay_check_server(merged->>'server', r.owner);
+	END IF;
+	UPDATE txbox.relays SET options = merged WHERE relays.name = alter_relay.name;
+	PERFORM txbox._wake_at_commit(true, true, false);
+END
+$$;
+
+-- Send a dead letter again, to its relay only.  Returns the new message's
+-- outbox id (the message id stays the same, so targets deduplicate).
+CREATE FUNCTION txbox.replay_dead_letter(dead_letter_id bigint)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	d txbox.dead_letters;
+BEGIN
+	SELECT * INTO d FROM txbox.dead_letters x
+	 WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'dead letter % does not exist', dead_letter_id
+			USING ERRCODE = 'undefined_object', HINT = 'See SELECT * FROM txbox.dead_letters.';
+	END IF;
+	PERFORM txbox._republish(d.relay, d.message_id, d.topic, d.key, d.headers,
+							 d.payload, d.payload_bytes);
+	UPDATE txbox.dead_letters x SET replayed_at = now()
+	 WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id;
+	RETURN d.message_id;
+END
+$$;
+
+CREATE FUNCTION txbox._republish(relay text, message_id uuid, topic text, key text,
+								 headers jsonb, payload jsonb, payload_bytes bytea)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_republish';
+
+-- Committed messages a relay has not delivered yet (its backlog).
+CREATE FUNCTION txbox._relay_backlog(r txbox.relays, OUT messages bigint, OUT oldest timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(*), min(o.published_at)
+	  FROM txbox.outbox o
+	 WHERE o.txid >= pg_snapshot_xmin(r.snapshot)
+	   AND NOT pg_visible_in_snapshot(o.txid, r.snapshot)
+	   AND (r.topics IS NULL OR o.topic = ANY (r.topics))
+	   AND (o.relay IS NULL OR o.relay = r.name)
+	   AND NOT (r.batch_snapshot IS NOT NULL
+				AND pg_visible_in_snapshot(o.txid, r.batch_snapshot)
+				AND o.id <= r.batch_last_id)
+$$;
+
+CREATE VIEW txbox.relay_status AS
+SELECT r.name, r.target, r.topics, r.owner,
+	   CASE WHEN r.paused THEN 'paused' ELSE r.state END AS state,
+	   r.snapshot AS position,
+	   r.last_delivered_at,
+	   b.messages AS lag_messages,
+	   coalesce(extract(epoch FROM now() - b.oldest), 0)::double precision AS lag_seconds,
+	   now() - b.oldest AS oldest_undelivered_age,
+	   r.delivered, r.retried, r.dead_lettered,
+	   r.last_error, r.last_error_at,
+	   r.options
+  FROM txbox.relays r, LATERAL txbox._relay_backlog(r) b;
+COMMENT ON VIEW txbox.relay_status IS 'one row per relay: state, position, lag, counters, last error';
+
+------------------------------------------------------------------------
+-- Retention, run by the per-database manager (src/manager.c)
+------------------------------------------------------------------------
+
+CREATE FUNCTION txbox._maintain()
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	g txbox._generation;
+	e txbox._generation_end;
+	retention interval := current_setting('txbox.outbox_retention')::interval;
+BEGIN
+	-- Outbox: rotate when the current generation is older than half the
+	-- retention and the oldest one was switched away from more than the
+	-- retention ago and is delivered by every relay (paused ones too).
+	SELECT * INTO g FROM txbox._generation WHERE relname = 'outbox';
+	IF g.switched_at > now() - greatest(retention / 2, interval '1s') THEN
+		RETURN;
+	END IF;
+	SELECT * INTO e FROM txbox._generation_end
+	 WHERE relname = 'outbox' AND gen = (g.current_gen + 1) % g.generations;
+	IF FOUND AND (e.ended_at > now() - retention
+				  OR EXISTS (SELECT 1 FROM txbox.relays r
+							  WHERE NOT pg_visible_in_snapshot(e.ended_xid, r.snapshot))) THEN
+		RETURN;
+	END IF;
+	BEGIN
+		PERFORM txbox._switch_generation('outbox');
+	EXCEPTION WHEN lock_not_available THEN
+		RETURN;		-- writers busy: next round
+	END;
+END
+$$;
+
+------------------------------------------------------------------------
 -- Privileges.  Nothing for PUBLIC; see README "Grants" for the roles.
 ------------------------------------------------------------------------
 
 REVOKE ALL ON ALL TABLES IN SCHEMA txbox FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA txbox FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA txbox FROM PUBLIC;
+
+-- A new txbox database: have the launcher start its manager at commit.
+SELECT txbox._wake_at_commit(false, false, true);

@@ -1,23 +1,29 @@
 /*-------------------------------------------------------------------------
  * txbox.c
- *		Module load: the txbox.* settings.
+ *		Module load: the txbox.* settings, and the worker tree when preloaded.
  *
  * The SQL API works whether or not txbox is in shared_preload_libraries;
- * everything here is safe to run when the library is loaded on first use.
+ * only shared memory and the launcher need preloading.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "txbox.h"
+#include "workers.h"
 
 PG_MODULE_MAGIC;
 
 int			txbox_max_payload_size = 1024 * 1024;	/* bytes */
 int			txbox_idempotency_ttl = 24 * 60 * 60;	/* seconds */
 int			txbox_dedup_retention = 7 * 24 * 60 * 60;	/* seconds */
+int			txbox_max_workers = 16;
+int			txbox_poll_interval = 1000; /* ms */
+int			txbox_batch_size = 1000;
+int			txbox_outbox_retention = 5 * 60;	/* seconds */
 
 void		_PG_init(void);
 
@@ -48,7 +54,47 @@ _PG_init(void)
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("txbox.poll_interval",
+							"How often relays look at the outbox when no commit woke them.",
+							"Publishing transactions wake relays at commit; this is the fallback.",
+							&txbox_poll_interval,
+							1000, 10, 60 * 60 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.batch_size",
+							"Messages a relay delivers per round trip, unless its batch_size option says otherwise.",
+							NULL,
+							&txbox_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.outbox_retention",
+							"How long delivered messages stay in the outbox.",
+							"Undelivered messages are never removed.",
+							&txbox_outbox_retention,
+							5 * 60, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("txbox.max_workers",
+								"Most txbox background workers (managers and relays) at once.",
+								"Each also takes one of max_worker_processes.",
+								&txbox_max_workers,
+								16, 1, 1024,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("txbox");
 
 	txbox_generation_init();
+
+	/* the worker tree exists only when preloaded, and never in pg_upgrade */
+	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
+	{
+		txbox_shmem_init();
+		txbox_launcher_register();
+	}
 }

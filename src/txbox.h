@@ -37,6 +37,7 @@ typedef enum TxboxRotated
 	TXBOX_OUTBOX = 0,
 	TXBOX_INBOX_DEDUP,
 	TXBOX_IDEMPOTENCY_KEYS,
+	TXBOX_INBOX,
 	TXBOX_NUM_ROTATED
 } TxboxRotated;
 

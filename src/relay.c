@@ -1,0 +1,661 @@
+/*-------------------------------------------------------------------------
+ * relay.c
+ *		The relay worker: moves committed outbox messages to one target, in
+ *		commit order, at least once.
+ *
+ * Reading the outbox in commit order (PgQ's snapshot batches).  A relay's
+ * position is a transaction snapshot `prev`: every message whose writing
+ * transaction is visible in prev is delivered.  A batch is what committed
+ * between prev and a newer snapshot `cur`: messages whose txid is visible
+ * in cur but not in prev.  Those are the transactions in prev's in-progress
+ * list (late committers, however low their ids) plus those started since
+ * prev.xmax, so neither a late committer is skipped nor does an unrelated
+ * long open transaction hold delivery back or make batches rescan the
+ * outbox.  Batches follow each other in commit order; within a batch the
+ * messages go in id (publish) order, which keeps every transaction's
+ * messages in publish order and any transaction that began publishing after
+ * another committed behind it.
+ *
+ * A batch's (txid, id) keys are read once, sorted by id, and delivered in
+ * pages of batch_size.  After each page the position (prev, cur, last id
+ * delivered) is saved; a crash repeats at most the page in flight, which
+ * the target drops as a duplicate (it deduplicates by message_id).
+ *
+ * Failures.  Any error (target down, authentication, timeouts, even a
+ * local one) is caught, recorded in txbox.relays (state 'retrying',
+ * last_error, retried), and retried with capped exponential backoff with
+ * jitter; nothing is skipped.  A page the target rejects for its data is
+ * retried one message at a time; a message rejected max_attempts times goes
+ * to txbox.dead_letters and the relay goes on.
+ *
+ * The worker runs as the relay's owner (its user mapping, its password);
+ * its bookkeeping in txbox's own tables runs as the extension's owner.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/xid8.h"
+#include "utils/syscache.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "relay.h"
+#include "txbox.h"
+#include "workers.h"
+
+/* field4 of the lock that makes a relay run in one worker at a time */
+#define TXBOX_LOCKTAG_RELAY		0x7479
+
+/* How often an idle relay saves a position that moved without messages. */
+#define RELAY_IDLE_SAVE_MS		10000
+
+/* the batch in progress: its snapshots and its keys in delivery order */
+typedef struct RelayBatch
+{
+	char	   *prev;			/* snapshot text: delivered up to here */
+	char	   *cur;			/* NULL: no batch open */
+	int64		last_id;		/* delivered within the batch up to this id */
+	int			nkeys;
+	int			next;			/* index of the next key to deliver */
+	FullTransactionId *txids;
+	int64	   *ids;
+	int			isolate_until;	/* deliver one at a time below this index */
+	int			attempts;		/* consecutive rejections of keys[next] */
+} RelayBatch;
+
+static MemoryContext relay_batch_cxt;	/* lives as long as the batch */
+static RelayBatch batch;
+static Oid	relay_extowner = InvalidOid;
+static Oid	relay_saved_userid;
+static int	relay_saved_secctx;
+static int	relay_failures = 0;	/* consecutive failed iterations */
+static char *relay_source = NULL;	/* "database/relay", as the inbox records it */
+
+static TxboxPlan relay_load_plan = {
+	"SELECT name, target, owner::oid, paused, options->>'server', options->>'channel',"
+	" coalesce((options->>'batch_size')::int, $2),"
+	" coalesce((options->>'max_attempts')::int, 10),"
+	" (extract(epoch FROM coalesce((options->>'backoff_max')::interval, '30s')) * 1000)::int,"
+	" (extract(epoch FROM coalesce((options->>'connect_timeout')::interval, '10s')) * 1000)::int,"
+	" (extract(epoch FROM coalesce((options->>'statement_timeout')::interval, '60s')) * 1000)::int,"
+	" topics, snapshot::text, batch_snapshot::text, batch_last_id"
+	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
+	2, {INT4OID, INT4OID}
+};
+
+static TxboxPlan relay_snapshot_plan = {
+	"SELECT pg_catalog.pg_current_snapshot()::text",
+	0, {InvalidOid}
+};
+
+static TxboxPlan relay_keys_plan = {
+	"SELECT o.txid, o.id FROM txbox.outbox o"
+	" WHERE ((o.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax($1::pg_catalog.pg_snapshot)"
+	"         AND o.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot))"
+	"        OR o.txid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip($1::pg_catalog.pg_snapshot))))"
+	"   AND pg_catalog.pg_visible_in_snapshot(o.txid, $2::pg_catalog.pg_snapshot)"
+	"   AND ($3::text[] IS NULL OR o.topic OPERATOR(pg_catalog.=) ANY ($3::text[]))"
+	"   AND (o.relay IS NULL OR o.relay OPERATOR(pg_catalog.=) $4)"
+	"   AND o.id OPERATOR(pg_catalog.>) $5"
+	" ORDER BY o.id",
+	5, {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, INT8OID}
+};
+
+/* one page as arrays (for a remote target), in delivery order */
+static TxboxPlan relay_page_plan = {
+	"SELECT pg_catalog.array_agg(o.message_id ORDER BY k.ord),"
+	" pg_catalog.array_agg(o.topic ORDER BY k.ord),"
+	" pg_catalog.array_agg(o.key ORDER BY k.ord),"
+	" pg_catalog.array_agg(o.headers ORDER BY k.ord),"
+	" pg_catalog.array_agg(o.payload ORDER BY k.ord),"
+	" pg_catalog.array_agg(o.payload_bytes ORDER BY k.ord),"
+	" pg_catalog.array_agg(o.published_at ORDER BY k.ord),"
+	" pg_catalog.count(*)"
+	" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::bigint[]))"
+	" WITH ORDINALITY AS k(txid, id, ord)"
+	" JOIN txbox.outbox o ON o.txid OPERATOR(pg_catalog.=) k.txid AND o.id OPERATOR(pg_catalog.=) k.id",
+	2, {XID8ARRAYOID, INT8ARRAYOID}
+};
+
+/* one page sent with NOTIFY, in delivery order, in the relay's transaction */
+static TxboxPlan relay_notify_plan = {
+	"SELECT pg_catalog.count(pg_catalog.pg_notify($3,"
+	"   CASE WHEN pg_catalog.octet_length((m.meta OPERATOR(pg_catalog.||) m.body)::text) OPERATOR(pg_catalog.<) 7900"
+	"        THEN (m.meta OPERATOR(pg_catalog.||) m.body)::text"
+	"        ELSE (m.meta OPERATOR(pg_catalog.||) '{\"payload_omitted\": true}'::jsonb)::text END))"
+	" FROM (SELECT pg_catalog.jsonb_build_object('message_id', o.message_id, 'topic', o.topic,"
+	"              'key', o.key, 'headers', o.headers) AS meta,"
+	"         CASE WHEN o.payload_bytes IS NULL THEN pg_catalog.jsonb_build_object('payload', o.payload)"
+	"              ELSE pg_catalog.jsonb_build_object('payload_base64', pg_catalog.encode(o.payload_bytes, 'base64')) END AS body"
+	"       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::bigint[]))"
+	"       WITH ORDINALITY AS k(txid, id, ord)"
+	"       JOIN txbox.outbox o ON o.txid OPERATOR(pg_catalog.=) k.txid AND o.id OPERATOR(pg_catalog.=) k.id"
+	"       ORDER BY k.ord OFFSET 0) m",
+	3, {XID8ARRAYOID, INT8ARRAYOID, TEXTOID}
+};
+
+static TxboxPlan relay_save_plan = {
+	"UPDATE txbox.relays SET snapshot = $2::pg_catalog.pg_snapshot,"
+	" batch_snapshot = $3::pg_catalog.pg_snapshot, batch_last_id = $4,"
+	" delivered = delivered OPERATOR(pg_catalog.+) $5,"
+	" dead_lettered = dead_lettered OPERATOR(pg_catalog.+) $6,"
+	" last_delivered_at = CASE WHEN $5 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() ELSE last_delivered_at END,"
+	" state = 'running'"
+	" WHERE relay_id OPERATOR(pg_catalog.=) $1",
+	6, {INT4OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}
+};
+
+static TxboxPlan relay_error_plan = {
+	"UPDATE txbox.relays SET state = $2, last_error = $3, last_error_at = pg_catalog.now(),"
+	" retried = retried OPERATOR(pg_catalog.+) 1"
+	" WHERE relay_id OPERATOR(pg_catalog.=) $1",
+	3, {INT4OID, TEXTOID, TEXTOID}
+};
+
+static TxboxPlan relay_dead_letter_plan = {
+	"INSERT INTO txbox.dead_letters (relay, message_id, topic, key, headers, payload,"
+	" payload_bytes, published_at, attempts, last_error)"
+	" SELECT $3, message_id, topic, key, headers, payload, payload_bytes, published_at, $4, $5"
+	" FROM txbox.outbox WHERE txid OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2",
+	5, {XID8OID, INT8OID, TEXTOID, INT4OID, TEXTOID}
+};
+
+/*
+ * A transaction for the relay's bookkeeping: SPI connected, a snapshot
+ * pushed, running as the extension's owner.  Memory allocated meanwhile is
+ * in the caller's context and survives the commit.
+ */
+static MemoryContext relay_caller_cxt;
+
+static void
+relay_xact_begin(const char *activity)
+{
+	pgstat_report_activity(STATE_RUNNING, activity);
+	SetCurrentStatementStartTimestamp();
+	relay_caller_cxt = CurrentMemoryContext;
+	StartTransactionCommand();
+	/* results (SPI_datumTransfer, palloc) outlive the transaction */
+	MemoryContextSwitchTo(relay_caller_cxt);
+	GetUserIdAndSecContext(&relay_saved_userid, &relay_saved_secctx);
+	if (!OidIsValid(relay_extowner))
+	{
+		Oid			extoid = get_extension_oid("txbox", false);
+		HeapTuple	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "txbox: extension %u not found", extoid);
+		relay_extowner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		ReleaseSysCache(tup);
+	}
+	SetUserIdAndSecContext(relay_extowner,
+						   relay_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+relay_xact_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(relay_saved_userid, relay_saved_secctx);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(relay_caller_cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Copy column col of the first SPI result row as text (palloc'd in cxt), or NULL. */
+static char *
+relay_text_col(int col, MemoryContext cxt)
+{
+	char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+static int32
+relay_int_col(int col)
+{
+	bool		isnull;
+
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull));
+}
+
+/*
+ * Read the relay's configuration (into cfg, in cxt) and, when no batch is
+ * open in memory, its saved position.  Returns false if the relay is gone or
+ * paused.  Must run inside relay_xact_begin.
+ */
+static bool
+relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
+		   MemoryContext cxt)
+{
+	Datum		args[2] = {Int32GetDatum(relay_id), Int32GetDatum(txbox_batch_size)};
+	bool		isnull;
+
+	if (txbox_exec(&relay_load_plan, args, NULL, false, 1) != 1)
+		return false;
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
+		return false;
+
+	cfg->relay_id = relay_id;
+	cfg->name = relay_text_col(1, cxt);
+	cfg->target = relay_text_col(2, cxt);
+	cfg->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	cfg->server = relay_text_col(5, cxt);
+	cfg->channel = relay_text_col(6, cxt);
+	cfg->batch_size = relay_int_col(7);
+	cfg->max_attempts = relay_int_col(8);
+	cfg->backoff_max_ms = relay_int_col(9);
+	cfg->connect_timeout_ms = relay_int_col(10);
+	cfg->statement_timeout_ms = relay_int_col(11);
+
+	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, topics_null);
+	if (!*topics_null)
+		*topics = SPI_datumTransfer(*topics, false, -1);
+
+	if (batch.prev == NULL)
+	{
+		batch.prev = relay_text_col(13, relay_batch_cxt);
+		batch.cur = relay_text_col(14, relay_batch_cxt);
+		SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull);
+		batch.last_id = isnull ? 0 :
+			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull));
+	}
+	return true;
+}
+
+/*
+ * Open a batch: take cur (unless resuming a saved one) and read its keys.
+ * Must run inside relay_xact_begin.
+ */
+static void
+relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
+{
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			n;
+	MemoryContext old;
+
+	if (batch.cur == NULL)
+	{
+		txbox_exec(&relay_snapshot_plan, NULL, NULL, false, 1);
+		batch.cur = relay_text_col(1, relay_batch_cxt);
+		batch.last_id = 0;
+	}
+
+	args[0] = CStringGetTextDatum(batch.prev);
+	args[1] = CStringGetTextDatum(batch.cur);
+	args[2] = topics;
+	nulls[2] = topics_null ? 'n' : ' ';
+	args[3] = CStringGetTextDatum(cfg->name);
+	args[4] = Int64GetDatum(batch.last_id);
+	n = txbox_exec(&relay_keys_plan, args, nulls, true, 0);
+
+	old = MemoryContextSwitchTo(relay_batch_cxt);
+	batch.nkeys = n;
+	batch.next = 0;
+	batch.isolate_until = 0;
+	batch.attempts = 0;
+	batch.txids = palloc(sizeof(FullTransactionId) * Max(n, 1));
+	batch.ids = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		batch.txids[i] = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull));
+		batch.ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* The keys [from, from + n) as SPI arguments (xid8[], bigint[]). */
+static void
+relay_key_args(int from, int n, Datum *args)
+{
+	Datum	   *txids = palloc(sizeof(Datum) * n);
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		txids[i] = FullTransactionIdGetDatum(batch.txids[from + i]);
+		ids[i] = Int64GetDatum(batch.ids[from + i]);
+	}
+	args[0] = PointerGetDatum(construct_array(txids, n, XID8OID, sizeof(FullTransactionId),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * Save the position after delivering keys up to (not including) upto, in
+ * the current transaction.  When the batch is complete, cur becomes prev.
+ */
+static void
+relay_save(RelayConfig *cfg, int upto, int64 delivered, int64 dead)
+{
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		complete = (upto >= batch.nkeys);
+
+	if (upto > 0)
+		batch.last_id = batch.ids[upto - 1];
+	args[0] = Int32GetDatum(cfg->relay_id);
+	args[1] = CStringGetTextDatum(complete ? batch.cur : batch.prev);
+	args[2] = complete ? (Datum) 0 : CStringGetTextDatum(batch.cur);
+	nulls[2] = complete ? 'n' : ' ';
+	args[3] = Int64GetDatum(batch.last_id);
+	nulls[3] = complete ? 'n' : ' ';
+	args[4] = Int64GetDatum(delivered);
+	args[5] = Int64GetDatum(dead);
+	txbox_exec(&relay_save_plan, args, nulls, false, 0);
+}
+
+/* The batch is done: cur becomes prev (the caller saved it). */
+static void
+relay_close_batch(void)
+{
+	char	   *cur = batch.cur;
+
+	MemoryContextReset(relay_batch_cxt);
+	memset(&batch, 0, sizeof(batch));
+	batch.prev = cur ? MemoryContextStrdup(relay_batch_cxt, cur) : NULL;
+}
+
+/* Record a failure in txbox.relays, in its own transaction. */
+static void
+relay_record_error(int32 relay_id, const char *state, const char *message)
+{
+	Datum		args[3] = {Int32GetDatum(relay_id), CStringGetTextDatum(state),
+	CStringGetTextDatum(message)};
+
+	relay_xact_begin("txbox relay: recording an error");
+	txbox_exec(&relay_error_plan, args, NULL, false, 0);
+	relay_xact_commit();
+}
+
+/*
+ * Deliver the next page of the open batch.  Returns the result; on failure
+ * *error says why (palloc'd).
+ */
+static DeliveryResult
+relay_deliver_page(RelayConfig *cfg, char **error)
+{
+	int			n = Min(cfg->batch_size, batch.nkeys - batch.next);
+	Datum		args[3];
+	DeliveryResult res;
+
+	if (batch.next < batch.isolate_until)
+		n = 1;
+
+	if (strcmp(cfg->target, "notify") == 0)
+	{
+		/* NOTIFY and the position commit together: exactly once */
+		relay_xact_begin("txbox relay: notify");
+		relay_key_args(batch.next, n, args);
+		args[2] = CStringGetTextDatum(cfg->channel);
+		txbox_exec(&relay_notify_plan, args, NULL, false, 1);
+		relay_save(cfg, batch.next + n, n, 0);
+		relay_xact_commit();
+		batch.next += n;
+		return DELIVERY_OK;
+	}
+	else
+	{
+		RelayPage	page;
+		int			inserted = 0;
+		bool		isnull;
+
+		/* read the page into memory, then deliver outside any transaction */
+		relay_xact_begin("txbox relay: reading a batch");
+		relay_key_args(batch.next, n, args);
+		txbox_exec(&relay_page_plan, args, NULL, false, 1);
+		page.count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												 RELAY_PAGE_COLUMNS + 1, &isnull));
+		if (page.count != n)
+			elog(ERROR, "txbox relay \"%s\": %d of %d messages of a batch are missing from the outbox",
+				 cfg->name, n - (int) page.count, n);
+		for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
+		{
+			Datum		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											c + 1, &isnull);
+			bytea	   *wire = DatumGetByteaPP(OidFunctionCall1(F_ARRAY_SEND, arr));
+
+			page.columns[c] = (bytea *) SPI_datumTransfer(PointerGetDatum(wire), false, -1);
+		}
+		relay_xact_commit();
+
+		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
+		res = txbox_postgres_deliver(cfg, relay_source, &page, &inserted, error);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (res != DELIVERY_OK)
+			return res;
+
+		relay_xact_begin("txbox relay: saving position");
+		relay_save(cfg, batch.next + n, n, 0);
+		relay_xact_commit();
+		batch.next += n;
+		return DELIVERY_OK;
+	}
+}
+
+/* keys[next] was rejected max_attempts times: dead-letter it and go on. */
+static void
+relay_dead_letter(RelayConfig *cfg, const char *error)
+{
+	Datum		args[5];
+
+	relay_xact_begin("txbox relay: dead-lettering a message");
+	args[0] = FullTransactionIdGetDatum(batch.txids[batch.next]);
+	args[1] = Int64GetDatum(batch.ids[batch.next]);
+	args[2] = CStringGetTextDatum(cfg->name);
+	args[3] = Int32GetDatum(batch.attempts);
+	args[4] = CStringGetTextDatum(error);
+	txbox_exec(&relay_dead_letter_plan, args, NULL, false, 0);
+	relay_save(cfg, batch.next + 1, 0, 1);
+	relay_xact_commit();
+	batch.next++;
+	batch.attempts = 0;
+}
+
+/*
+ * One unit of work.  Returns the milliseconds to sleep before the next one
+ * (0: more work is waiting), or -1 when the relay is gone or paused.
+ */
+static long
+relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
+{
+	RelayConfig cfg;
+	Datum		topics;
+	bool		topics_null;
+	char	   *error = NULL;
+	DeliveryResult res;
+
+	relay_xact_begin("txbox relay: reading position");
+	if (!relay_load(relay_id, &cfg, &topics, &topics_null, loop_cxt))
+	{
+		relay_xact_commit();
+		return -1;
+	}
+	if (relay_source == NULL)
+	{
+		relay_source = MemoryContextStrdup(TopMemoryContext,
+										   psprintf("%s/%s", get_database_name(MyDatabaseId),
+													cfg.name));
+		pgstat_report_appname(psprintf("txbox relay %s", cfg.name));
+	}
+	if (batch.cur == NULL || batch.txids == NULL)
+		relay_open_batch(&cfg, topics, topics_null);
+	if (batch.nkeys == batch.next)
+	{
+		/* nothing (more) to deliver: the batch is done */
+		bool		moved = strcmp(batch.prev, batch.cur) != 0;
+		TimestampTz now = GetCurrentTimestamp();
+		bool		had_keys = batch.nkeys > 0;
+
+		/* a batch with messages saved itself with its last page */
+		if (!had_keys && moved &&
+			TimestampDifferenceExceeds(*last_save, now, RELAY_IDLE_SAVE_MS))
+		{
+			relay_save(&cfg, batch.nkeys, 0, 0);
+			*last_save = now;
+		}
+		relay_xact_commit();
+		relay_close_batch();
+		relay_failures = 0;
+		return had_keys ? 0 : txbox_poll_interval;
+	}
+	relay_xact_commit();
+
+	res = relay_deliver_page(&cfg, &error);
+	if (res == DELIVERY_OK)
+	{
+		relay_failures = 0;
+		batch.attempts = 0;
+		return 0;
+	}
+
+	if (res == DELIVERY_REJECTED)
+	{
+		if (batch.next >= batch.isolate_until &&
+			Min(cfg.batch_size, batch.nkeys - batch.next) > 1)
+		{
+			/* find the culprit: one message at a time through this page */
+			batch.isolate_until = batch.next + Min(cfg.batch_size, batch.nkeys - batch.next);
+			relay_record_error(relay_id, "retrying", error);
+			return 0;
+		}
+		batch.attempts++;
+		if (batch.attempts >= cfg.max_attempts)
+		{
+			ereport(LOG,
+					(errmsg("txbox relay \"%s\": message rejected %d times, moved to txbox.dead_letters: %s",
+							cfg.name, batch.attempts, error)));
+			relay_dead_letter(&cfg, error);
+			return 0;
+		}
+	}
+
+	relay_failures++;
+	relay_record_error(relay_id, "retrying", error);
+	return txbox_backoff_ms(relay_failures, cfg.backoff_max_ms);
+}
+
+static void
+relay_lock_or_exit(TxboxSlot *slot)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) slot->relay_id, TXBOX_LOCKTAG_RELAY);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		/* another worker runs this relay already */
+		slot->clean_exit = true;
+		proc_exit(0);
+	}
+}
+
+void
+txbox_relay_main(Datum arg)
+{
+	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
+	int32		relay_id = slot->relay_id;
+	MemoryContext loop_cxt;
+	TimestampTz last_save = 0;
+	long		sleep_ms = 0;
+
+	txbox_worker_init_signals();
+	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
+	relay_lock_or_exit(slot);
+
+	/* page fetches probe the (txid, id) index key by key */
+	SetConfigOption("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay loop", ALLOCSET_DEFAULT_SIZES);
+	relay_batch_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay batch", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		if (txbox_database_is_being_dropped())
+		{
+			slot->clean_exit = true;
+			proc_exit(0);
+		}
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		PG_TRY();
+		{
+			sleep_ms = relay_iterate(relay_id, loop_cxt, &last_save);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(loop_cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			MemoryContextSwitchTo(loop_cxt);
+			SetUserIdAndSecContext(relay_saved_userid, relay_saved_secctx);
+			txbox_postgres_disconnect();
+			ereport(LOG,
+					(errmsg("txbox relay %d: %s", relay_id, edata->message)));
+			relay_failures++;
+			relay_record_error(relay_id, "failed", edata->message);
+			/* the open batch is re-read from the saved position */
+			MemoryContextReset(relay_batch_cxt);
+			memset(&batch, 0, sizeof(batch));
+			sleep_ms = txbox_backoff_ms(relay_failures, 30000);
+		}
+		PG_END_TRY();
+
+		if (sleep_ms < 0)
+		{
+			/* paused or dropped */
+			slot->clean_exit = true;
+			proc_exit(0);
+		}
+		if (sleep_ms > 0)
+		{
+			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
+
+			/* wake at least every second to notice DROP DATABASE */
+			for (;;)
+			{
+				long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+				/* a commit cuts an idle sleep short, not a backoff */
+				if (txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION) &&
+					relay_failures == 0)
+					break;
+				if (left <= 1000)
+					break;
+				if (txbox_database_is_being_dropped())
+					break;
+			}
+		}
+	}
+}

@@ -1,0 +1,277 @@
+/*-------------------------------------------------------------------------
+ * shmem.c
+ *		txbox's shared memory: the worker slots of the launcher, the
+ *		per-database managers and the relay workers, and commit-time
+ *		wake-ups.
+ *
+ * Exists only when txbox is in shared_preload_libraries; every function
+ * here is a no-op without it, so the SQL API works either way.
+ *
+ * Slots.  txbox.max_workers slots; a starter claims one for each worker it
+ * starts (kind, database, relay id) and hands the slot number to the worker
+ * as its main argument; the worker fills in its PGPROC, and marks the slot
+ * exited when it ends; the starter then releases it (workers.h).  Readers that only want to set a latch read a slot without
+ * the lock: a stale PGPROC pointer at worst wakes another process, which is
+ * harmless.
+ *
+ * Wake-ups.  A transaction that published (or changed relays) notes it in
+ * backend-local flags; the transaction callback sets the latches of the
+ * relay workers (or manager, launcher) of this database only once the
+ * commit is visible, so a woken worker sees the new rows.  Nothing is done
+ * per publish: a flag and, at commit, a scan of max_workers slots.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+
+#include "txbox.h"
+#include "workers.h"
+
+TxboxShared *txbox_shared = NULL;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+
+/* wake-ups pending until this transaction commits */
+static bool wake_relays_at_commit = false;
+static bool wake_manager_at_commit = false;
+static bool wake_launcher_at_commit = false;
+static bool xact_callback_registered = false;
+
+static Size
+txbox_shmem_size(void)
+{
+	return add_size(offsetof(TxboxShared, slots),
+					mul_size(sizeof(TxboxSlot), txbox_max_workers));
+}
+
+static void
+txbox_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(txbox_shmem_size());
+	RequestNamedLWLockTranche("txbox", 1);
+}
+
+static void
+txbox_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	txbox_shared = ShmemInitStruct("txbox", txbox_shmem_size(), &found);
+	if (!found)
+	{
+		memset(txbox_shared, 0, txbox_shmem_size());
+		txbox_shared->lock = &(GetNamedLWLockTranche("txbox"))->lock;
+		txbox_shared->nslots = txbox_max_workers;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Called from _PG_init while preloading. */
+void
+txbox_shmem_init(void)
+{
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = txbox_shmem_request;
+#else
+	txbox_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = txbox_shmem_startup;
+}
+
+/* Set the latch of every live slot of kind in database dboid (any: InvalidOid). */
+static void
+wake_slots(TxboxWorkerKind kind, Oid dboid)
+{
+	if (txbox_shared == NULL)
+		return;
+	for (int i = 0; i < txbox_shared->nslots; i++)
+	{
+		TxboxSlot  *s = &txbox_shared->slots[i];
+		PGPROC	   *proc = s->proc;
+
+		if (s->in_use && s->kind == kind && proc != NULL &&
+			(dboid == InvalidOid || s->dboid == dboid))
+			SetLatch(&proc->procLatch);
+	}
+}
+
+void
+txbox_wake_launcher(void)
+{
+	PGPROC	   *proc;
+
+	if (txbox_shared == NULL)
+		return;
+	proc = txbox_shared->launcher;
+	if (proc != NULL)
+		SetLatch(&proc->procLatch);
+}
+
+void
+txbox_wake_manager(Oid dboid)
+{
+	wake_slots(TXBOX_WORKER_MANAGER, dboid);
+}
+
+void
+txbox_wake_relays(Oid dboid)
+{
+	wake_slots(TXBOX_WORKER_RELAY, dboid);
+}
+
+static void
+txbox_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_relays_at_commit)
+				txbox_wake_relays(MyDatabaseId);
+			if (wake_manager_at_commit)
+				txbox_wake_manager(MyDatabaseId);
+			if (wake_launcher_at_commit)
+				txbox_wake_launcher();
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_relays_at_commit = false;
+			wake_manager_at_commit = false;
+			wake_launcher_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * txbox_wake_at_commit -- when this transaction commits, wake what it
+ * concerns.  Cheap enough for every publish.
+ */
+void
+txbox_wake_at_commit(bool relays, bool manager, bool launcher)
+{
+	if (txbox_shared == NULL)
+		return;
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(txbox_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_relays_at_commit |= relays;
+	wake_manager_at_commit |= manager;
+	wake_launcher_at_commit |= launcher;
+}
+
+/*
+ * txbox_slot_claim -- reserve a free slot for a worker of kind in dboid.
+ * Returns its index, or -1 when all txbox.max_workers slots are taken.
+ */
+int
+txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 relay_id)
+{
+	int			found = -1;
+
+	LWLockAcquire(txbox_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < txbox_shared->nslots; i++)
+	{
+		TxboxSlot  *s = &txbox_shared->slots[i];
+
+		if (!s->in_use)
+		{
+			memset(s, 0, sizeof(TxboxSlot));
+			s->in_use = true;
+			s->kind = kind;
+			s->dboid = dboid;
+			s->relay_id = relay_id;
+			s->generation = ++txbox_shared->generation;
+			found = i;
+			break;
+		}
+	}
+	LWLockRelease(txbox_shared->lock);
+	return found;
+}
+
+/* Give a slot back: its worker has ended (or never started). */
+void
+txbox_slot_release(int slot)
+{
+	LWLockAcquire(txbox_shared->lock, LW_EXCLUSIVE);
+	memset(&txbox_shared->slots[slot], 0, sizeof(TxboxSlot));
+	LWLockRelease(txbox_shared->lock);
+}
+
+static void
+slot_detach(int code, Datum arg)
+{
+	TxboxSlot  *s = &txbox_shared->slots[DatumGetInt32(arg)];
+
+	LWLockAcquire(txbox_shared->lock, LW_EXCLUSIVE);
+	s->pid = 0;
+	s->proc = NULL;
+	s->exited = true;
+	LWLockRelease(txbox_shared->lock);
+}
+
+/*
+ * txbox_slot_gone -- has the worker of this (in-use) slot ended?  handle is
+ * the starter's handle for it, or NULL for an adopted worker.
+ */
+bool
+txbox_slot_gone(int slot, BackgroundWorkerHandle *handle)
+{
+	pid_t		pid;
+
+	if (txbox_shared->slots[slot].exited)
+		return true;
+	return handle != NULL &&
+		GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED;
+}
+
+/*
+ * txbox_slot_attach -- called by a starting worker: record our PGPROC in the
+ * slot our starter reserved, and release it when we exit.
+ */
+TxboxSlot *
+txbox_slot_attach(int slot)
+{
+	TxboxSlot  *s;
+
+	if (txbox_shared == NULL || slot < 0 || slot >= txbox_shared->nslots)
+		elog(ERROR, "txbox: invalid worker slot %d", slot);
+	s = &txbox_shared->slots[slot];
+	LWLockAcquire(txbox_shared->lock, LW_EXCLUSIVE);
+	if (!s->in_use)
+	{
+		LWLockRelease(txbox_shared->lock);
+		elog(ERROR, "txbox: worker slot %d is not reserved", slot);
+	}
+	s->pid = MyProcPid;
+	s->proc = MyProc;
+	LWLockRelease(txbox_shared->lock);
+	before_shmem_exit(slot_detach, Int32GetDatum(slot));
+	return s;
+}

@@ -1,0 +1,350 @@
+/*-------------------------------------------------------------------------
+ * targets/postgres.c
+ *		The postgres target: deliver a relay's messages into another
+ *		PostgreSQL database's txbox.inbox, over libpq.
+ *
+ * The endpoint is a FOREIGN SERVER of txbox_fdw and the credentials the
+ * relay owner's USER MAPPING, as postgres_fdw keeps them (fdw.c validates
+ * the options).  A relay owned by a non-superuser must authenticate with a
+ * password, unless a superuser set password_required 'false' on the
+ * mapping, exactly as postgres_fdw requires.
+ *
+ * libpq is used without ever blocking: PQconnectStartParams/PQconnectPoll
+ * and PQsendQueryParams/PQconsumeInput, each wait a WaitLatchOrSocket with
+ * a deadline, so SIGTERM, pg_terminate_backend and postmaster death are
+ * honoured at once even when the target hangs.  TCP keepalives are on.  A
+ * page of messages is one statement, SELECT txbox._inbox_receive(...) with
+ * one binary array per column, run as its own remote transaction: the
+ * remote inbox drops message ids it already has, so repeating a page after
+ * an unknown outcome (timeout, crash) is harmless.
+ *
+ * Error texts returned to the relay (and shown in txbox.relay_status) come
+ * from libpq's messages and the remote server's; they never include the
+ * connection options, so no password can leak into them.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "relay.h"
+#include "txbox.h"
+#include "workers.h"
+
+static PGconn *pg_conn = NULL;
+static char *pg_conn_server = NULL;	/* the server pg_conn is for */
+
+static const char *pg_receive_sql =
+"SELECT txbox._inbox_receive($1, $2::uuid[], $3::text[], $4::text[],"
+" $5::jsonb[], $6::jsonb[], $7::bytea[], $8::timestamptz[])";
+
+void
+txbox_postgres_disconnect(void)
+{
+	if (pg_conn != NULL)
+		PQfinish(pg_conn);
+	pg_conn = NULL;
+	if (pg_conn_server != NULL)
+		pfree(pg_conn_server);
+	pg_conn_server = NULL;
+}
+
+/* *error = a copy of libpq's message, one line, prefixed with what failed */
+static char *
+pg_error(const char *what, const char *msg)
+{
+	char	   *s = psprintf("%s: %s", what, msg ? msg : "unknown error");
+	int			len = strlen(s);
+
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' '))
+		s[--len] = '\0';
+	for (char *p = s; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	return s;
+}
+
+/*
+ * Wait until the socket is ready for reading or writing, or the deadline.
+ * Returns false on timeout.  Our latch (a commit, a reload) does not end
+ * the wait; interrupts (SIGTERM) do, through CHECK_FOR_INTERRUPTS.
+ */
+static bool
+pg_wait_socket(bool for_write, TimestampTz deadline)
+{
+	for (;;)
+	{
+		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		int			rc;
+
+		if (timeout <= 0)
+			return false;
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH |
+							   (for_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE),
+							   PQsocket(pg_conn), timeout, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+			return true;
+	}
+}
+
+/* Look up the server and the owner's user mapping: libpq keywords/values. */
+static void
+pg_conn_params(const RelayConfig *cfg, const char ***keywords, const char ***values,
+			   bool *has_password, bool *password_required)
+{
+	ForeignServer *server = GetForeignServerByName(cfg->server, false);
+	UserMapping *um = GetUserMapping(cfg->owner, server->serverid);
+	int			n = list_length(server->options) + list_length(um->options) + 10;
+	const char **kw = palloc0(sizeof(char *) * n);
+	const char **val = palloc0(sizeof(char *) * n);
+	int			i = 0;
+	ListCell   *lc;
+
+	*has_password = false;
+	*password_required = true;
+	foreach(lc, server->options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		kw[i] = d->defname;
+		val[i++] = defGetString(d);
+	}
+	foreach(lc, um->options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, "password_required") == 0)
+		{
+			*password_required = defGetBoolean(d);
+			continue;
+		}
+		if (strcmp(d->defname, "password") == 0)
+			*has_password = true;
+		kw[i] = d->defname;
+		val[i++] = defGetString(d);
+	}
+	kw[i] = "fallback_application_name";
+	val[i++] = psprintf("txbox relay %s", cfg->name);
+	kw[i] = "keepalives";
+	val[i++] = "1";
+	kw[i] = "keepalives_idle";
+	val[i++] = "10";
+	kw[i] = "keepalives_interval";
+	val[i++] = "5";
+	kw[i] = "keepalives_count";
+	val[i++] = "3";
+	kw[i] = "options";
+	val[i++] = psprintf("-c statement_timeout=%d", cfg->statement_timeout_ms);
+	kw[i] = NULL;
+	val[i] = NULL;
+	*keywords = kw;
+	*values = val;
+}
+
+/*
+ * Connect without blocking.  Returns NULL when connected, else the reason.
+ * Configuration errors (no such server, no user mapping, a non-superuser
+ * without a password) are raised as ERRORs: the relay records them.
+ */
+static char *
+pg_connect(const RelayConfig *cfg)
+{
+	const char **keywords;
+	const char **values;
+	bool		has_password;
+	bool		password_required;
+	bool		superuser = superuser_arg(cfg->owner);
+	TimestampTz deadline;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (pg_conn != NULL && pg_conn_server != NULL &&
+		strcmp(pg_conn_server, cfg->server) == 0 && PQstatus(pg_conn) == CONNECTION_OK)
+		return NULL;
+	txbox_postgres_disconnect();
+
+	pg_conn_params(cfg, &keywords, &values, &has_password, &password_required);
+	if (!superuser && password_required && !has_password)
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("password is required"),
+				 errdetail("Relay \"%s\" belongs to a non-superuser, whose user mapping for server \"%s\" must contain a password.",
+						   cfg->name, cfg->server),
+				 errhint("Add the option password to the user mapping (ALTER USER MAPPING ... OPTIONS (ADD password '...')).")));
+
+	pg_conn = PQconnectStartParams(keywords, values, false);
+	if (pg_conn == NULL)
+		return pstrdup("could not connect: out of memory");
+	if (PQstatus(pg_conn) == CONNECTION_BAD)
+	{
+		char	   *e = pg_error("could not connect to the target", PQerrorMessage(pg_conn));
+
+		txbox_postgres_disconnect();
+		return e;
+	}
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cfg->connect_timeout_ms);
+	for (;;)
+	{
+		if (st == PGRES_POLLING_OK)
+			break;
+		if (st == PGRES_POLLING_FAILED)
+		{
+			char	   *e = pg_error("could not connect to the target", PQerrorMessage(pg_conn));
+
+			txbox_postgres_disconnect();
+			return e;
+		}
+		if (!pg_wait_socket(st == PGRES_POLLING_WRITING, deadline))
+		{
+			txbox_postgres_disconnect();
+			return psprintf("could not connect to the target: timed out after %d ms",
+							cfg->connect_timeout_ms);
+		}
+		st = PQconnectPoll(pg_conn);
+	}
+
+	if (!superuser && password_required && !PQconnectionUsedPassword(pg_conn))
+	{
+		txbox_postgres_disconnect();
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("password is required"),
+				 errdetail("Non-superuser relay \"%s\" cannot connect if the target server does not request a password.",
+						   cfg->name),
+				 errhint("Target server's authentication method must be changed, or a superuser may set password_required 'false' in the user mapping.")));
+	}
+	if (PQsetnonblocking(pg_conn, 1) != 0)
+	{
+		char	   *e = pg_error("could not configure the connection", PQerrorMessage(pg_conn));
+
+		txbox_postgres_disconnect();
+		return e;
+	}
+	pg_conn_server = MemoryContextStrdup(TopMemoryContext, cfg->server);
+	return NULL;
+}
+
+/* Data errors the target raises for the messages themselves. */
+static bool
+pg_sqlstate_is_rejection(const char *sqlstate)
+{
+	return sqlstate != NULL &&
+		(strncmp(sqlstate, "22", 2) == 0 ||	/* data exception */
+		 strncmp(sqlstate, "23", 2) == 0 ||	/* integrity constraint */
+		 strcmp(sqlstate, "54000") == 0);	/* program limit: too large */
+}
+
+/*
+ * txbox_postgres_deliver -- store page in the target's txbox.inbox.
+ *
+ * Called outside any transaction.  Returns DELIVERY_OK with *inserted = the
+ * number of messages that were new there, DELIVERY_REJECTED when the target
+ * refused the data, DELIVERY_RETRY otherwise; *error says why.
+ */
+DeliveryResult
+txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
+					   const RelayPage *page, int *inserted, char **error)
+{
+	const char *values[RELAY_PAGE_COLUMNS + 1];
+	int			lengths[RELAY_PAGE_COLUMNS + 1];
+	int			formats[RELAY_PAGE_COLUMNS + 1];
+	Oid			types[RELAY_PAGE_COLUMNS + 1] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID};
+	TimestampTz deadline;
+	PGresult   *res;
+	DeliveryResult result = DELIVERY_OK;
+	int			flush;
+	MemoryContext caller = CurrentMemoryContext;
+
+	/* catalog lookups for the connection need a transaction */
+	StartTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	*error = pg_connect(cfg);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	if (*error != NULL)
+		return DELIVERY_RETRY;
+
+	values[0] = source;
+	lengths[0] = 0;
+	formats[0] = 0;
+	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
+	{
+		values[c + 1] = VARDATA_ANY(page->columns[c]);
+		lengths[c + 1] = VARSIZE_ANY_EXHDR(page->columns[c]);
+		formats[c + 1] = 1;
+	}
+
+	/* the statement may take statement_timeout there; allow a little more */
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   cfg->statement_timeout_ms + 5000);
+	if (!PQsendQueryParams(pg_conn, pg_receive_sql, RELAY_PAGE_COLUMNS + 1, types,
+						   values, lengths, formats, 0))
+	{
+		*error = pg_error("could not send to the target", PQerrorMessage(pg_conn));
+		txbox_postgres_disconnect();
+		return DELIVERY_RETRY;
+	}
+	while ((flush = PQflush(pg_conn)) == 1)
+	{
+		if (!pg_wait_socket(true, deadline))
+			break;
+	}
+	if (flush != 0)
+	{
+		*error = flush < 0 ? pg_error("could not send to the target", PQerrorMessage(pg_conn))
+			: psprintf("timed out after %d ms sending to the target", cfg->statement_timeout_ms + 5000);
+		txbox_postgres_disconnect();
+		return DELIVERY_RETRY;
+	}
+
+	/* collect every result until NULL, keeping the first failure */
+	for (;;)
+	{
+		while (PQisBusy(pg_conn))
+		{
+			if (!pg_wait_socket(false, deadline) || !PQconsumeInput(pg_conn))
+			{
+				if (*error == NULL)
+					*error = PQstatus(pg_conn) == CONNECTION_BAD || !PQconsumeInput(pg_conn)
+						? pg_error("lost the connection to the target", PQerrorMessage(pg_conn))
+						: psprintf("timed out after %d ms waiting for the target",
+								   cfg->statement_timeout_ms + 5000);
+				txbox_postgres_disconnect();
+				return DELIVERY_RETRY;
+			}
+		}
+		res = PQgetResult(pg_conn);
+		if (res == NULL)
+			break;
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+			*inserted = atoi(PQgetvalue(res, 0, 0));
+		else if (*error == NULL)
+		{
+			const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+			*error = pg_error(psprintf("the target refused the messages (SQLSTATE %s)",
+									   sqlstate ? sqlstate : "unknown"),
+							  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+			result = pg_sqlstate_is_rejection(sqlstate) ? DELIVERY_REJECTED : DELIVERY_RETRY;
+		}
+		PQclear(res);
+	}
+	if (PQstatus(pg_conn) == CONNECTION_BAD)
+		txbox_postgres_disconnect();
+	return result;
+}

@@ -1,0 +1,147 @@
+/*-------------------------------------------------------------------------
+ * worker_util.c
+ *		What every txbox background worker does the same way: signals,
+ *		latch waits, noticing DROP DATABASE, starting workers, backoff.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_database.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "txbox.h"
+#include "workers.h"
+
+/*
+ * txbox_worker_init_signals -- SIGHUP reloads the configuration at the next
+ * wait, SIGTERM ends the worker at the next CHECK_FOR_INTERRUPTS (which
+ * every wait and every libpq wait does).
+ */
+void
+txbox_worker_init_signals(void)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+}
+
+/*
+ * txbox_worker_wait -- sleep until our latch is set or timeout_ms passes;
+ * handle interrupts and configuration reloads.  Returns true if the latch
+ * was set (work may be waiting).
+ */
+bool
+txbox_worker_wait(long timeout_ms, uint32 wait_event)
+{
+	int			rc;
+
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   timeout_ms, wait_event);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+	return (rc & WL_LATCH_SET) != 0;
+}
+
+/*
+ * txbox_database_is_being_dropped -- true when another session holds a
+ * conflicting lock on our database: DROP DATABASE (and ALTER DATABASE
+ * RENAME / SET TABLESPACE) take it exclusively, then wait a few seconds for
+ * other sessions to leave.  PostgreSQL before 18 does not end background
+ * workers for them, so txbox workers check this at every wake-up and exit.
+ */
+bool
+txbox_database_is_being_dropped(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	if (LockAcquire(&tag, AccessShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, AccessShareLock, false);
+	return false;
+}
+
+/*
+ * txbox_start_worker -- register a dynamic worker running function (in this
+ * library) with slot as its argument, connecting as userid, and wait until
+ * it started.  Returns false, with a warning, when no background worker
+ * slot is free.  *handle is allocated in TopMemoryContext.
+ */
+bool
+txbox_start_worker(const char *type, const char *name, const char *function,
+				   int slot, Oid userid, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker;
+	pid_t		pid;
+	bool		registered;
+	MemoryContext old;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "txbox", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	worker.bgw_main_arg = Int32GetDatum(slot);
+	memcpy(worker.bgw_extra, &userid, sizeof(Oid));
+	worker.bgw_notify_pid = MyProcPid;
+
+	/* the handle outlives the caller's transaction */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("txbox could not start \"%s\": no background worker slot is free", name),
+				 errhint("Raise max_worker_processes (each relay needs one, plus one manager per database and the launcher).")));
+		return false;
+	}
+	if (WaitForBackgroundWorkerStartup(*handle, &pid) != BGWH_STARTED)
+		return false;
+	return true;
+}
+
+/* The role a worker was started to run as (bgw_extra). */
+Oid
+txbox_worker_userid(void)
+{
+	Oid			userid;
+
+	memcpy(&userid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	return userid;
+}
+
+/*
+ * txbox_backoff_ms -- exponential backoff with jitter for the attempt-th
+ * consecutive failure (1-based): 100 ms doubling, capped at max_ms, then a
+ * random 50-100% of it so that many workers do not retry in step.
+ */
+long
+txbox_backoff_ms(int attempt, long max_ms)
+{
+	double		ms = 100.0;
+
+	for (int i = 1; i < attempt && ms < max_ms; i++)
+		ms *= 2;
+	if (ms > max_ms)
+		ms = max_ms;
+	return (long) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
+}

@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ * workers.h
+ *		The background worker tree: launcher -> per-database manager ->
+ *		relay workers, and the shared memory they coordinate through.
+ *
+ *	launcher.c	one per cluster; starts a manager for every database
+ *				that has txbox installed
+ *	manager.c	one per database; starts a worker per relay, restarts
+ *				them with backoff, rotates the outbox
+ *	relay.c		one per relay; moves committed outbox messages to its
+ *				target (targets/postgres.c, targets/notify.c)
+ *	shmem.c		worker slots and commit-time wake-ups
+ *-------------------------------------------------------------------------
+ */
+#ifndef TXBOX_WORKERS_H
+#define TXBOX_WORKERS_H
+
+#include "postgres.h"
+
+#include "postmaster/bgworker.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+
+typedef enum TxboxWorkerKind
+{
+	TXBOX_WORKER_MANAGER = 1,
+	TXBOX_WORKER_RELAY
+} TxboxWorkerKind;
+
+typedef struct TxboxSlot
+{
+	bool		in_use;
+	TxboxWorkerKind kind;
+	Oid			dboid;
+	int32		relay_id;		/* relay workers */
+	uint64		generation;		/* tells a reused slot from the old one */
+	pid_t		pid;			/* 0 until the worker attached */
+	PGPROC	   *proc;
+	bool		exited;			/* the worker ran and has exited */
+	bool		clean_exit;	/* ended on purpose (no txbox here; relay paused or dropped): no backoff */
+} TxboxSlot;
+
+/*
+ * A slot's life: the starter (launcher or manager) claims it and starts the
+ * worker; the worker attaches, and marks it exited when it ends; the starter
+ * releases it once it sees the worker gone (exited, or its handle stopped).
+ * A starter that restarts adopts the running workers of its slots.
+ */
+
+typedef struct TxboxShared
+{
+	LWLock	   *lock;			/* slot allocation */
+	PGPROC	   *launcher;
+	uint64		generation;
+	int			nslots;
+	TxboxSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} TxboxShared;
+
+extern TxboxShared *txbox_shared;
+
+/* settings only the workers use (txbox.c) */
+extern int	txbox_max_workers;
+extern int	txbox_poll_interval;	/* ms */
+extern int	txbox_batch_size;
+extern int	txbox_outbox_retention;	/* s */
+
+/* shmem.c */
+extern void txbox_shmem_init(void);
+extern void txbox_wake_launcher(void);
+extern void txbox_wake_manager(Oid dboid);
+extern void txbox_wake_relays(Oid dboid);
+extern void txbox_wake_at_commit(bool relays, bool manager, bool launcher);
+extern int	txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 relay_id);
+extern void txbox_slot_release(int slot);
+extern TxboxSlot *txbox_slot_attach(int slot);
+extern bool txbox_slot_gone(int slot, BackgroundWorkerHandle *handle);
+
+/* launcher.c, manager.c, relay.c: worker entry points */
+extern void txbox_launcher_register(void);
+extern PGDLLEXPORT void txbox_launcher_main(Datum arg);
+extern PGDLLEXPORT void txbox_manager_main(Datum arg);
+extern PGDLLEXPORT void txbox_relay_main(Datum arg);
+
+/* worker_util.c: what every txbox worker does the same way */
+extern void txbox_worker_init_signals(void);
+extern bool txbox_worker_wait(long timeout_ms, uint32 wait_event);
+extern bool txbox_database_is_being_dropped(void);
+extern bool txbox_start_worker(const char *type, const char *name,
+							   const char *function, int slot, Oid userid,
+							   BackgroundWorkerHandle **handle);
+extern Oid	txbox_worker_userid(void);
+extern long txbox_backoff_ms(int attempt, long max_ms);
+
+#endif							/* TXBOX_WORKERS_H */
