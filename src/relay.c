@@ -107,15 +107,8 @@ static TxboxPlan relay_snapshot_plan = {
 };
 
 static TxboxPlan relay_keys_plan = {
-	"SELECT o.txid, o.id FROM txbox.outbox o"
-	" WHERE ((o.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax($1::pg_catalog.pg_snapshot)"
-	"         AND o.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot))"
-	"        OR o.txid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip($1::pg_catalog.pg_snapshot))))"
-	"   AND pg_catalog.pg_visible_in_snapshot(o.txid, $2::pg_catalog.pg_snapshot)"
-	"   AND ($3::text[] IS NULL OR o.topic OPERATOR(pg_catalog.=) ANY ($3::text[]))"
-	"   AND (o.relay IS NULL OR o.relay OPERATOR(pg_catalog.=) $4)"
-	"   AND o.id OPERATOR(pg_catalog.>) $5"
-	" ORDER BY o.id",
+	"SELECT txid, id FROM txbox._batch_keys($1::pg_catalog.pg_snapshot,"
+	" $2::pg_catalog.pg_snapshot, $3, $4, $5)",
 	5, {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, INT8OID}
 };
 

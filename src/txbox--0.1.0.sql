@@ -565,6 +565,29 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_republish';
 
+-- The keys of a relay batch, in delivery order: messages of transactions
+-- that committed between snapshots prev and cur (visible in cur, not in
+-- prev), of the relay's topics, after after_id.  The late committers in
+-- prev's in-progress list are found by txid, the rest by the txid range
+-- from prev's xmax: an open transaction never makes a batch rescan.
+-- (src/relay.c explains the ordering.)
+CREATE FUNCTION txbox._batch_keys(prev pg_snapshot, cur pg_snapshot, topics text[],
+								  relay text, after_id bigint DEFAULT 0)
+RETURNS TABLE (txid xid8, id bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT o.txid, o.id
+	  FROM txbox.outbox o
+	 WHERE ((o.txid >= pg_snapshot_xmax(prev) AND o.txid < pg_snapshot_xmax(cur))
+			OR o.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev))))
+	   AND pg_visible_in_snapshot(o.txid, cur)
+	   AND (topics IS NULL OR o.topic = ANY (topics))
+	   AND (o.relay IS NULL OR o.relay = relay)
+	   AND o.id > after_id
+	 ORDER BY o.id
+$$;
+
 -- Committed messages a relay has not delivered yet (its backlog).
 CREATE FUNCTION txbox._relay_backlog(r txbox.relays, OUT messages bigint, OUT oldest timestamptz)
 LANGUAGE sql STABLE

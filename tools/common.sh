@@ -7,8 +7,12 @@
 
 TXBOX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TXBOX_PG_VERSION=${TXBOX_PG_VERSION:-15}
-TXBOX_BINDIR=/usr/lib/postgresql/$TXBOX_PG_VERSION/bin
-TXBOX_PGXS=/usr/lib/postgresql/$TXBOX_PG_VERSION/lib/pgxs
+# TXBOX_PREFIX: run against a copy of the PostgreSQL installation under
+# this directory (installed there with make install DESTDIR=...), e.g. to
+# develop without touching the system's.
+TXBOX_PREFIX=${TXBOX_PREFIX:-}
+TXBOX_BINDIR=$TXBOX_PREFIX/usr/lib/postgresql/$TXBOX_PG_VERSION/bin
+TXBOX_PGXS=$TXBOX_PREFIX/usr/lib/postgresql/$TXBOX_PG_VERSION/lib/pgxs
 TXBOX_USER=${TXBOX_USER:-txbox}
 
 txbox_log() { printf '== %s\n' "$*" >&2; }
