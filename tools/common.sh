@@ -59,7 +59,8 @@ txbox_as_user() {
 	chown -R "$TXBOX_USER" "$work"
 	txbox_log "running as $TXBOX_USER in $work"
 	local rc=0
-	runuser -u "$TXBOX_USER" -- env PATH="$PATH" HOME="$work" CI="${CI:-}" bash "$work/$script" "$@" || rc=$?
+	runuser -u "$TXBOX_USER" -- env PATH="$PATH" HOME="$work" CI="${CI:-}" \
+		TXBOX_PREFIX="$TXBOX_PREFIX" TAP_TESTS="${TAP_TESTS:-}" bash "$work/$script" "$@" || rc=$?
 	# keep the copy (results, logs) only when something failed
 	if [ $rc -eq 0 ]; then rm -rf "$work"; else txbox_log "results and logs kept in $work"; fi
 	return $rc
