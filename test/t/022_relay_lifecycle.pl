@@ -90,6 +90,19 @@ poll_ok($node, 'ledger', q{SELECT count(*) FROM txbox.inbox WHERE topic = 'b'},
 poll_ok($node, 'billing', q{SELECT count(*) FROM txbox.inbox WHERE topic = 'd'},
 	'1', 30, 'r_d delivers');
 
+# An idle worker tree does no busy work (SPEC 3): in 3 quiet seconds no
+# worker is started (databases without txbox, here postgres, are probed
+# again once a minute).  The postmaster logs each start at DEBUG1.
+$node->safe_psql('shop',
+	"ALTER SYSTEM SET log_min_messages = 'debug1'; SELECT pg_reload_conf();");
+sleep 1;
+my $from = -s $node->logfile;
+sleep 3;
+my $window = slurp_file($node->logfile, $from);
+$node->safe_psql('shop', 'ALTER SYSTEM RESET log_min_messages; SELECT pg_reload_conf();');
+my $starts = () = $window =~ /starting background worker process "txbox/g;
+cmp_ok($starts, '<=', 1, "idle: no txbox worker started over and over ($starts in 3 s)");
+
 ######################################################################
 # 4. Pause and resume
 ######################################################################
@@ -180,12 +193,12 @@ is( $node->safe_psql(
 		'postgres', qq{SELECT string_agg(backend_type, ',' ORDER BY backend_type)
 					  FROM pg_stat_activity WHERE datid = $dboid}),
 	'txbox manager,txbox relay', 'doomed has a manager and a relay worker');
+my $log_from = -s $node->logfile;
 $t0 = time();
 my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE doomed');
 $elapsed = time() - $t0;
 is($ret, 0, sprintf('DROP DATABASE succeeds under a running relay (%.2f s)', $elapsed))
   or diag $err;
-my $log_from = -s $node->logfile;
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE datid = $dboid"),
 	'0', 'no txbox worker left in the dropped database');
 # The launcher scans pg_database every 5 s: wait past one scan.
@@ -194,7 +207,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE dat
 	'0', 'the launcher starts no manager for the dropped database');
 my $log = slurp_file($node->logfile, $log_from);
 unlike($log, qr/database $dboid does not exist/,
-	'no manager tried to connect to the dropped database since');
+	'no manager was started again for the database being dropped');
 
 # the tree still serves the other databases
 $node->safe_psql('shop', q{SELECT txbox.publish('a', '{"n": 7}')});
@@ -202,4 +215,28 @@ poll_ok($node, 'billing', q{SELECT count(*) FROM txbox.inbox WHERE payload->>'n'
 	'1', 30, 'after DROP DATABASE, relays elsewhere still deliver');
 
 $node->stop;
+
+######################################################################
+# DROP DATABASE gives back the txbox.max_workers slots of its workers
+######################################################################
+
+my $small = PostgreSQL::Test::Cluster->new('small');
+$small->init;
+$small->append_conf('postgresql.conf', 'txbox.max_workers = 2');
+$small->start;
+# no manager for postgres: the launcher skips databases that refuse connections
+$small->safe_psql('template1', 'ALTER DATABASE postgres WITH ALLOW_CONNECTIONS false');
+for my $i (1, 2)
+{
+	$small->safe_psql('template1', "CREATE DATABASE cycle$i TEMPLATE template0");
+	$small->safe_psql(
+		"cycle$i", q{CREATE EXTENSION txbox;
+		  SELECT txbox.create_relay('r', 'notify', NULL, '{"channel": "events"}');
+		  SELECT txbox.publish('t', '{}');});
+	poll_ok($small, "cycle$i", q{SELECT delivered FROM txbox.relay_status WHERE name = 'r'},
+		'1', 15, "database $i of 2 in turn, max_workers 2: its manager and relay run");
+	$small->safe_psql('template1', "DROP DATABASE cycle$i");
+}
+$small->stop;
+
 done_testing();
