@@ -150,10 +150,11 @@ static TxboxPlan relay_save_plan = {
 	" batch_snapshot = $3::pg_catalog.pg_snapshot, batch_last_id = $4,"
 	" delivered = delivered OPERATOR(pg_catalog.+) $5,"
 	" dead_lettered = dead_lettered OPERATOR(pg_catalog.+) $6,"
+	" duplicates = duplicates OPERATOR(pg_catalog.+) $7,"
 	" last_delivered_at = CASE WHEN $5 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() ELSE last_delivered_at END,"
 	" state = 'running'"
 	" WHERE relay_id OPERATOR(pg_catalog.=) $1",
-	6, {INT4OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}
+	7, {INT4OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID}
 };
 
 static TxboxPlan relay_error_plan = {
@@ -342,13 +343,15 @@ relay_key_args(int from, int n, Datum *args)
 
 /*
  * Save the position after delivering keys up to (not including) upto, in
- * the current transaction.  When the batch is complete, cur becomes prev.
+ * the current transaction, and count what was delivered, dead-lettered and
+ * dropped by the target as already there.  When the batch is complete, cur
+ * becomes prev.
  */
 static void
-relay_save(RelayConfig *cfg, int upto, int64 delivered, int64 dead)
+relay_save(RelayConfig *cfg, int upto, int64 delivered, int64 dead, int64 duplicates)
 {
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		complete = (upto >= batch.nkeys);
 
 	if (upto > 0)
@@ -361,6 +364,7 @@ relay_save(RelayConfig *cfg, int upto, int64 delivered, int64 dead)
 	nulls[3] = complete ? 'n' : ' ';
 	args[4] = Int64GetDatum(delivered);
 	args[5] = Int64GetDatum(dead);
+	args[6] = Int64GetDatum(duplicates);
 	txbox_exec(&relay_save_plan, args, nulls, false, 0);
 }
 
@@ -408,7 +412,7 @@ relay_deliver_page(RelayConfig *cfg, char **error)
 		relay_key_args(batch.next, n, args);
 		args[2] = CStringGetTextDatum(cfg->channel);
 		txbox_exec(&relay_notify_plan, args, NULL, false, 1);
-		relay_save(cfg, batch.next + n, n, 0);
+		relay_save(cfg, batch.next + n, n, 0, 0);
 		relay_xact_commit();
 		batch.next += n;
 		return DELIVERY_OK;
@@ -445,7 +449,7 @@ relay_deliver_page(RelayConfig *cfg, char **error)
 			return res;
 
 		relay_xact_begin("txbox relay: saving position");
-		relay_save(cfg, batch.next + n, n, 0);
+		relay_save(cfg, batch.next + n, n, 0, n - inserted);
 		relay_xact_commit();
 		batch.next += n;
 		return DELIVERY_OK;
@@ -465,7 +469,7 @@ relay_dead_letter(RelayConfig *cfg, const char *error)
 	args[3] = Int32GetDatum(batch.attempts);
 	args[4] = CStringGetTextDatum(error);
 	txbox_exec(&relay_dead_letter_plan, args, NULL, false, 0);
-	relay_save(cfg, batch.next + 1, 0, 1);
+	relay_save(cfg, batch.next + 1, 0, 1, 0);
 	relay_xact_commit();
 	batch.next++;
 	batch.attempts = 0;
@@ -510,7 +514,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		if (!had_keys && moved &&
 			TimestampDifferenceExceeds(*last_save, now, RELAY_IDLE_SAVE_MS))
 		{
-			relay_save(&cfg, batch.nkeys, 0, 0);
+			relay_save(&cfg, batch.nkeys, 0, 0, 0);
 			*last_save = now;
 		}
 		relay_xact_commit();

@@ -239,6 +239,7 @@ CREATE TABLE txbox.relays (
 	delivered		bigint NOT NULL DEFAULT 0,
 	retried			bigint NOT NULL DEFAULT 0,
 	dead_lettered	bigint NOT NULL DEFAULT 0,
+	duplicates		bigint NOT NULL DEFAULT 0,	-- of delivered: already at the target (redelivered), dropped there
 	last_delivered_at timestamptz,
 	last_error		text,
 	last_error_at	timestamptz
@@ -612,7 +613,7 @@ SELECT r.name, r.target, r.topics, r.owner,
 	   b.messages AS lag_messages,
 	   coalesce(extract(epoch FROM now() - b.oldest), 0)::double precision AS lag_seconds,
 	   now() - b.oldest AS oldest_undelivered_age,
-	   r.delivered, r.retried, r.dead_lettered,
+	   r.delivered, r.retried, r.dead_lettered, r.duplicates,
 	   r.last_error, r.last_error_at,
 	   r.options
   FROM txbox.relays r, LATERAL txbox._relay_backlog(r) b;
