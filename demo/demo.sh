@@ -46,5 +46,38 @@ SELECT state, response, response_status
 \set ON_ERROR_STOP 0
 SELECT * FROM txbox.idempotency_begin('payments', 'req-abc', fingerprint => 'charge 99 EUR');
 SQL
+
+echo
+echo "5. A relay: orders published in database shop arrive in database billing's inbox."
+createdb shop
+createdb billing
+psql -X -q -d billing -c "CREATE EXTENSION txbox"
+psql -X -q -v ON_ERROR_STOP=1 -d shop <<SQL
+CREATE EXTENSION txbox;
+CREATE SERVER billing FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host '$PGHOST', port '$PGPORT', dbname 'billing');
+CREATE USER MAPPING FOR CURRENT_USER SERVER billing OPTIONS (user '$PGUSER');
+SELECT txbox.create_relay('to_billing', 'postgres', ARRAY['orders'], '{"server": "billing", "batch_size": 200}');
+SQL
+psql -X -q -d shop -c "SELECT txbox.publish('orders', jsonb_build_object('order', g, 'total', g * 10), 'customer-' || g % 7) FROM generate_series(1, 3) g" >/dev/null
+sleep 1
+psql -X -d billing -c "SELECT payload, key, source, received_at - published_at AS commit_to_inbox FROM txbox.inbox ORDER BY payload->>'order'"
+
+echo "6. 20,000 more orders, while the relay worker is terminated three times mid-stream."
+psql -X -q -d shop -c "SELECT txbox.publish('orders', jsonb_build_object('order', g, 'total', g * 10, 'note', repeat('x', 500)), 'customer-' || g % 7) FROM generate_series(4, 20003) g" >/dev/null &
+for i in 1 2 3; do
+	sleep 0.7
+	psql -X -q -At -d shop -c "SELECT 'terminated relay worker ' || pid || ': ' || pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'txbox relay'"
+done
+wait
+for i in $(seq 1 60); do
+	lag=$(psql -X -At -d shop -c "SELECT lag_messages FROM txbox.relay_status WHERE name = 'to_billing'")
+	[ "$lag" = 0 ] && break
+	sleep 1
+done
+psql -X -d shop -c "SELECT name, state, delivered, duplicates AS redelivered_duplicates_dropped, lag_messages, last_error FROM txbox.relay_status"
+published=$(psql -X -At -d shop -c "SELECT count(*) FROM txbox.outbox WHERE topic = 'orders'")
+inbox=$(psql -X -At -d billing -c "SELECT count(*) || ' rows, ' || count(DISTINCT message_id) || ' distinct message ids' FROM txbox.inbox")
+echo "published in shop: $published orders; in billing's inbox: $inbox"
+
 echo
 echo "demo finished"

@@ -78,10 +78,15 @@ manager_adopt_workers(void)
 	}
 }
 
-/* Release the slots of relay workers that ended; schedule restarts. */
-static void
+/*
+ * Release the slots of relay workers that ended; schedule restarts.  Returns
+ * when the earliest restart is due (0: none).
+ */
+static TimestampTz
 manager_reap(TimestampTz now)
 {
+	TimestampTz due = 0;
+
 	for (int i = 0; i < mgr_nrelays; i++)
 	{
 		ManagedRelay *r = &mgr_relays[i];
@@ -104,6 +109,14 @@ manager_reap(TimestampTz now)
 		r->handle = NULL;
 		r->slot = -1;
 	}
+	for (int i = 0; i < mgr_nrelays; i++)
+	{
+		ManagedRelay *r = &mgr_relays[i];
+
+		if (r->wanted && r->slot < 0 && (due == 0 || r->next_start < due))
+			due = r->next_start;
+	}
+	return due;
 }
 
 /*
@@ -229,6 +242,8 @@ txbox_manager_main(Datum arg)
 	TimestampTz last_reconcile = 0;
 	bool		woken = true;
 	bool		again;
+	TimestampTz restart_due;
+	long		timeout;
 
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, InvalidOid, 0);
@@ -242,9 +257,10 @@ txbox_manager_main(Datum arg)
 		if (txbox_database_is_being_dropped())
 			proc_exit(0);
 
-		manager_reap(now);
+		restart_due = manager_reap(now);
 		again = false;
-		if (woken || TimestampDifferenceExceeds(last_reconcile, now, MANAGER_WAKE_MS))
+		if (woken || (restart_due != 0 && now >= restart_due) ||
+			TimestampDifferenceExceeds(last_reconcile, now, MANAGER_WAKE_MS))
 		{
 			if (!manager_reconcile(now, &again))
 			{
@@ -260,6 +276,9 @@ txbox_manager_main(Datum arg)
 			last_maintain = now;
 		}
 		/* wake at least every second to notice DROP DATABASE */
-		woken = txbox_worker_wait(again ? 0 : 1000, PG_WAIT_EXTENSION) || again;
+		timeout = 1000;
+		if (restart_due != 0)
+			timeout = Max(0, Min(timeout, TimestampDifferenceMilliseconds(now, restart_due)));
+		woken = txbox_worker_wait(again ? 0 : timeout, PG_WAIT_EXTENSION) || again;
 	}
 }

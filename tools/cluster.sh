@@ -13,6 +13,7 @@ txbox_cluster_start() {
 		echo "unix_socket_directories = '$dir'"
 		echo "port = $port"
 		echo "max_prepared_transactions = 10"
+		echo "max_worker_processes = 16"
 		for c in "$@"; do echo "$c"; done
 	} >>"$dir/data/postgresql.conf"
 	pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
