@@ -128,22 +128,6 @@ static TxboxPlan relay_page_plan = {
 	2, {XID8ARRAYOID, INT8ARRAYOID}
 };
 
-/* one page sent with NOTIFY, in delivery order, in the relay's transaction */
-static TxboxPlan relay_notify_plan = {
-	"SELECT pg_catalog.count(pg_catalog.pg_notify($3,"
-	"   CASE WHEN pg_catalog.octet_length((m.meta OPERATOR(pg_catalog.||) m.body)::text) OPERATOR(pg_catalog.<) 7900"
-	"        THEN (m.meta OPERATOR(pg_catalog.||) m.body)::text"
-	"        ELSE (m.meta OPERATOR(pg_catalog.||) '{\"payload_omitted\": true}'::jsonb)::text END))"
-	" FROM (SELECT pg_catalog.jsonb_build_object('message_id', o.message_id, 'topic', o.topic,"
-	"              'key', o.key, 'headers', o.headers) AS meta,"
-	"         CASE WHEN o.payload_bytes IS NULL THEN pg_catalog.jsonb_build_object('payload', o.payload)"
-	"              ELSE pg_catalog.jsonb_build_object('payload_base64', pg_catalog.encode(o.payload_bytes, 'base64')) END AS body"
-	"       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::bigint[]))"
-	"       WITH ORDINALITY AS k(txid, id, ord)"
-	"       JOIN txbox.outbox o ON o.txid OPERATOR(pg_catalog.=) k.txid AND o.id OPERATOR(pg_catalog.=) k.id"
-	"       ORDER BY k.ord OFFSET 0) m",
-	3, {XID8ARRAYOID, INT8ARRAYOID, TEXTOID}
-};
 
 static TxboxPlan relay_save_plan = {
 	"UPDATE txbox.relays SET snapshot = $2::pg_catalog.pg_snapshot,"
@@ -399,7 +383,7 @@ static DeliveryResult
 relay_deliver_page(RelayConfig *cfg, char **error)
 {
 	int			n = Min(cfg->batch_size, batch.nkeys - batch.next);
-	Datum		args[3];
+	Datum		args[2];
 	DeliveryResult res;
 
 	if (batch.next < batch.isolate_until)
@@ -410,8 +394,7 @@ relay_deliver_page(RelayConfig *cfg, char **error)
 		/* NOTIFY and the position commit together: exactly once */
 		relay_xact_begin("txbox relay: notify");
 		relay_key_args(batch.next, n, args);
-		args[2] = CStringGetTextDatum(cfg->channel);
-		txbox_exec(&relay_notify_plan, args, NULL, false, 1);
+		txbox_notify_deliver(cfg, args[0], args[1]);
 		relay_save(cfg, batch.next + n, n, 0, 0);
 		relay_xact_commit();
 		batch.next += n;

@@ -55,4 +55,7 @@ extern DeliveryResult txbox_postgres_deliver(const RelayConfig *cfg,
 											 int *inserted, char **error);
 extern void txbox_postgres_disconnect(void);
 
+/* targets/notify.c */
+extern void txbox_notify_deliver(const RelayConfig *cfg, Datum txids, Datum ids);
+
 #endif							/* TXBOX_RELAY_H */

@@ -165,6 +165,33 @@ wait_delivered($remote, 'postgres', outbox_ids(''), 'other cluster, after an imm
 wait_delivered($source, 'billing', outbox_ids("WHERE topic = 'orders'"),
 	'other database, after an immediate stop');
 
+# 4. The notify target: NOTIFY with the message as JSON, in commit order.
+$source->safe_psql('shop',
+	q{SELECT txbox.create_relay('events', 'notify', ARRAY['shipping'], '{"channel": "shipping_events"}')});
+my $listen = IPC::Run::start(
+	[
+		'psql', '-X', '-h', $shost, '-p', $sport, '-d', 'shop',
+		'-c', 'LISTEN shipping_events', '-c', 'SELECT pg_sleep(4)'
+	],
+	'>', \my $listen_out, '2>', \my $listen_err);
+ok( $source->poll_query_until(
+		'shop', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'})
+	  && $source->poll_query_until(
+		'shop', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'txbox relay events'}),
+	'listener and notify relay ready');
+$source->safe_psql('shop',
+	q{SELECT txbox.publish('shipping', jsonb_build_object('parcel', g), 'p' || g) FROM generate_series(1, 3) g;
+	  SELECT txbox.publish_bytes('shipping', '\x0102'::bytea, 'bin');
+	  SELECT txbox.publish('shipping', jsonb_build_object('big', repeat('x', 9000)), 'big');});
+$listen->finish;
+my @notes = ($listen_out =~ /Asynchronous notification "shipping_events" with payload "(.*)" received/g);
+is(scalar(@notes), 5, 'one notification per message');
+like($notes[0], qr/"key": "p1".*"payload": \{"parcel": 1\}/, 'first message, as JSON');
+like($notes[2], qr/"payload": \{"parcel": 3\}/, 'publish order kept');
+like($notes[3], qr/"payload_base64": "AQI="/, 'binary payload base64-encoded');
+like($notes[4], qr/"payload_omitted": true/, 'a payload too large for NOTIFY is omitted');
+unlike($notes[4], qr/xxxx/, 'without its payload');
+
 $source->stop;
 $remote->stop;
 done_testing();

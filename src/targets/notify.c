@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ * targets/notify.c
+ *		The notify target: NOTIFY a channel for every message, for
+ *		listeners in the same database.
+ *
+ * Runs inside the relay's own transaction, which also saves the relay's
+ * position: the notifications are sent if and only if the position moves,
+ * so each message is notified once per commit of the relay.  The payload is
+ * JSON: message_id, topic, key, headers and the payload (binary ones as
+ * payload_base64); a message over NOTIFY's 8000-byte limit is sent without
+ * its payload, with "payload_omitted": true.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+#include "relay.h"
+#include "txbox.h"
+
+static TxboxPlan notify_plan = {
+	"SELECT pg_catalog.count(pg_catalog.pg_notify($3,"
+	"   CASE WHEN pg_catalog.octet_length((m.meta OPERATOR(pg_catalog.||) m.body)::text) OPERATOR(pg_catalog.<) 7900"
+	"        THEN (m.meta OPERATOR(pg_catalog.||) m.body)::text"
+	"        ELSE (m.meta OPERATOR(pg_catalog.||) '{\"payload_omitted\": true}'::jsonb)::text END))"
+	" FROM (SELECT pg_catalog.jsonb_build_object('message_id', o.message_id, 'topic', o.topic,"
+	"              'key', o.key, 'headers', o.headers) AS meta,"
+	"         CASE WHEN o.payload_bytes IS NULL THEN pg_catalog.jsonb_build_object('payload', o.payload)"
+	"              ELSE pg_catalog.jsonb_build_object('payload_base64', pg_catalog.encode(o.payload_bytes, 'base64')) END AS body"
+	"       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::bigint[]))"
+	"       WITH ORDINALITY AS k(txid, id, ord)"
+	"       JOIN txbox.outbox o ON o.txid OPERATOR(pg_catalog.=) k.txid AND o.id OPERATOR(pg_catalog.=) k.id"
+	"       ORDER BY k.ord OFFSET 0) m",
+	3, {XID8ARRAYOID, INT8ARRAYOID, TEXTOID}
+};
+
+/*
+ * txbox_notify_deliver -- NOTIFY cfg->channel for the messages whose keys
+ * are txids (xid8[]) and ids (bigint[]), in that order.  Must run in the
+ * relay's transaction, connected to SPI.
+ */
+void
+txbox_notify_deliver(const RelayConfig *cfg, Datum txids, Datum ids)
+{
+	Datum		args[3] = {txids, ids, CStringGetTextDatum(cfg->channel)};
+
+	txbox_exec(&notify_plan, args, NULL, false, 1);
+}
