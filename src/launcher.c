@@ -97,6 +97,7 @@ launcher_scan_databases(void)
 	for (int i = 0; i < launcher_ndbs; i++)
 		launcher_dbs[i].seen = false;
 
+	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	rel = table_open(DatabaseRelationId, AccessShareLock);
@@ -124,6 +125,24 @@ launcher_adopt_managers(void)
 
 		if (s->in_use && s->kind == TXBOX_WORKER_MANAGER)
 			launcher_db(s->dboid)->slot = i;
+	}
+}
+
+/*
+ * Relay slots whose database has no manager (it was dropped, or its manager
+ * ended) and whose worker ended: nobody else will release them.  Runs
+ * before managers start, so no manager is adopting them meanwhile.
+ */
+static void
+launcher_release_orphans(void)
+{
+	for (int i = 0; i < txbox_shared->nslots; i++)
+	{
+		TxboxSlot  *s = &txbox_shared->slots[i];
+
+		if (s->in_use && s->kind == TXBOX_WORKER_RELAY && s->exited &&
+			launcher_db(s->dboid)->slot < 0)
+			txbox_slot_release(i);
 	}
 }
 
@@ -159,8 +178,16 @@ launcher_reap_and_start(bool reprobe)
 			db->slot = -1;
 		}
 
-		if (reprobe && db->failures == 0)
+		if (reprobe && db->failures == 0 && db->slot < 0)
 			db->next_start = 0;
+
+	}
+
+	launcher_release_orphans();
+
+	for (int i = 0; i < launcher_ndbs; i++)
+	{
+		LauncherDb *db = &launcher_dbs[i];
 
 		if (db->seen && db->slot < 0 && now >= db->next_start)
 		{
@@ -210,16 +237,16 @@ txbox_launcher_main(Datum arg)
 	launcher_adopt_managers();
 	for (;;)
 	{
-		bool		woken;
+		bool		reprobe = txbox_shared->reprobe;
 
+		/*
+		 * Managers ending (we are their notify pid) and CREATE EXTENSION
+		 * txbox both set our latch; only the latter makes us probe the
+		 * databases without txbox again before their minute is up.
+		 */
+		txbox_shared->reprobe = false;
 		launcher_scan_databases();
-		launcher_reap_and_start(false);
-		woken = txbox_worker_wait(LAUNCHER_SCAN_MS, PG_WAIT_EXTENSION);
-		/* a latch set by CREATE EXTENSION (or a manager ending): probe now */
-		if (woken)
-		{
-			launcher_scan_databases();
-			launcher_reap_and_start(true);
-		}
+		launcher_reap_and_start(reprobe);
+		txbox_worker_wait(LAUNCHER_SCAN_MS, PG_WAIT_EXTENSION);
 	}
 }

@@ -134,6 +134,7 @@ manager_reconcile(TimestampTz now, bool *again)
 		char		name[NAMEDATALEN];
 	}		   *want = NULL;
 
+	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
 	StartTransactionCommand();
 	if (!OidIsValid(get_extension_oid("txbox", true)))
 	{
@@ -142,8 +143,19 @@ manager_reconcile(TimestampTz now, bool *again)
 	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (SPI_execute("SELECT relay_id, owner::oid, left(name, 60) FROM txbox.relays"
-					" WHERE NOT paused ORDER BY relay_id", true, 0) != SPI_OK_SELECT)
+	/*
+	 * A relay runs as its owner, so an owner that cannot log in (any more)
+	 * cannot run it: say so in its status instead of failing to start it.
+	 */
+	if (SPI_execute("UPDATE txbox.relays r SET state = 'failed', last_error_at = now(),"
+					" last_error = format('role %s cannot log in: a relay runs as the role that owns it', r.owner)"
+					" FROM pg_catalog.pg_authid a"
+					" WHERE a.oid = r.owner AND NOT a.rolcanlogin AND NOT r.paused"
+					" AND r.last_error IS DISTINCT FROM format('role %s cannot log in: a relay runs as the role that owns it', r.owner)",
+					false, 0) != SPI_OK_UPDATE ||
+		SPI_execute("SELECT r.relay_id, r.owner::oid, left(r.name, 60) FROM txbox.relays r"
+					" JOIN pg_catalog.pg_authid a ON a.oid = r.owner"
+					" WHERE NOT r.paused AND a.rolcanlogin ORDER BY r.relay_id", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "txbox manager: cannot read txbox.relays");
 	n = (int) SPI_processed;
 	if (n > 0)
@@ -222,6 +234,7 @@ static void
 manager_maintain(void)
 {
 	pgstat_report_activity(STATE_RUNNING, "txbox retention");
+	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
@@ -255,7 +268,10 @@ txbox_manager_main(Datum arg)
 		TimestampTz now = GetCurrentTimestamp();
 
 		if (txbox_database_is_being_dropped())
+		{
+			slot->clean_exit = true;
 			proc_exit(0);
+		}
 
 		restart_due = manager_reap(now);
 		again = false;
@@ -270,7 +286,10 @@ txbox_manager_main(Datum arg)
 			}
 			last_reconcile = now;
 		}
-		if (TimestampDifferenceExceeds(last_maintain, now, MANAGER_MAINTAIN_MS))
+		/* retention runs every 10 s, or faster when the retention is short */
+		if (TimestampDifferenceExceeds(last_maintain, now,
+									   Max(1000, Min(MANAGER_MAINTAIN_MS,
+													 txbox_outbox_retention * 500L))))
 		{
 			manager_maintain();
 			last_maintain = now;

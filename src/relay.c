@@ -87,6 +87,8 @@ static Oid	relay_extowner = InvalidOid;
 static Oid	relay_saved_userid;
 static int	relay_saved_secctx;
 static int	relay_failures = 0;	/* consecutive failed iterations */
+static int	relay_backoff_max_ms = 30000;	/* the relay's backoff_max */
+static char *relay_name = NULL;
 static char *relay_source = NULL;	/* "database/relay", as the inbox records it */
 
 static TxboxPlan relay_load_plan = {
@@ -477,8 +479,10 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		relay_xact_commit();
 		return -1;
 	}
+	relay_backoff_max_ms = cfg.backoff_max_ms;
 	if (relay_source == NULL)
 	{
+		relay_name = MemoryContextStrdup(TopMemoryContext, cfg.name);
 		relay_source = MemoryContextStrdup(TopMemoryContext,
 										   psprintf("%s/%s", get_database_name(MyDatabaseId),
 													cfg.name));
@@ -537,6 +541,8 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	}
 
 	relay_failures++;
+	ereport(LOG,
+			(errmsg("txbox relay \"%s\" will retry: %s", cfg.name, error)));
 	relay_record_error(relay_id, "retrying", error);
 	return txbox_backoff_ms(relay_failures, cfg.backoff_max_ms);
 }
@@ -602,13 +608,14 @@ txbox_relay_main(Datum arg)
 			SetUserIdAndSecContext(relay_saved_userid, relay_saved_secctx);
 			txbox_postgres_disconnect();
 			ereport(LOG,
-					(errmsg("txbox relay %d: %s", relay_id, edata->message)));
+					(errmsg("txbox relay \"%s\" failed: %s",
+							relay_name ? relay_name : "?", edata->message)));
 			relay_failures++;
 			relay_record_error(relay_id, "failed", edata->message);
 			/* the open batch is re-read from the saved position */
 			MemoryContextReset(relay_batch_cxt);
 			memset(&batch, 0, sizeof(batch));
-			sleep_ms = txbox_backoff_ms(relay_failures, 30000);
+			sleep_ms = txbox_backoff_ms(relay_failures, relay_backoff_max_ms);
 		}
 		PG_END_TRY();
 

@@ -152,7 +152,10 @@ txbox_xact_callback(XactEvent event, void *arg)
 			if (wake_manager_at_commit)
 				txbox_wake_manager(MyDatabaseId);
 			if (wake_launcher_at_commit)
+			{
+				txbox_shared->reprobe = true;
 				txbox_wake_launcher();
+			}
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -428,6 +428,11 @@ BEGIN
 	IF target = 'postgres' THEN
 		PERFORM txbox._relay_check_server(options->>'server', txbox._caller());
 	END IF;
+	IF NOT (SELECT rolcanlogin FROM pg_roles WHERE oid = txbox._caller()) THEN
+		RAISE EXCEPTION 'role % cannot log in, and a relay runs as the role that creates it', txbox._caller()
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Create the relay as a role with LOGIN (RESET ROLE, or ALTER ROLE ... LOGIN).';
+	END IF;
 	IF EXISTS (SELECT 1 FROM txbox.relays r WHERE r.name = create_relay.name) THEN
 		RAISE EXCEPTION 'relay "%" already exists', name
 			USING ERRCODE = 'duplicate_object', HINT = 'Drop it first, or pick another name.';

@@ -51,6 +51,7 @@ typedef struct TxboxShared
 {
 	LWLock	   *lock;			/* slot allocation */
 	PGPROC	   *launcher;
+	bool		reprobe;		/* CREATE EXTENSION txbox committed somewhere */
 	uint64		generation;
 	int			nslots;
 	TxboxSlot	slots[FLEXIBLE_ARRAY_MEMBER];

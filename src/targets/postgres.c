@@ -32,7 +32,9 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "relay.h"
@@ -40,7 +42,9 @@
 #include "workers.h"
 
 static PGconn *pg_conn = NULL;
-static char *pg_conn_server = NULL;	/* the server pg_conn is for */
+static char *pg_conn_key = NULL;	/* server and options pg_conn was made with */
+static bool pg_conn_stale = false;	/* a server or user mapping changed since */
+static bool pg_callbacks_registered = false;
 
 static const char *pg_receive_sql =
 "SELECT txbox._inbox_receive($1, $2::uuid[], $3::text[], $4::text[],"
@@ -52,9 +56,19 @@ txbox_postgres_disconnect(void)
 	if (pg_conn != NULL)
 		PQfinish(pg_conn);
 	pg_conn = NULL;
-	if (pg_conn_server != NULL)
-		pfree(pg_conn_server);
-	pg_conn_server = NULL;
+	if (pg_conn_key != NULL)
+		pfree(pg_conn_key);
+	pg_conn_key = NULL;
+}
+
+/*
+ * ALTER SERVER / ALTER USER MAPPING (or their drop) may change where or as
+ * whom we connect: reconnect before the next delivery, as postgres_fdw does.
+ */
+static void
+pg_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	pg_conn_stale = true;
 }
 
 /* *error = a copy of libpq's message, one line, prefixed with what failed */
@@ -171,10 +185,20 @@ pg_connect(const RelayConfig *cfg)
 	TimestampTz deadline;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
-	if (pg_conn != NULL && pg_conn_server != NULL &&
-		strcmp(pg_conn_server, cfg->server) == 0 && PQstatus(pg_conn) == CONNECTION_OK)
+	char	   *key = psprintf("%s/%d", cfg->server, cfg->statement_timeout_ms);
+
+	if (!pg_callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, pg_inval_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(USERMAPPINGOID, pg_inval_callback, (Datum) 0);
+		pg_callbacks_registered = true;
+	}
+	/* reuse the connection unless the server, its options or ours changed */
+	if (pg_conn != NULL && !pg_conn_stale && pg_conn_key != NULL &&
+		strcmp(pg_conn_key, key) == 0 && PQstatus(pg_conn) == CONNECTION_OK)
 		return NULL;
 	txbox_postgres_disconnect();
+	pg_conn_stale = false;
 
 	pg_conn_params(cfg, &keywords, &values, &has_password, &password_required);
 	if (!superuser && password_required && !has_password)
@@ -234,7 +258,7 @@ pg_connect(const RelayConfig *cfg)
 		txbox_postgres_disconnect();
 		return e;
 	}
-	pg_conn_server = MemoryContextStrdup(TopMemoryContext, cfg->server);
+	pg_conn_key = MemoryContextStrdup(TopMemoryContext, key);
 	return NULL;
 }
 
