@@ -89,12 +89,17 @@ SELECT pg_temp.try($$SELECT txbox.alter_relay('nope', '{}')$$) AS alter_unknown;
 SELECT pg_temp.try($$SELECT txbox.replay_dead_letter(424242)$$) AS replay_unknown;
 
 -- roles: relays belong to their creator; others may not change them
-CREATE ROLE regress_relay_admin;
-CREATE ROLE regress_relay_other;
-GRANT USAGE ON SCHEMA txbox TO regress_relay_admin, regress_relay_other;
+CREATE ROLE regress_relay_admin LOGIN;
+CREATE ROLE regress_relay_other LOGIN;
+CREATE ROLE regress_relay_nologin;
+GRANT USAGE ON SCHEMA txbox TO regress_relay_admin, regress_relay_other, regress_relay_nologin;
 GRANT EXECUTE ON FUNCTION txbox.create_relay(text, text, text[], jsonb),
 	txbox.drop_relay(text), txbox.pause_relay(text)
-	TO regress_relay_admin, regress_relay_other;
+	TO regress_relay_admin, regress_relay_other, regress_relay_nologin;
+-- a relay runs as its owner, which must be able to log in
+SET ROLE regress_relay_nologin;
+SELECT pg_temp.try($$SELECT txbox.create_relay('nologin', 'notify', NULL, '{"channel": "c"}')$$) AS owner_without_login;
+RESET ROLE;
 GRANT USAGE ON FOREIGN SERVER target TO regress_relay_admin;
 SET ROLE regress_relay_admin;
 SELECT pg_temp.try($$SELECT txbox.create_relay('admins', 'postgres', NULL, '{"server": "target"}')$$) AS without_own_mapping;
@@ -127,7 +132,8 @@ DROP USER MAPPING FOR CURRENT_USER SERVER target;
 DROP SERVER target;
 DROP SERVER other_fdw;
 DROP FOREIGN DATA WRAPPER not_txbox;
-REVOKE ALL ON SCHEMA txbox FROM regress_relay_admin, regress_relay_other;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA txbox FROM regress_relay_admin, regress_relay_other;
+REVOKE ALL ON SCHEMA txbox FROM regress_relay_admin, regress_relay_other, regress_relay_nologin;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA txbox FROM regress_relay_admin, regress_relay_other, regress_relay_nologin;
 DROP ROLE regress_relay_admin;
 DROP ROLE regress_relay_other;
+DROP ROLE regress_relay_nologin;
