@@ -578,6 +578,14 @@ txbox_relay_main(Datum arg)
 	SetConfigOption("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION);
 
+	/*
+	 * Our own commits (positions, counters) need not wait for the disk: a
+	 * position lost in a crash only makes us deliver its pages again, which
+	 * the target drops as duplicates.  The target's commit is what makes a
+	 * message delivered, and that one is synchronous.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay loop", ALLOCSET_DEFAULT_SIZES);
 	relay_batch_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay batch", ALLOCSET_DEFAULT_SIZES);
 
