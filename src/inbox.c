@@ -23,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "txbox.h"
+#include "workers.h"
 
 static TxboxPlan claim_insert_plan = {
 	"INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
@@ -86,10 +87,11 @@ static TxboxPlan receive_insert_plan = {
 	" u.published_at, pg_catalog.now()"
 	" FROM ROWS FROM (pg_catalog.unnest($3::uuid[]), pg_catalog.unnest($4::text[]),"
 	" pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::jsonb[]), pg_catalog.unnest($7::jsonb[]),"
-	" pg_catalog.unnest($8::bytea[]), pg_catalog.unnest($9::timestamptz[]))"
-	" AS u(message_id, topic, key, headers, payload, payload_bytes, published_at)"
+	" pg_catalog.unnest($8::bytea[]), pg_catalog.unnest($9::timestamptz[])) WITH ORDINALITY"
+	" AS u(message_id, topic, key, headers, payload, payload_bytes, published_at, ord)"
 	" WHERE NOT EXISTS (SELECT 1 FROM txbox.inbox i"
 	"   WHERE i.message_id OPERATOR(pg_catalog.=) u.message_id AND i.gen OPERATOR(pg_catalog.<>) $1)"
+	" ORDER BY u.ord"
 	" ON CONFLICT DO NOTHING",
 	9, {INT2OID, TEXTOID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
 	JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID}
@@ -140,6 +142,10 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 	inserted = txbox_exec(&receive_insert_plan, values, nulls, false, 0);
 
 	SPI_finish();
+
+	/* this database's handlers look at the inbox once we commit */
+	if (inserted > 0)
+		txbox_wake_at_commit(TXBOX_WAKE_HANDLERS);
 	PG_RETURN_INT32(inserted);
 }
 

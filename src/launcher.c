@@ -191,7 +191,7 @@ launcher_reap_and_start(bool reprobe)
 
 		if (db->seen && db->slot < 0 && now >= db->next_start)
 		{
-			int			slot = txbox_slot_claim(TXBOX_WORKER_MANAGER, db->dboid, 0);
+			int			slot = txbox_slot_claim(TXBOX_WORKER_MANAGER, db->dboid, 0, 0);
 			char		name[BGW_MAXLEN];
 
 			if (slot < 0)

@@ -6,10 +6,10 @@
  * Started by the launcher in every database; exits at once where txbox is
  * not installed (marking its slot, so the launcher probes less often).  It
  * is woken when relays change (create/resume/alter commit) and by its own
- * timer.  A relay worker that ended by error or termination is restarted
- * with exponential backoff; one that ended on purpose (relay paused or
- * dropped) is not.  Retention (txbox._maintain) runs under a short
- * lock_timeout so it never stalls publishers for long.
+ * timer.  A worker that ended by error or termination is restarted with
+ * exponential backoff; one that ended on purpose (paused or dropped) is
+ * not.  Retention (txbox._maintain) runs under a short lock_timeout so it
+ * never stalls writers for long.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,40 +32,46 @@
 #define MANAGER_WAKE_MS			5000
 #define MANAGER_MAINTAIN_MS		10000
 
-typedef struct ManagedRelay
+/* a relay worker, or one of a handler's parallel workers */
+typedef struct ManagedWorker
 {
-	int32		relay_id;
+	TxboxWorkerKind kind;
+	int32		object_id;		/* relay_id or handler_id */
+	int			part;
 	int			slot;			/* -1: not running */
 	BackgroundWorkerHandle *handle;	/* NULL for an adopted worker */
-	bool		wanted;			/* in this reading of txbox.relays */
+	bool		wanted;			/* in this reading of relays and handlers */
 	TimestampTz next_start;
 	int			failures;
-} ManagedRelay;
+} ManagedWorker;
 
-static ManagedRelay *mgr_relays = NULL;
-static int	mgr_nrelays = 0;
-static int	mgr_maxrelays = 0;
+static ManagedWorker *mgr_workers = NULL;
+static int	mgr_nworkers = 0;
+static int	mgr_maxworkers = 0;
 
-static ManagedRelay *
-manager_relay(int32 relay_id)
+static ManagedWorker *
+manager_worker(TxboxWorkerKind kind, int32 object_id, int part)
 {
-	for (int i = 0; i < mgr_nrelays; i++)
-		if (mgr_relays[i].relay_id == relay_id)
-			return &mgr_relays[i];
-	if (mgr_nrelays == mgr_maxrelays)
+	for (int i = 0; i < mgr_nworkers; i++)
+		if (mgr_workers[i].kind == kind && mgr_workers[i].object_id == object_id &&
+			mgr_workers[i].part == part)
+			return &mgr_workers[i];
+	if (mgr_nworkers == mgr_maxworkers)
 	{
-		mgr_maxrelays = Max(16, mgr_maxrelays * 2);
-		mgr_relays = mgr_relays == NULL ?
-			MemoryContextAlloc(TopMemoryContext, mgr_maxrelays * sizeof(ManagedRelay)) :
-			repalloc(mgr_relays, mgr_maxrelays * sizeof(ManagedRelay));
+		mgr_maxworkers = Max(16, mgr_maxworkers * 2);
+		mgr_workers = mgr_workers == NULL ?
+			MemoryContextAlloc(TopMemoryContext, mgr_maxworkers * sizeof(ManagedWorker)) :
+			repalloc(mgr_workers, mgr_maxworkers * sizeof(ManagedWorker));
 	}
-	memset(&mgr_relays[mgr_nrelays], 0, sizeof(ManagedRelay));
-	mgr_relays[mgr_nrelays].relay_id = relay_id;
-	mgr_relays[mgr_nrelays].slot = -1;
-	return &mgr_relays[mgr_nrelays++];
+	memset(&mgr_workers[mgr_nworkers], 0, sizeof(ManagedWorker));
+	mgr_workers[mgr_nworkers].kind = kind;
+	mgr_workers[mgr_nworkers].object_id = object_id;
+	mgr_workers[mgr_nworkers].part = part;
+	mgr_workers[mgr_nworkers].slot = -1;
+	return &mgr_workers[mgr_nworkers++];
 }
 
-/* Relay workers a previous manager of this database started. */
+/* Workers a previous manager of this database started. */
 static void
 manager_adopt_workers(void)
 {
@@ -73,13 +79,13 @@ manager_adopt_workers(void)
 	{
 		TxboxSlot  *s = &txbox_shared->slots[i];
 
-		if (s->in_use && s->kind == TXBOX_WORKER_RELAY && s->dboid == MyDatabaseId)
-			manager_relay(s->relay_id)->slot = i;
+		if (s->in_use && s->kind != TXBOX_WORKER_MANAGER && s->dboid == MyDatabaseId)
+			manager_worker(s->kind, s->object_id, s->part)->slot = i;
 	}
 }
 
 /*
- * Release the slots of relay workers that ended; schedule restarts.  Returns
+ * Release the slots of workers that ended; schedule restarts.  Returns
  * when the earliest restart is due (0: none).
  */
 static TimestampTz
@@ -87,41 +93,71 @@ manager_reap(TimestampTz now)
 {
 	TimestampTz due = 0;
 
-	for (int i = 0; i < mgr_nrelays; i++)
+	for (int i = 0; i < mgr_nworkers; i++)
 	{
-		ManagedRelay *r = &mgr_relays[i];
+		ManagedWorker *w = &mgr_workers[i];
 		TxboxSlot  *s;
 
-		if (r->slot < 0 || !txbox_slot_gone(r->slot, r->handle))
+		if (w->slot < 0 || !txbox_slot_gone(w->slot, w->handle))
 			continue;
-		s = &txbox_shared->slots[r->slot];
-		if (s->clean_exit)	/* ended on purpose: paused, dropped */
-			r->failures = 0;
+		s = &txbox_shared->slots[w->slot];
+		if (s->clean_exit)		/* ended on purpose: paused, dropped */
+			w->failures = 0;
 		else
 		{
-			r->failures++;
-			r->next_start = TimestampTzPlusMilliseconds(now,
-														txbox_backoff_ms(r->failures, 30000));
+			w->failures++;
+			w->next_start = TimestampTzPlusMilliseconds(now,
+														txbox_backoff_ms(w->failures, 30000));
 		}
-		txbox_slot_release(r->slot);
-		if (r->handle)
-			pfree(r->handle);
-		r->handle = NULL;
-		r->slot = -1;
+		txbox_slot_release(w->slot);
+		if (w->handle)
+			pfree(w->handle);
+		w->handle = NULL;
+		w->slot = -1;
 	}
-	for (int i = 0; i < mgr_nrelays; i++)
+	for (int i = 0; i < mgr_nworkers; i++)
 	{
-		ManagedRelay *r = &mgr_relays[i];
+		ManagedWorker *w = &mgr_workers[i];
 
-		if (r->wanted && r->slot < 0 && (due == 0 || r->next_start < due))
-			due = r->next_start;
+		if (w->wanted && w->slot < 0 && (due == 0 || w->next_start < due))
+			due = w->next_start;
 	}
 	return due;
 }
 
 /*
- * Read the relays that should run and start the missing workers.  Returns
- * false when txbox is no longer installed; sets *again when it started one.
+ * The workers that should run: every relay and every parallel worker of
+ * every handler that is not paused and whose owner can log in.  An owner
+ * that cannot (any more) is shown in the status instead: a worker runs as
+ * its relay's or handler's owner.
+ */
+static const char *manager_wanted_sql =
+"SELECT 'r', r.relay_id, 0, r.owner::oid, left(r.name, 60)"
+"  FROM txbox.relays r JOIN pg_catalog.pg_authid a ON a.oid = r.owner"
+" WHERE NOT r.paused AND a.rolcanlogin"
+" UNION ALL "
+"SELECT 'h', h.handler_id, p, h.owner::oid, left(h.name, 50)"
+"  FROM txbox.handlers h JOIN pg_catalog.pg_authid a ON a.oid = h.owner,"
+"       generate_series(0, coalesce((h.options->>'parallel')::int, 1) - 1) p"
+" WHERE NOT h.paused AND a.rolcanlogin";
+
+static const char *manager_nologin_sql =
+"WITH r AS (UPDATE txbox.relays r SET state = 'failed', last_error_at = now(),"
+"   last_error = format('role %s cannot log in: it runs as the role that owns it', r.owner)"
+"   FROM pg_catalog.pg_authid a"
+"   WHERE a.oid = r.owner AND NOT a.rolcanlogin AND NOT r.paused"
+"   AND r.last_error IS DISTINCT FROM format('role %s cannot log in: it runs as the role that owns it', r.owner)"
+"   RETURNING 1)"
+" UPDATE txbox.handlers h SET state = 'failed', last_error_at = now(),"
+"   last_error = format('role %s cannot log in: it runs as the role that owns it', h.owner)"
+"   FROM pg_catalog.pg_authid a"
+"   WHERE a.oid = h.owner AND NOT a.rolcanlogin AND NOT h.paused"
+"   AND h.last_error IS DISTINCT FROM format('role %s cannot log in: it runs as the role that owns it', h.owner)";
+
+/*
+ * Read the relays and handlers that should run and start the missing
+ * workers.  Returns false when txbox is no longer installed; sets *again
+ * when it started one.
  */
 static bool
 manager_reconcile(TimestampTz now, bool *again)
@@ -129,7 +165,9 @@ manager_reconcile(TimestampTz now, bool *again)
 	int			n;
 	struct
 	{
-		int32		relay_id;
+		TxboxWorkerKind kind;
+		int32		object_id;
+		int			part;
 		Oid			owner;
 		char		name[NAMEDATALEN];
 	}		   *want = NULL;
@@ -143,20 +181,9 @@ manager_reconcile(TimestampTz now, bool *again)
 	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	/*
-	 * A relay runs as its owner, so an owner that cannot log in (any more)
-	 * cannot run it: say so in its status instead of failing to start it.
-	 */
-	if (SPI_execute("UPDATE txbox.relays r SET state = 'failed', last_error_at = now(),"
-					" last_error = format('role %s cannot log in: a relay runs as the role that owns it', r.owner)"
-					" FROM pg_catalog.pg_authid a"
-					" WHERE a.oid = r.owner AND NOT a.rolcanlogin AND NOT r.paused"
-					" AND r.last_error IS DISTINCT FROM format('role %s cannot log in: a relay runs as the role that owns it', r.owner)",
-					false, 0) != SPI_OK_UPDATE ||
-		SPI_execute("SELECT r.relay_id, r.owner::oid, left(r.name, 60) FROM txbox.relays r"
-					" JOIN pg_catalog.pg_authid a ON a.oid = r.owner"
-					" WHERE NOT r.paused AND a.rolcanlogin ORDER BY r.relay_id", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "txbox manager: cannot read txbox.relays");
+	if (SPI_execute(manager_nologin_sql, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute(manager_wanted_sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "txbox manager: cannot read txbox.relays and txbox.handlers");
 	n = (int) SPI_processed;
 	if (n > 0)
 		want = MemoryContextAlloc(TopTransactionContext, n * sizeof(*want));
@@ -164,67 +191,77 @@ manager_reconcile(TimestampTz now, bool *again)
 	{
 		bool		isnull;
 		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		want[i].relay_id = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		want[i].owner = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-		strlcpy(want[i].name, SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NAMEDATALEN);
+		want[i].kind = strcmp(SPI_getvalue(tup, desc, 1), "r") == 0 ?
+			TXBOX_WORKER_RELAY : TXBOX_WORKER_HANDLER;
+		want[i].object_id = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		want[i].part = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		want[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		strlcpy(want[i].name, SPI_getvalue(tup, desc, 5), NAMEDATALEN);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 
-	for (int i = 0; i < mgr_nrelays; i++)
-		mgr_relays[i].wanted = false;
+	for (int i = 0; i < mgr_nworkers; i++)
+		mgr_workers[i].wanted = false;
 
 	for (int i = 0; i < n; i++)
 	{
-		ManagedRelay *r = manager_relay(want[i].relay_id);
+		ManagedWorker *w = manager_worker(want[i].kind, want[i].object_id, want[i].part);
+		bool		relay = want[i].kind == TXBOX_WORKER_RELAY;
 		int			slot;
 		char		name[BGW_MAXLEN];
 
-		r->wanted = true;
-		if (r->slot >= 0 || now < r->next_start)
+		w->wanted = true;
+		if (w->slot >= 0 || now < w->next_start)
 			continue;
-		slot = txbox_slot_claim(TXBOX_WORKER_RELAY, MyDatabaseId, r->relay_id);
+		slot = txbox_slot_claim(want[i].kind, MyDatabaseId, w->object_id, w->part);
 		if (slot < 0)
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("txbox cannot start relay \"%s\": all txbox.max_workers slots are in use",
-							want[i].name),
-					 errhint("Raise txbox.max_workers (needs a restart), or drop unused relays.")));
-			r->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
+					 errmsg("txbox cannot start %s \"%s\": all txbox.max_workers slots are in use",
+							relay ? "relay" : "handler", want[i].name),
+					 errhint("Raise txbox.max_workers (needs a restart), or drop unused relays and handlers.")));
+			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
 			continue;
 		}
-		snprintf(name, sizeof(name), "txbox relay %s", want[i].name);
+		if (relay)
+			snprintf(name, sizeof(name), "txbox relay %s", want[i].name);
+		else
+			snprintf(name, sizeof(name), "txbox handler %s/%d", want[i].name, want[i].part);
 		/* waiting for its startup may have eaten a wake-up: look again */
 		*again = true;
-		if (txbox_start_worker("txbox relay", name, "txbox_relay_main", slot,
-							   want[i].owner, &r->handle))
-			r->slot = slot;
+		if (txbox_start_worker(relay ? "txbox relay" : "txbox handler", name,
+							   relay ? "txbox_relay_main" : "txbox_handler_main",
+							   slot, want[i].owner, &w->handle))
+			w->slot = slot;
 		else
 		{
 			txbox_slot_release(slot);
-			r->handle = NULL;
-			r->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
+			w->handle = NULL;
+			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
 		}
 	}
 	CommitTransactionCommand();
 
 	/*
-	 * Workers of relays that were paused or dropped: end them now, even in
-	 * the middle of a delivery to a hung target (at-least-once makes that
-	 * safe); resuming starts afresh without backoff.
+	 * Workers of relays and handlers that were paused or dropped (or a
+	 * handler's parallel workers beyond its new "parallel"): end them now,
+	 * even in the middle of a delivery to a hung target (at-least-once makes
+	 * that safe); resuming starts afresh without backoff.
 	 */
-	for (int i = 0; i < mgr_nrelays; i++)
+	for (int i = 0; i < mgr_nworkers; i++)
 	{
-		ManagedRelay *r = &mgr_relays[i];
+		ManagedWorker *w = &mgr_workers[i];
 
-		if (r->wanted)
+		if (w->wanted)
 			continue;
-		r->failures = 0;
-		r->next_start = 0;
-		if (r->slot >= 0 && txbox_shared->slots[r->slot].pid != 0)
-			kill(txbox_shared->slots[r->slot].pid, SIGTERM);
+		w->failures = 0;
+		w->next_start = 0;
+		if (w->slot >= 0 && txbox_shared->slots[w->slot].pid != 0)
+			kill(txbox_shared->slots[w->slot].pid, SIGTERM);
 	}
 	return true;
 }

@@ -156,7 +156,7 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 	SPI_finish();
 
 	/* the relays of this database look at the outbox once we commit */
-	txbox_wake_at_commit(true, false, false);
+	txbox_wake_at_commit(TXBOX_WAKE_RELAYS);
 
 	PG_RETURN_UUID_P(message_id);
 }
@@ -208,6 +208,6 @@ txbox_republish(PG_FUNCTION_ARGS)
 	txbox_exec(&publish_plan, values, nulls, false, 0);
 	SPI_finish();
 
-	txbox_wake_at_commit(true, false, false);
+	txbox_wake_at_commit(TXBOX_WAKE_RELAYS);
 	PG_RETURN_VOID();
 }

@@ -83,9 +83,6 @@ typedef struct RelayBatch
 
 static MemoryContext relay_batch_cxt;	/* lives as long as the batch */
 static RelayBatch batch;
-static Oid	relay_extowner = InvalidOid;
-static Oid	relay_saved_userid;
-static int	relay_saved_secctx;
 static int	relay_failures = 0;	/* consecutive failed iterations */
 static int	relay_backoff_max_ms = 30000;	/* the relay's backoff_max */
 static char *relay_name = NULL;
@@ -157,50 +154,6 @@ static TxboxPlan relay_dead_letter_plan = {
 	" FROM txbox.outbox WHERE txid OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2",
 	5, {XID8OID, INT8OID, TEXTOID, INT4OID, TEXTOID}
 };
-
-/*
- * A transaction for the relay's bookkeeping: SPI connected, a snapshot
- * pushed, running as the extension's owner.  Memory allocated meanwhile is
- * in the caller's context and survives the commit.
- */
-static MemoryContext relay_caller_cxt;
-
-static void
-relay_xact_begin(const char *activity)
-{
-	pgstat_report_activity(STATE_RUNNING, activity);
-	SetCurrentStatementStartTimestamp();
-	relay_caller_cxt = CurrentMemoryContext;
-	StartTransactionCommand();
-	/* results (SPI_datumTransfer, palloc) outlive the transaction */
-	MemoryContextSwitchTo(relay_caller_cxt);
-	GetUserIdAndSecContext(&relay_saved_userid, &relay_saved_secctx);
-	if (!OidIsValid(relay_extowner))
-	{
-		Oid			extoid = get_extension_oid("txbox", false);
-		HeapTuple	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
-
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "txbox: extension %u not found", extoid);
-		relay_extowner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-		ReleaseSysCache(tup);
-	}
-	SetUserIdAndSecContext(relay_extowner,
-						   relay_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-static void
-relay_xact_commit(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	SetUserIdAndSecContext(relay_saved_userid, relay_saved_secctx);
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(relay_caller_cxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
 
 /* Copy column col of the first SPI result row as text (palloc'd in cxt), or NULL. */
 static char *
@@ -372,9 +325,9 @@ relay_record_error(int32 relay_id, const char *state, const char *message)
 	Datum		args[3] = {Int32GetDatum(relay_id), CStringGetTextDatum(state),
 	CStringGetTextDatum(message)};
 
-	relay_xact_begin("txbox relay: recording an error");
+	txbox_xact_begin("txbox relay: recording an error");
 	txbox_exec(&relay_error_plan, args, NULL, false, 0);
-	relay_xact_commit();
+	txbox_xact_commit();
 }
 
 /*
@@ -394,11 +347,11 @@ relay_deliver_page(RelayConfig *cfg, char **error)
 	if (strcmp(cfg->target, "notify") == 0)
 	{
 		/* NOTIFY and the position commit together: exactly once */
-		relay_xact_begin("txbox relay: notify");
+		txbox_xact_begin("txbox relay: notify");
 		relay_key_args(batch.next, n, args);
 		txbox_notify_deliver(cfg, args[0], args[1]);
 		relay_save(cfg, batch.next + n, n, 0, 0);
-		relay_xact_commit();
+		txbox_xact_commit();
 		batch.next += n;
 		return DELIVERY_OK;
 	}
@@ -409,7 +362,7 @@ relay_deliver_page(RelayConfig *cfg, char **error)
 		bool		isnull;
 
 		/* read the page into memory, then deliver outside any transaction */
-		relay_xact_begin("txbox relay: reading a batch");
+		txbox_xact_begin("txbox relay: reading a batch");
 		relay_key_args(batch.next, n, args);
 		txbox_exec(&relay_page_plan, args, NULL, false, 1);
 		page.count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -425,7 +378,7 @@ relay_deliver_page(RelayConfig *cfg, char **error)
 
 			page.columns[c] = (bytea *) SPI_datumTransfer(PointerGetDatum(wire), false, -1);
 		}
-		relay_xact_commit();
+		txbox_xact_commit();
 
 		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
 		res = txbox_postgres_deliver(cfg, relay_source, &page, &inserted, error);
@@ -433,9 +386,9 @@ relay_deliver_page(RelayConfig *cfg, char **error)
 		if (res != DELIVERY_OK)
 			return res;
 
-		relay_xact_begin("txbox relay: saving position");
+		txbox_xact_begin("txbox relay: saving position");
 		relay_save(cfg, batch.next + n, n, 0, n - inserted);
-		relay_xact_commit();
+		txbox_xact_commit();
 		batch.next += n;
 		return DELIVERY_OK;
 	}
@@ -447,7 +400,7 @@ relay_dead_letter(RelayConfig *cfg, const char *error)
 {
 	Datum		args[5];
 
-	relay_xact_begin("txbox relay: dead-lettering a message");
+	txbox_xact_begin("txbox relay: dead-lettering a message");
 	args[0] = FullTransactionIdGetDatum(batch.txids[batch.next]);
 	args[1] = Int64GetDatum(batch.ids[batch.next]);
 	args[2] = CStringGetTextDatum(cfg->name);
@@ -455,7 +408,7 @@ relay_dead_letter(RelayConfig *cfg, const char *error)
 	args[4] = CStringGetTextDatum(error);
 	txbox_exec(&relay_dead_letter_plan, args, NULL, false, 0);
 	relay_save(cfg, batch.next + 1, 0, 1, 0);
-	relay_xact_commit();
+	txbox_xact_commit();
 	batch.next++;
 	batch.attempts = 0;
 }
@@ -473,10 +426,10 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	char	   *error = NULL;
 	DeliveryResult res;
 
-	relay_xact_begin("txbox relay: reading position");
+	txbox_xact_begin("txbox relay: reading position");
 	if (!relay_load(relay_id, &cfg, &topics, &topics_null, loop_cxt))
 	{
-		relay_xact_commit();
+		txbox_xact_commit();
 		return -1;
 	}
 	relay_backoff_max_ms = cfg.backoff_max_ms;
@@ -504,12 +457,12 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 			relay_save(&cfg, batch.nkeys, 0, 0, 0);
 			*last_save = now;
 		}
-		relay_xact_commit();
+		txbox_xact_commit();
 		relay_close_batch();
 		relay_failures = 0;
 		return had_keys ? 0 : txbox_poll_interval;
 	}
-	relay_xact_commit();
+	txbox_xact_commit();
 
 	res = relay_deliver_page(&cfg, &error);
 	if (res == DELIVERY_OK)
@@ -552,7 +505,7 @@ relay_lock_or_exit(TxboxSlot *slot)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) slot->relay_id, TXBOX_LOCKTAG_RELAY);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) slot->object_id, TXBOX_LOCKTAG_RELAY);
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 	{
 		/* another worker runs this relay already */
@@ -565,7 +518,7 @@ void
 txbox_relay_main(Datum arg)
 {
 	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
-	int32		relay_id = slot->relay_id;
+	int32		relay_id = slot->object_id;
 	MemoryContext loop_cxt;
 	TimestampTz last_save = 0;
 	long		sleep_ms = 0;
@@ -611,9 +564,8 @@ txbox_relay_main(Datum arg)
 			MemoryContextSwitchTo(loop_cxt);
 			edata = CopyErrorData();
 			FlushErrorState();
-			AbortCurrentTransaction();
+			txbox_xact_abort();
 			MemoryContextSwitchTo(loop_cxt);
-			SetUserIdAndSecContext(relay_saved_userid, relay_saved_secctx);
 			txbox_postgres_disconnect();
 			ereport(LOG,
 					(errmsg("txbox relay \"%s\" failed: %s",

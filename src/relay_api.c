@@ -9,6 +9,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 
 #include "txbox.h"
 #include "workers.h"
@@ -42,11 +43,26 @@ txbox_workers_available(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(false);
 }
 
-/* txbox._wake_at_commit(relays, manager, launcher) */
+/*
+ * txbox._wake_at_commit(what text) -- wake 'relays', 'handlers', the
+ * 'manager' of this database or the 'launcher' when this transaction
+ * commits.
+ */
 PG_FUNCTION_INFO_V1(txbox_wake_at_commit_sql);
 Datum
 txbox_wake_at_commit_sql(PG_FUNCTION_ARGS)
 {
-	txbox_wake_at_commit(PG_GETARG_BOOL(0), PG_GETARG_BOOL(1), PG_GETARG_BOOL(2));
+	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (strcmp(what, "relays") == 0)
+		txbox_wake_at_commit(TXBOX_WAKE_RELAYS);
+	else if (strcmp(what, "handlers") == 0)
+		txbox_wake_at_commit(TXBOX_WAKE_HANDLERS);
+	else if (strcmp(what, "manager") == 0)
+		txbox_wake_at_commit(TXBOX_WAKE_MANAGER);
+	else if (strcmp(what, "launcher") == 0)
+		txbox_wake_at_commit(TXBOX_WAKE_LAUNCHER);
+	else
+		elog(ERROR, "txbox._wake_at_commit: unknown \"%s\"", what);
 	PG_RETURN_VOID();
 }

@@ -42,10 +42,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 
-/* wake-ups pending until this transaction commits */
-static bool wake_relays_at_commit = false;
-static bool wake_manager_at_commit = false;
-static bool wake_launcher_at_commit = false;
+/* wake-ups pending until this transaction commits (TXBOX_WAKE_*) */
+static int	wake_at_commit = 0;
 static bool xact_callback_registered = false;
 
 static Size
@@ -134,11 +132,6 @@ txbox_wake_manager(Oid dboid)
 	wake_slots(TXBOX_WORKER_MANAGER, dboid);
 }
 
-void
-txbox_wake_relays(Oid dboid)
-{
-	wake_slots(TXBOX_WORKER_RELAY, dboid);
-}
 
 static void
 txbox_xact_callback(XactEvent event, void *arg)
@@ -147,11 +140,13 @@ txbox_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_relays_at_commit)
-				txbox_wake_relays(MyDatabaseId);
-			if (wake_manager_at_commit)
+			if (wake_at_commit & TXBOX_WAKE_RELAYS)
+				wake_slots(TXBOX_WORKER_RELAY, MyDatabaseId);
+			if (wake_at_commit & TXBOX_WAKE_HANDLERS)
+				wake_slots(TXBOX_WORKER_HANDLER, MyDatabaseId);
+			if (wake_at_commit & TXBOX_WAKE_MANAGER)
 				txbox_wake_manager(MyDatabaseId);
-			if (wake_launcher_at_commit)
+			if (wake_at_commit & TXBOX_WAKE_LAUNCHER)
 			{
 				txbox_shared->reprobe = true;
 				txbox_wake_launcher();
@@ -160,9 +155,7 @@ txbox_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			wake_relays_at_commit = false;
-			wake_manager_at_commit = false;
-			wake_launcher_at_commit = false;
+			wake_at_commit = 0;
 			break;
 		default:
 			break;
@@ -171,10 +164,10 @@ txbox_xact_callback(XactEvent event, void *arg)
 
 /*
  * txbox_wake_at_commit -- when this transaction commits, wake what it
- * concerns.  Cheap enough for every publish.
+ * concerns (TXBOX_WAKE_* bits).  Cheap enough for every publish.
  */
 void
-txbox_wake_at_commit(bool relays, bool manager, bool launcher)
+txbox_wake_at_commit(int what)
 {
 	if (txbox_shared == NULL)
 		return;
@@ -183,17 +176,16 @@ txbox_wake_at_commit(bool relays, bool manager, bool launcher)
 		RegisterXactCallback(txbox_xact_callback, NULL);
 		xact_callback_registered = true;
 	}
-	wake_relays_at_commit |= relays;
-	wake_manager_at_commit |= manager;
-	wake_launcher_at_commit |= launcher;
+	wake_at_commit |= what;
 }
 
 /*
- * txbox_slot_claim -- reserve a free slot for a worker of kind in dboid.
+ * txbox_slot_claim -- reserve a free slot for a worker of kind in dboid,
+ * for relay or handler object_id (part: which of a handler's workers).
  * Returns its index, or -1 when all txbox.max_workers slots are taken.
  */
 int
-txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 relay_id)
+txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 object_id, int part)
 {
 	int			found = -1;
 
@@ -208,7 +200,8 @@ txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 relay_id)
 			s->in_use = true;
 			s->kind = kind;
 			s->dboid = dboid;
-			s->relay_id = relay_id;
+			s->object_id = object_id;
+			s->part = part;
 			s->generation = ++txbox_shared->generation;
 			found = i;
 			break;

@@ -173,8 +173,12 @@ COMMENT ON FUNCTION txbox._switch_generation(name) IS
 -- Stored inbox: messages delivered by relays from other databases
 ------------------------------------------------------------------------
 
+-- Arrival order in the inbox: handlers and inbox_fetch go by it.
+CREATE SEQUENCE txbox.inbox_seq;
+
 CREATE TABLE txbox.inbox (
 	gen				smallint NOT NULL,
+	seq				bigint NOT NULL DEFAULT pg_catalog.nextval('txbox.inbox_seq'::pg_catalog.regclass),
 	message_id		uuid NOT NULL,
 	topic			text NOT NULL,
 	key				text,
@@ -190,6 +194,32 @@ CREATE TABLE txbox.inbox (
 CREATE TABLE txbox.inbox_0 PARTITION OF txbox.inbox FOR VALUES IN (0);
 CREATE TABLE txbox.inbox_1 PARTITION OF txbox.inbox FOR VALUES IN (1);
 CREATE TABLE txbox.inbox_2 PARTITION OF txbox.inbox FOR VALUES IN (2);
+CREATE INDEX inbox_seq_idx ON txbox.inbox (seq);
+
+-- What a handler receives, and what txbox.inbox_fetch returns.
+CREATE TYPE txbox.message AS (
+	message_id		uuid,
+	topic			text,
+	key				text,
+	headers			jsonb,
+	payload			jsonb,
+	payload_bytes	bytea,
+	source			text,
+	published_at	timestamptz,
+	received_at		timestamptz
+);
+
+-- The consumers of the inbox (SQL consumers of inbox_fetch and handlers):
+-- inbox retention keeps every message until each consumer whose topics it
+-- matches has processed it.
+CREATE TABLE txbox.consumers (
+	consumer		text PRIMARY KEY,
+	topics			text[],				-- NULL: all
+	handler_id		integer,			-- a handler's own consumer
+	registered_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE txbox.consumers IS
+	'inbox consumers; txbox.drop_consumer forgets one that stopped, so retention no longer waits for it';
 COMMENT ON TABLE txbox.inbox IS
 	'messages delivered here by txbox relays, one row per message id';
 
@@ -248,7 +278,8 @@ COMMENT ON TABLE txbox.relays IS 'relays and their positions; change them with t
 
 CREATE TABLE txbox.dead_letters (
 	dead_letter_id	bigserial PRIMARY KEY,
-	relay			text NOT NULL,
+	relay			text,				-- a relay's dead letter, or
+	handler			text,				-- a handler's
 	message_id		uuid NOT NULL,
 	topic			text NOT NULL,
 	key				text,
@@ -259,16 +290,18 @@ CREATE TABLE txbox.dead_letters (
 	attempts		integer NOT NULL,
 	last_error		text NOT NULL,
 	failed_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	replayed_at		timestamptz
+	replayed_at		timestamptz,
+	discarded_at	timestamptz,
+	CHECK ((relay IS NULL) <> (handler IS NULL))
 );
 COMMENT ON TABLE txbox.dead_letters IS
 	'messages a target rejected max_attempts times; txbox.replay_dead_letter sends one again';
 
 -- Wake the worker tree when the current transaction commits (no-op
 -- without shared_preload_libraries).
-CREATE FUNCTION txbox._wake_at_commit(relays boolean, manager boolean, launcher boolean)
+CREATE FUNCTION txbox._wake_at_commit(what text)
 RETURNS void
-LANGUAGE c VOLATILE PARALLEL UNSAFE
+LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_wake_at_commit_sql';
 
@@ -442,7 +475,7 @@ BEGIN
 			CASE WHEN options->>'from' = 'beginning' THEN '1:1:'::pg_snapshot
 				 ELSE pg_current_snapshot() END);
 	PERFORM txbox._workers_available();
-	PERFORM txbox._wake_at_commit(false, true, false);
+	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
 COMMENT ON FUNCTION txbox.create_relay(text, text, text[], jsonb) IS
@@ -480,7 +513,7 @@ AS $$
 BEGIN
 	PERFORM txbox._relay_lock(name);
 	DELETE FROM txbox.relays WHERE relays.name = drop_relay.name;
-	PERFORM txbox._wake_at_commit(false, true, false);
+	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
 
@@ -493,7 +526,7 @@ AS $$
 BEGIN
 	PERFORM txbox._relay_lock(name);
 	UPDATE txbox.relays SET paused = true WHERE relays.name = pause_relay.name;
-	PERFORM txbox._wake_at_commit(false, true, false);
+	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
 
@@ -506,7 +539,7 @@ AS $$
 BEGIN
 	PERFORM txbox._relay_lock(name);
 	UPDATE txbox.relays SET paused = false WHERE relays.name = resume_relay.name;
-	PERFORM txbox._wake_at_commit(false, true, false);
+	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
 
@@ -535,12 +568,15 @@ BEGIN
 		PERFORM txbox._relay_check_server(merged->>'server', r.owner);
 	END IF;
 	UPDATE txbox.relays SET options = merged WHERE relays.name = alter_relay.name;
-	PERFORM txbox._wake_at_commit(true, true, false);
+	PERFORM txbox._wake_at_commit('manager');
+	PERFORM txbox._wake_at_commit('relays');
 END
 $$;
 
--- Send a dead letter again, to its relay only.  Returns the new message's
--- outbox id (the message id stays the same, so targets deduplicate).
+-- Send a dead letter again: a relay's goes back to the outbox for that relay
+-- only, with its message id (targets deduplicate); a handler's is retried
+-- by its handler, and its key's later messages follow.  Returns the
+-- message id.
 CREATE FUNCTION txbox.replay_dead_letter(dead_letter_id bigint)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE
@@ -548,19 +584,75 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	d txbox.dead_letters := txbox._dead_letter_lock(dead_letter_id);
+BEGIN
+	IF d.relay IS NOT NULL THEN
+		PERFORM txbox._republish(d.relay, d.message_id, d.topic, d.key, d.headers,
+								 d.payload, d.payload_bytes);
+	ELSE
+		DELETE FROM txbox.handler_failures f
+		 USING txbox.handlers h
+		 WHERE h.name = d.handler AND f.handler_id = h.handler_id
+		   AND f.message_id = d.message_id;
+		PERFORM txbox._wake_at_commit('handlers');
+	END IF;
+	UPDATE txbox.dead_letters x SET replayed_at = now()
+	 WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id;
+	RETURN d.message_id;
+END
+$$;
+COMMENT ON FUNCTION txbox.replay_dead_letter(bigint) IS
+	'send a dead letter again (relay) or retry it (handler)';
+
+-- Give up on a handler's dead letter: record it processed without running
+-- the handler, so its key's later messages go on.
+CREATE FUNCTION txbox.discard_dead_letter(dead_letter_id bigint)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	d txbox.dead_letters := txbox._dead_letter_lock(dead_letter_id);
+BEGIN
+	IF d.handler IS NOT NULL THEN
+		PERFORM txbox.inbox_claim(d.handler, d.message_id::text);
+		DELETE FROM txbox.handler_failures f
+		 USING txbox.handlers h
+		 WHERE h.name = d.handler AND f.handler_id = h.handler_id
+		   AND f.message_id = d.message_id;
+		PERFORM txbox._wake_at_commit('handlers');
+	END IF;
+	UPDATE txbox.dead_letters x SET discarded_at = now()
+	 WHERE x.dead_letter_id = discard_dead_letter.dead_letter_id;
+	RETURN d.message_id;
+END
+$$;
+COMMENT ON FUNCTION txbox.discard_dead_letter(bigint) IS
+	'give up on a dead letter; a handler''s key goes on without it';
+
+-- The dead letter, locked, not yet replayed or discarded.
+CREATE FUNCTION txbox._dead_letter_lock(dead_letter_id bigint)
+RETURNS txbox.dead_letters
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
 	d txbox.dead_letters;
 BEGIN
 	SELECT * INTO d FROM txbox.dead_letters x
-	 WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id FOR UPDATE;
+	 WHERE x.dead_letter_id = _dead_letter_lock.dead_letter_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'dead letter % does not exist', dead_letter_id
 			USING ERRCODE = 'undefined_object', HINT = 'See SELECT * FROM txbox.dead_letters.';
 	END IF;
-	PERFORM txbox._republish(d.relay, d.message_id, d.topic, d.key, d.headers,
-							 d.payload, d.payload_bytes);
-	UPDATE txbox.dead_letters x SET replayed_at = now()
-	 WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id;
-	RETURN d.message_id;
+	IF d.replayed_at IS NOT NULL OR d.discarded_at IS NOT NULL THEN
+		RAISE EXCEPTION 'dead letter % was already %', dead_letter_id,
+			CASE WHEN d.replayed_at IS NOT NULL THEN 'replayed' ELSE 'discarded' END
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'If it failed again, it is a new dead letter.';
+	END IF;
+	RETURN d;
 END
 $$;
 
@@ -625,38 +717,444 @@ SELECT r.name, r.target, r.topics, r.owner,
 COMMENT ON VIEW txbox.relay_status IS 'one row per relay: state, position, lag, counters, last error';
 
 ------------------------------------------------------------------------
+-- Inbox consumption: SQL consumers and handler workers
+------------------------------------------------------------------------
+
+-- A consumer's topics, recorded so that retention waits for it.
+CREATE FUNCTION txbox._consumer_register(consumer text, topics text[])
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO txbox.consumers AS c (consumer, topics) VALUES (consumer, topics)
+	ON CONFLICT (consumer) DO UPDATE SET topics = excluded.topics
+	WHERE c.topics IS DISTINCT FROM excluded.topics AND c.handler_id IS NULL
+$$;
+
+-- Up to batch messages of topics (NULL: all) that consumer has not
+-- processed, oldest first, locked for this transaction: concurrent fetches
+-- skip them.  Process them and call inbox_done in the same transaction.
+CREATE FUNCTION txbox.inbox_fetch(consumer text, topics text[] DEFAULT NULL,
+								  batch integer DEFAULT 100)
+RETURNS SETOF txbox.message
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF consumer IS NULL OR consumer = '' THEN
+		RAISE EXCEPTION 'consumer must not be NULL or empty'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the consumer, e.g. ''billing''.';
+	END IF;
+	IF batch IS NULL OR batch < 1 OR batch > 100000 THEN
+		RAISE EXCEPTION 'batch must be between 1 and 100000'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example 100.';
+	END IF;
+	PERFORM txbox._consumer_register(consumer, topics);
+	RETURN QUERY
+	SELECT i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,
+		   i.source, i.published_at, i.received_at
+	  FROM txbox.inbox i
+	 WHERE (topics IS NULL OR i.topic = ANY (topics))
+	   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+					    WHERE d.consumer = inbox_fetch.consumer
+						  AND d.message_id = i.message_id::text)
+	 ORDER BY i.seq
+	 LIMIT batch
+	   FOR UPDATE OF i SKIP LOCKED;
+END
+$$;
+COMMENT ON FUNCTION txbox.inbox_fetch(text, text[], integer) IS
+	'unprocessed inbox messages for a consumer, locked for this transaction';
+
+-- Record messages processed by consumer, with the effects of processing
+-- them (same records as inbox_claim).  Raises 40001 if another transaction
+-- processed one of them meanwhile, so the effects roll back.
+CREATE FUNCTION txbox.inbox_done(consumer text, message_ids uuid[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id uuid;
+	n integer := 0;
+BEGIN
+	IF message_ids IS NULL THEN
+		RAISE EXCEPTION 'message_ids must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the ids inbox_fetch returned.';
+	END IF;
+	FOREACH id IN ARRAY message_ids LOOP
+		IF id IS NULL THEN
+			RAISE EXCEPTION 'message_ids must not contain NULL'
+				USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the ids inbox_fetch returned.';
+		END IF;
+		IF NOT txbox.inbox_claim(consumer, id::text) THEN
+			RAISE EXCEPTION 'message % was already processed by consumer "%"', id, consumer
+				USING ERRCODE = 'serialization_failure',
+					  HINT = 'Another transaction processed it first: roll back this one (its effects would be a duplicate) and fetch again.';
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION txbox.inbox_done(text, uuid[]) IS
+	'record fetched messages processed, in the transaction of their effects';
+
+-- Forget a consumer: inbox retention stops waiting for it.
+CREATE FUNCTION txbox.drop_consumer(consumer text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM txbox.consumers c WHERE c.consumer = drop_consumer.consumer
+				AND c.handler_id IS NOT NULL) THEN
+		RAISE EXCEPTION 'consumer "%" is a handler', consumer
+			USING ERRCODE = 'object_in_use', HINT = 'Use txbox.drop_handler.';
+	END IF;
+	DELETE FROM txbox.consumers c WHERE c.consumer = drop_consumer.consumer;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'consumer "%" does not exist', consumer
+			USING ERRCODE = 'undefined_object', HINT = 'See SELECT * FROM txbox.consumers.';
+	END IF;
+END
+$$;
+
+CREATE TABLE txbox.handlers (
+	handler_id		serial PRIMARY KEY,
+	name			text NOT NULL UNIQUE,
+	topics			text[],
+	handler			regprocedure NOT NULL,
+	owner			regrole NOT NULL,
+	paused			boolean NOT NULL DEFAULT false,
+	options			jsonb NOT NULL DEFAULT '{}',
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	state			text NOT NULL DEFAULT 'running',
+	processed		bigint NOT NULL DEFAULT 0,
+	retried			bigint NOT NULL DEFAULT 0,
+	dead_lettered	bigint NOT NULL DEFAULT 0,
+	last_processed_at timestamptz,
+	last_error		text,
+	last_error_at	timestamptz
+);
+COMMENT ON TABLE txbox.handlers IS 'handlers; change them with the txbox.*_handler functions';
+
+-- A message a handler failed on: its attempts, and when to try again.
+-- While it is here, the later messages of its key wait.
+CREATE TABLE txbox.handler_failures (
+	handler_id		integer NOT NULL REFERENCES txbox.handlers ON DELETE CASCADE,
+	message_id		uuid NOT NULL,
+	key				text NOT NULL,		-- the ordering key (message id when NULL)
+	seq				bigint NOT NULL,	-- its place in the inbox: later ones of the key wait
+	attempts		integer NOT NULL,
+	last_error		text NOT NULL,
+	next_attempt_at	timestamptz NOT NULL,
+	dead			boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (handler_id, message_id)
+);
+CREATE INDEX handler_failures_key_idx ON txbox.handler_failures (handler_id, key);
+
+CREATE FUNCTION txbox._handler_check_options(options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	allowed text[] := ARRAY['max_attempts', 'backoff', 'batch', 'parallel', 'statement_timeout'];
+BEGIN
+	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+		RAISE EXCEPTION 'handler options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"max_attempts": 5, "parallel": 2}''.';
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(options) LOOP
+		IF NOT k = ANY (allowed) THEN
+			RAISE EXCEPTION 'unknown handler option "%"', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Options: ' || array_to_string(allowed, ', ') || '.';
+		END IF;
+	END LOOP;
+	FOREACH k IN ARRAY ARRAY['max_attempts', 'batch', 'parallel'] LOOP
+		IF options ? k AND (jsonb_typeof(options->k) <> 'number'
+		   OR (options->>k)::numeric <> trunc((options->>k)::numeric)
+		   OR (options->>k)::numeric NOT BETWEEN 1
+			  AND CASE k WHEN 'parallel' THEN 16 WHEN 'batch' THEN 10000 ELSE 1000000 END) THEN
+			RAISE EXCEPTION 'handler option "%" must be an integer from 1 to %', k,
+				CASE k WHEN 'parallel' THEN 16 WHEN 'batch' THEN 10000 ELSE 1000000 END
+				USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": 4}''.', k);
+		END IF;
+	END LOOP;
+	FOREACH k IN ARRAY ARRAY['backoff', 'statement_timeout'] LOOP
+		IF options ? k THEN
+			BEGIN
+				IF (options->>k)::interval <= interval '0' OR (options->>k)::interval > interval '1 day' THEN
+					RAISE EXCEPTION USING ERRCODE = 'invalid_datetime_format';
+				END IF;
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
+				RAISE EXCEPTION 'handler option "%" must be an interval between 0 and 1 day', k
+					USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": "30s"}''.', k);
+			END;
+		END IF;
+	END LOOP;
+	RETURN options;
+END
+$$;
+
+-- A handler function takes one txbox.message; the owner must be allowed
+-- to call it.
+CREATE FUNCTION txbox._handler_check_function(handler regprocedure, role regrole)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p pg_proc;
+BEGIN
+	SELECT * INTO p FROM pg_proc WHERE oid = handler;
+	IF p.pronargs <> 1 OR p.proargtypes[0] <> 'txbox.message'::regtype OR p.proretset
+	   OR p.prokind <> 'f' THEN
+		RAISE EXCEPTION 'handler % must be a function taking one argument of type txbox.message', handler
+			USING ERRCODE = 'invalid_function_definition',
+				  HINT = 'CREATE FUNCTION my_handler(m txbox.message) RETURNS void ...';
+	END IF;
+	IF NOT has_function_privilege(role, handler, 'EXECUTE') THEN
+		RAISE EXCEPTION 'permission denied for function %', handler
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s.', handler, role);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION txbox.create_handler(name text, topics text[], handler regprocedure,
+									 options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t text;
+	id integer;
+BEGIN
+	IF name IS NULL OR name !~ '^[A-Za-z0-9._-]{1,50}$' THEN
+		RAISE EXCEPTION 'invalid handler name "%"', name
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Handler names are 1 to 50 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+	END IF;
+	IF handler IS NULL THEN
+		RAISE EXCEPTION 'handler must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass a function, e.g. ''charge(txbox.message)''::regprocedure.';
+	END IF;
+	IF topics IS NOT NULL THEN
+		IF cardinality(topics) = 0 THEN
+			RAISE EXCEPTION 'topics must not be an empty array'
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for all topics.';
+		END IF;
+		FOREACH t IN ARRAY topics LOOP
+			IF t IS NULL OR t !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+				RAISE EXCEPTION 'invalid topic name "%"', t
+					USING ERRCODE = 'invalid_name',
+						  HINT = 'Topic names are 1 to 249 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+			END IF;
+		END LOOP;
+	END IF;
+	options := txbox._handler_check_options(coalesce(options, '{}'));
+	PERFORM txbox._handler_check_function(handler, txbox._caller());
+	IF NOT (SELECT rolcanlogin FROM pg_roles WHERE oid = txbox._caller()) THEN
+		RAISE EXCEPTION 'role % cannot log in, and a handler runs as the role that creates it', txbox._caller()
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Create the handler as a role with LOGIN (RESET ROLE, or ALTER ROLE ... LOGIN).';
+	END IF;
+	IF EXISTS (SELECT 1 FROM txbox.handlers h WHERE h.name = create_handler.name)
+	   OR EXISTS (SELECT 1 FROM txbox.consumers c WHERE c.consumer = create_handler.name) THEN
+		RAISE EXCEPTION 'a handler or consumer "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'A handler is an inbox consumer of the same name: pick another name.';
+	END IF;
+	INSERT INTO txbox.handlers (name, topics, handler, owner, options)
+	VALUES (name, topics, handler, txbox._caller(), options)
+	RETURNING handler_id INTO id;
+	INSERT INTO txbox.consumers (consumer, topics, handler_id) VALUES (name, topics, id);
+	PERFORM txbox._workers_available();
+	PERFORM txbox._wake_at_commit('manager');
+END
+$$;
+COMMENT ON FUNCTION txbox.create_handler(text, text[], regprocedure, jsonb) IS
+	'call handler(txbox.message) once for every inbox message of topics, in a background worker';
+
+CREATE FUNCTION txbox._handler_lock(name text)
+RETURNS txbox.handlers
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	h txbox.handlers;
+BEGIN
+	SELECT * INTO h FROM txbox.handlers WHERE handlers.name = _handler_lock.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'handler "%" does not exist', name
+			USING ERRCODE = 'undefined_object', HINT = 'See SELECT name FROM txbox.handler_status.';
+	END IF;
+	IF NOT pg_has_role(txbox._caller(), h.owner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be a member of role "%" to change handler "%"', h.owner, name
+			USING ERRCODE = 'insufficient_privilege', HINT = 'Only the handler''s owner may change it.';
+	END IF;
+	RETURN h;
+END
+$$;
+
+CREATE FUNCTION txbox.drop_handler(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	h txbox.handlers := txbox._handler_lock(name);
+BEGIN
+	DELETE FROM txbox.consumers c WHERE c.handler_id = h.handler_id;
+	DELETE FROM txbox.handlers x WHERE x.handler_id = h.handler_id;
+	PERFORM txbox._wake_at_commit('manager');
+END
+$$;
+
+CREATE FUNCTION txbox.pause_handler(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	h txbox.handlers := txbox._handler_lock(name);
+BEGIN
+	UPDATE txbox.handlers x SET paused = true WHERE x.handler_id = h.handler_id;
+	PERFORM txbox._wake_at_commit('manager');
+END
+$$;
+
+CREATE FUNCTION txbox.resume_handler(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	h txbox.handlers := txbox._handler_lock(name);
+BEGIN
+	UPDATE txbox.handlers x SET paused = false WHERE x.handler_id = h.handler_id;
+	PERFORM txbox._wake_at_commit('manager');
+END
+$$;
+
+-- Messages a consumer has not processed yet (its backlog).
+CREATE FUNCTION txbox._consumer_backlog(consumer text, topics text[],
+										OUT messages bigint, OUT oldest timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(*), min(i.received_at)
+	  FROM txbox.inbox i
+	 WHERE (topics IS NULL OR i.topic = ANY (topics))
+	   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+					    WHERE d.consumer = _consumer_backlog.consumer
+						  AND d.message_id = i.message_id::text)
+$$;
+
+CREATE VIEW txbox.handler_status AS
+SELECT h.name, h.topics, h.handler, h.owner,
+	   CASE WHEN h.paused THEN 'paused'
+			WHEN EXISTS (SELECT 1 FROM txbox.handler_failures f
+						  WHERE f.handler_id = h.handler_id AND f.dead) THEN 'blocked'
+			ELSE h.state END AS state,
+	   h.processed, h.retried, h.dead_lettered,
+	   b.messages AS lag_messages,
+	   coalesce(extract(epoch FROM now() - b.oldest), 0)::double precision AS lag_seconds,
+	   (SELECT count(*) FROM txbox.handler_failures f WHERE f.handler_id = h.handler_id) AS failing,
+	   h.last_processed_at, h.last_error, h.last_error_at, h.options
+  FROM txbox.handlers h, LATERAL txbox._consumer_backlog(h.name, h.topics) b;
+COMMENT ON VIEW txbox.handler_status IS
+	'one row per handler: state (running, paused, retrying, blocked by a dead letter), counters, lag, last error';
+
+------------------------------------------------------------------------
 -- Retention, run by the per-database manager (src/manager.c)
 ------------------------------------------------------------------------
 
-CREATE FUNCTION txbox._maintain()
-RETURNS void
+-- Rotate rotated_table (truncate its oldest generation, make it current)
+-- if its current generation is at least min_age old and the oldest one may
+-- go, as may_go(ended_at, ended_xid, gen) says (ended_* NULL: never used).
+-- Returns whether it rotated.  Writers busy: not now (lock_timeout).
+CREATE FUNCTION txbox._rotate_if(rotated_table name, min_age interval, may_go text)
+RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	g txbox._generation;
 	e txbox._generation_end;
-	retention interval := current_setting('txbox.outbox_retention')::interval;
+	oldest smallint;
+	ok boolean;
 BEGIN
-	-- Outbox: rotate when the current generation is older than half the
-	-- retention and the oldest one was switched away from more than the
-	-- retention ago and is delivered by every relay (paused ones too).
-	SELECT * INTO g FROM txbox._generation WHERE relname = 'outbox';
-	IF g.switched_at > now() - greatest(retention / 2, interval '1s') THEN
-		RETURN;
+	SELECT * INTO g FROM txbox._generation WHERE relname = rotated_table;
+	IF g.switched_at > now() - min_age THEN
+		RETURN false;
 	END IF;
-	SELECT * INTO e FROM txbox._generation_end
-	 WHERE relname = 'outbox' AND gen = (g.current_gen + 1) % g.generations;
-	IF FOUND AND (e.ended_at > now() - retention
-				  OR EXISTS (SELECT 1 FROM txbox.relays r
-							  WHERE NOT pg_visible_in_snapshot(e.ended_xid, r.snapshot))) THEN
-		RETURN;
+	oldest := (g.current_gen + 1) % g.generations;
+	SELECT * INTO e FROM txbox._generation_end WHERE relname = rotated_table AND gen = oldest;
+	EXECUTE 'SELECT ' || may_go USING e.ended_at, e.ended_xid, oldest INTO ok;
+	IF NOT ok THEN
+		RETURN false;
 	END IF;
 	BEGIN
-		PERFORM txbox._switch_generation('outbox');
+		PERFORM txbox._switch_generation(rotated_table);
 	EXCEPTION WHEN lock_not_available THEN
-		RETURN;		-- writers busy: next round
+		RETURN false;		-- writers busy: next round
 	END;
+	RETURN true;
+END
+$$;
+
+-- Retention, every few seconds: each rotated table drops its oldest
+-- generation once nothing in it must be kept.
+--  outbox: switched away from more than outbox_retention ago, and delivered
+--    by every relay (paused ones too: a paused relay holds retention back).
+--  inbox: switched away from more than inbox_retention ago, and every
+--    message processed by every consumer of its topic (handlers included);
+--    the inbox never keeps a processed message longer than half the dedup
+--    window, so a message cannot outlive the record that it was processed.
+--  inbox_dedup: the other generation stopped taking claims more than
+--    dedup_retention ago, so every record lives at least that long.
+--  idempotency_keys: every key of the oldest generation expired.
+--  dead_letters (not a hot table): replayed, discarded and relay dead
+--    letters older than dead_letter_retention are deleted.
+CREATE FUNCTION txbox._maintain()
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	outbox_keep interval := current_setting('txbox.outbox_retention')::interval;
+	dedup_keep interval := current_setting('txbox.dedup_retention')::interval;
+	inbox_keep interval := least(current_setting('txbox.inbox_retention')::interval, dedup_keep / 2);
+	ttl interval := current_setting('txbox.idempotency_ttl')::interval;
+BEGIN
+	PERFORM txbox._rotate_if('outbox', greatest(outbox_keep / 2, interval '1s'), format(
+		'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (SELECT 1 FROM txbox.relays r
+			WHERE NOT pg_visible_in_snapshot($2, r.snapshot)))', outbox_keep));
+	PERFORM txbox._rotate_if('inbox', greatest(inbox_keep / 2, interval '1s'), format(
+		'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (
+			SELECT 1 FROM txbox.inbox i JOIN txbox.consumers c
+			    ON c.topics IS NULL OR i.topic = ANY (c.topics)
+			 WHERE i.gen = $3 AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+				WHERE d.consumer = c.consumer AND d.message_id = i.message_id::text)))', inbox_keep));
+	PERFORM txbox._rotate_if('inbox_dedup', dedup_keep, 'true');
+	PERFORM txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
+		'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())');
+	DELETE FROM txbox.dead_letters d
+	 WHERE d.failed_at < now() - current_setting('txbox.dead_letter_retention')::interval
+	   AND (d.relay IS NOT NULL OR d.replayed_at IS NOT NULL OR d.discarded_at IS NOT NULL);
 END
 $$;
 
@@ -669,4 +1167,4 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA txbox FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA txbox FROM PUBLIC;
 
 -- A new txbox database: have the launcher start its manager at commit.
-SELECT txbox._wake_at_commit(false, false, true);
+SELECT txbox._wake_at_commit('launcher');

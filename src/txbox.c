@@ -24,6 +24,8 @@ int			txbox_max_workers = 16;
 int			txbox_poll_interval = 1000; /* ms */
 int			txbox_batch_size = 1000;
 int			txbox_outbox_retention = 5 * 60;	/* seconds */
+int			txbox_inbox_retention = 24 * 60 * 60;	/* seconds */
+int			txbox_dead_letter_retention = 30 * 24 * 60 * 60;	/* seconds */
 
 void		_PG_init(void);
 
@@ -75,6 +77,22 @@ _PG_init(void)
 							"Undelivered messages are never removed.",
 							&txbox_outbox_retention,
 							5 * 60, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.inbox_retention",
+							"How long processed inbox messages stay in txbox.inbox.",
+							"A message stays until every consumer of its topic processed it; never longer than half txbox.dedup_retention after that.",
+							&txbox_inbox_retention,
+							24 * 60 * 60, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.dead_letter_retention",
+							"How long resolved dead letters (replayed, discarded, or a relay's) are kept.",
+							NULL,
+							&txbox_dead_letter_retention,
+							30 * 24 * 60 * 60, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

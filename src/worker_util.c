@@ -6,7 +6,14 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "access/htup_details.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
 #endif
@@ -150,4 +157,76 @@ txbox_backoff_ms(int attempt, long max_ms)
 #else
 	return (long) (ms * (0.5 + 0.5 * ((double) random() / MAX_RANDOM_VALUE)));
 #endif
+}
+
+/*
+ * Transactions of a worker's bookkeeping.  Relay and handler workers run as
+ * the role that owns their relay or handler (its user mapping, its
+ * privileges for the handler function); their work in txbox's own tables
+ * runs as the extension's owner.  txbox_xact_begin starts a transaction,
+ * connects SPI, pushes a snapshot and switches to the extension's owner;
+ * txbox_xact_as_owner switches back and forth inside it.  Memory allocated
+ * meanwhile is in the caller's context and survives the commit.
+ */
+static MemoryContext xact_caller_cxt;
+static Oid	xact_extowner = InvalidOid;
+static Oid	xact_saved_userid;
+static int	xact_saved_secctx;
+static bool xact_user_switched = false;
+
+void
+txbox_xact_begin(const char *activity)
+{
+	pgstat_report_activity(STATE_RUNNING, activity);
+	SetCurrentStatementStartTimestamp();
+	xact_caller_cxt = CurrentMemoryContext;
+	StartTransactionCommand();
+	MemoryContextSwitchTo(xact_caller_cxt);
+	GetUserIdAndSecContext(&xact_saved_userid, &xact_saved_secctx);
+	if (!OidIsValid(xact_extowner))
+	{
+		Oid			extoid = get_extension_oid("txbox", false);
+		HeapTuple	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "txbox: extension %u not found", extoid);
+		xact_extowner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		ReleaseSysCache(tup);
+	}
+	txbox_xact_as_owner(false);
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/* Inside txbox_xact_begin: act as the worker's role (true) or txbox's owner. */
+void
+txbox_xact_as_owner(bool owner)
+{
+	if (owner)
+		SetUserIdAndSecContext(xact_saved_userid, xact_saved_secctx);
+	else
+		SetUserIdAndSecContext(xact_extowner,
+							   xact_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	xact_user_switched = !owner;
+}
+
+void
+txbox_xact_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	txbox_xact_as_owner(true);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(xact_caller_cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* After an error: abort whatever transaction is open, as the worker's role. */
+void
+txbox_xact_abort(void)
+{
+	AbortCurrentTransaction();
+	if (xact_user_switched)
+		txbox_xact_as_owner(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
 }

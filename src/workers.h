@@ -5,10 +5,12 @@
  *
  *	launcher.c	one per cluster; starts a manager for every database
  *				that has txbox installed
- *	manager.c	one per database; starts a worker per relay, restarts
- *				them with backoff, rotates the outbox
+ *	manager.c	one per database; starts the relay and handler workers,
+ *				restarts them with backoff, runs retention
  *	relay.c		one per relay; moves committed outbox messages to its
  *				target (targets/postgres.c, targets/notify.c)
+ *	handler.c	"parallel" per handler; calls the handler function for
+ *				each inbox message, exactly once
  *	shmem.c		worker slots and commit-time wake-ups
  *-------------------------------------------------------------------------
  */
@@ -24,15 +26,23 @@
 typedef enum TxboxWorkerKind
 {
 	TXBOX_WORKER_MANAGER = 1,
-	TXBOX_WORKER_RELAY
+	TXBOX_WORKER_RELAY,
+	TXBOX_WORKER_HANDLER
 } TxboxWorkerKind;
+
+/* what txbox_wake_at_commit wakes */
+#define TXBOX_WAKE_RELAYS		0x01
+#define TXBOX_WAKE_HANDLERS		0x02
+#define TXBOX_WAKE_MANAGER		0x04
+#define TXBOX_WAKE_LAUNCHER		0x08
 
 typedef struct TxboxSlot
 {
 	bool		in_use;
 	TxboxWorkerKind kind;
 	Oid			dboid;
-	int32		relay_id;		/* relay workers */
+	int32		object_id;		/* relay or handler id */
+	int			part;			/* handler: which of its parallel workers */
 	uint64		generation;		/* tells a reused slot from the old one */
 	pid_t		pid;			/* 0 until the worker attached */
 	PGPROC	   *proc;
@@ -69,9 +79,8 @@ extern int	txbox_outbox_retention;	/* s */
 extern void txbox_shmem_init(void);
 extern void txbox_wake_launcher(void);
 extern void txbox_wake_manager(Oid dboid);
-extern void txbox_wake_relays(Oid dboid);
-extern void txbox_wake_at_commit(bool relays, bool manager, bool launcher);
-extern int	txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 relay_id);
+extern void txbox_wake_at_commit(int what);
+extern int	txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 object_id, int part);
 extern void txbox_slot_release(int slot);
 extern TxboxSlot *txbox_slot_attach(int slot);
 extern bool txbox_slot_gone(int slot, BackgroundWorkerHandle *handle);
@@ -81,6 +90,7 @@ extern void txbox_launcher_register(void);
 extern PGDLLEXPORT void txbox_launcher_main(Datum arg);
 extern PGDLLEXPORT void txbox_manager_main(Datum arg);
 extern PGDLLEXPORT void txbox_relay_main(Datum arg);
+extern PGDLLEXPORT void txbox_handler_main(Datum arg);
 
 /* worker_util.c: what every txbox worker does the same way */
 extern void txbox_worker_init_signals(void);
@@ -91,5 +101,9 @@ extern bool txbox_start_worker(const char *type, const char *name,
 							   BackgroundWorkerHandle **handle);
 extern Oid	txbox_worker_userid(void);
 extern long txbox_backoff_ms(int attempt, long max_ms);
+extern void txbox_xact_begin(const char *activity);
+extern void txbox_xact_as_owner(bool owner);
+extern void txbox_xact_commit(void);
+extern void txbox_xact_abort(void);
 
 #endif							/* TXBOX_WORKERS_H */

@@ -1,0 +1,449 @@
+/*-------------------------------------------------------------------------
+ * handler.c
+ *		The handler worker: calls a handler function once for every inbox
+ *		message of its topics, and records the message processed in the
+ *		same transaction, so that each message has exactly one committed
+ *		effect.
+ *
+ * A handler with "parallel" P has P workers; worker p takes the messages
+ * whose ordering key (the message's key, or its id when it has none)
+ * hashes to p, so all messages of a key go through one worker, in inbox
+ * arrival order (txbox.inbox.seq).
+ *
+ * Each round reads a window of up to "batch" unprocessed messages -- no
+ * dedup record for the handler's name, the same records as inbox_claim and
+ * inbox_done -- in arrival order, leaving out the keys that are blocked, and
+ * runs them all in one transaction: for each, the handler function (as the
+ * handler's owner, under the handler's statement_timeout), then the dedup
+ * record.  One commit per window, not per message.
+ *
+ * Failures.  If a message's handler raises, the whole window's transaction
+ * rolls back (no partial effect of any message), and a second short
+ * transaction records the attempt in txbox.handler_failures: its error, and
+ * the time of the next attempt (txbox_backoff_ms: exponential with jitter,
+ * capped by the "backoff" option).  Until then its key is blocked -- later messages
+ * of the key wait behind it, other keys go on in the next round.  After
+ * max_attempts it becomes a dead letter (txbox.dead_letters) and its key
+ * stays blocked until the dead letter is replayed or discarded.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "txbox.h"
+#include "workers.h"
+
+/* field4 of the lock that makes a handler part run in one worker at a time */
+#define TXBOX_LOCKTAG_HANDLER	0x747A
+
+typedef struct HandlerConfig
+{
+	int32		handler_id;
+	char	   *name;
+	Oid			function;
+	Datum		topics;
+	bool		topics_null;
+	int			max_attempts;
+	int			backoff_ms;
+	int			batch;
+	int			parallel;
+	int			statement_timeout_ms;
+} HandlerConfig;
+
+static TxboxPlan handler_load_plan = {
+	"SELECT name, handler::oid, topics, paused,"
+	" coalesce((options->>'max_attempts')::int, 10),"
+	" (extract(epoch FROM coalesce((options->>'backoff')::interval, '30s')) * 1000)::int,"
+	" coalesce((options->>'batch')::int, 100),"
+	" coalesce((options->>'parallel')::int, 1),"
+	" (extract(epoch FROM coalesce((options->>'statement_timeout')::interval, '60s')) * 1000)::int"
+	" FROM txbox.handlers WHERE handler_id OPERATOR(pg_catalog.=) $1",
+	1, {INT4OID}
+};
+
+/* when the next retry of a failed message is due */
+static TxboxPlan handler_next_retry_plan = {
+	"SELECT pg_catalog.min(next_attempt_at) FROM txbox.handler_failures"
+	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND NOT dead"
+	" AND next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+	1, {INT4OID}
+};
+
+static TxboxPlan handler_window_plan = {
+	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,"
+	"           i.source, i.published_at, i.received_at)::txbox.message,"
+	"       i.message_id::text, coalesce(i.key, i.message_id::text), i.seq"
+	"  FROM txbox.inbox i"
+	" WHERE ($1::text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::text[]))"
+	"   AND (pg_catalog.hashtext(coalesce(i.key, i.message_id::text)) OPERATOR(pg_catalog.&) 2147483647)"
+	"       OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3"
+	"   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d"
+	"                    WHERE d.consumer OPERATOR(pg_catalog.=) $5"
+	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::text)"
+	/* a key waits behind its failed message (that one too, until its retry) */
+	"   AND NOT EXISTS (SELECT 1 FROM txbox.handler_failures f"
+	"                    WHERE f.handler_id OPERATOR(pg_catalog.=) $4"
+	"                      AND f.key OPERATOR(pg_catalog.=) coalesce(i.key, i.message_id::text)"
+	"                      AND f.seq OPERATOR(pg_catalog.<=) i.seq"
+	"                      AND (f.dead OR f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()))"
+	" ORDER BY i.seq LIMIT $6",
+	6, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID}
+};
+
+static TxboxPlan handler_done_plan = {
+	"SELECT txbox.inbox_claim($1, $2)",
+	2, {TEXTOID, TEXTOID}
+};
+
+static TxboxPlan handler_progress_plan = {
+	"WITH ok AS (DELETE FROM txbox.handler_failures"
+	"   WHERE handler_id OPERATOR(pg_catalog.=) $1 AND message_id::text OPERATOR(pg_catalog.=) ANY ($2::text[]))"
+	" UPDATE txbox.handlers SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($2::text[]),"
+	" last_processed_at = pg_catalog.now(), state = 'running'"
+	" WHERE handler_id OPERATOR(pg_catalog.=) $1",
+	2, {INT4OID, TEXTARRAYOID}
+};
+
+/* count a failed attempt; dead at max_attempts */
+static TxboxPlan handler_failure_plan = {
+	"INSERT INTO txbox.handler_failures AS f (handler_id, message_id, key, attempts, last_error,"
+	"   next_attempt_at, dead, seq)"
+	" VALUES ($1, $2::uuid, $3, 1, $4, pg_catalog.now(), 1 OPERATOR(pg_catalog.>=) $5, $6)"
+	" ON CONFLICT (handler_id, message_id) DO UPDATE SET attempts = f.attempts OPERATOR(pg_catalog.+) 1,"
+	"   last_error = excluded.last_error,"
+	"   dead = f.attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $5"
+	" RETURNING attempts, dead",
+	6, {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID}
+};
+
+/* the next attempt, after the backoff */
+static TxboxPlan handler_retry_at_plan = {
+	"UPDATE txbox.handler_failures SET next_attempt_at = pg_catalog.clock_timestamp()"
+	" OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3)"
+	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND message_id OPERATOR(pg_catalog.=) $2::uuid",
+	3, {INT4OID, TEXTOID, FLOAT8OID}
+};
+
+static TxboxPlan handler_dead_letter_plan = {
+	"WITH d AS (INSERT INTO txbox.dead_letters (handler, message_id, topic, key, headers, payload,"
+	"   payload_bytes, published_at, attempts, last_error)"
+	" SELECT $2, message_id, topic, key, headers, payload, payload_bytes, published_at, $4, $5"
+	"   FROM txbox.inbox WHERE message_id OPERATOR(pg_catalog.=) $3::uuid LIMIT 1)"
+	" UPDATE txbox.handlers SET dead_lettered = dead_lettered OPERATOR(pg_catalog.+) 1"
+	" WHERE handler_id OPERATOR(pg_catalog.=) $1",
+	5, {INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID}
+};
+
+static TxboxPlan handler_error_plan = {
+	"UPDATE txbox.handlers SET state = $2, last_error = $3, last_error_at = pg_catalog.now(),"
+	" retried = retried OPERATOR(pg_catalog.+) $4"
+	" WHERE handler_id OPERATOR(pg_catalog.=) $1",
+	4, {INT4OID, TEXTOID, TEXTOID, INT4OID}
+};
+
+/* the message being handled when an error struck (for the failure record) */
+static char *handler_failed_id = NULL;
+static char *handler_failed_key = NULL;
+static int64 handler_failed_seq = 0;
+static bool handler_timeout_armed = false;
+
+static char *
+handler_text_col(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
+{
+	char	   *v = SPI_getvalue(tup, desc, col);
+
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+static int32
+handler_int_col(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+
+	return DatumGetInt32(SPI_getbinval(tup, desc, col, &isnull));
+}
+
+/* Read the handler's configuration; false if it is gone or paused. */
+static bool
+handler_load(int32 handler_id, HandlerConfig *cfg, MemoryContext cxt)
+{
+	Datum		arg = Int32GetDatum(handler_id);
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (txbox_exec(&handler_load_plan, &arg, NULL, false, 1) != 1)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+		return false;
+	cfg->handler_id = handler_id;
+	cfg->name = handler_text_col(tup, desc, 1, cxt);
+	cfg->function = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	cfg->topics = SPI_getbinval(tup, desc, 3, &cfg->topics_null);
+	if (!cfg->topics_null)
+		cfg->topics = SPI_datumTransfer(cfg->topics, false, -1);
+	cfg->max_attempts = handler_int_col(tup, desc, 5);
+	cfg->backoff_ms = handler_int_col(tup, desc, 6);
+	cfg->batch = handler_int_col(tup, desc, 7);
+	cfg->parallel = handler_int_col(tup, desc, 8);
+	cfg->statement_timeout_ms = handler_int_col(tup, desc, 9);
+	return true;
+}
+
+/*
+ * Run one window of messages in the current transaction.  Returns how many
+ * were processed; *next_retry is when a blocked key's retry is due (0:
+ * none).  An error propagates with handler_failed_id/key naming the
+ * message it struck.
+ */
+static int
+handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry)
+{
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	SPITupleTable *window;
+	int			n;
+	Datum	   *done;
+	bool		isnull;
+
+	args[0] = Int32GetDatum(cfg->handler_id);
+	txbox_exec(&handler_next_retry_plan, args, NULL, false, 1);
+	*next_retry = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		*next_retry = 0;
+
+	args[3] = Int32GetDatum(cfg->handler_id);
+
+	args[0] = cfg->topics;
+	nulls[0] = cfg->topics_null ? 'n' : ' ';
+	args[1] = Int32GetDatum(cfg->parallel);
+	args[2] = Int32GetDatum(part);
+	args[4] = CStringGetTextDatum(cfg->name);
+	args[5] = Int32GetDatum(cfg->batch);
+	n = txbox_exec(&handler_window_plan, args, nulls, false, 0);
+	window = SPI_tuptable;		/* stays valid until SPI_finish */
+	if (n == 0)
+		return 0;
+
+	done = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = window->vals[i];
+		Datum		message = SPI_getbinval(tup, window->tupdesc, 1, &isnull);
+		Datum		claim[2];
+
+		handler_failed_id = handler_text_col(tup, window->tupdesc, 2, TopTransactionContext);
+		handler_failed_key = handler_text_col(tup, window->tupdesc, 3, TopTransactionContext);
+		handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, 4, &isnull));
+
+		/* the handler, as the handler's owner, within its statement_timeout */
+		txbox_xact_as_owner(true);
+		enable_timeout_after(STATEMENT_TIMEOUT, cfg->statement_timeout_ms);
+		handler_timeout_armed = true;
+		OidFunctionCall1(cfg->function, message);
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		handler_timeout_armed = false;
+		txbox_xact_as_owner(false);
+
+		/* processed: the record commits with the handler's effects */
+		claim[0] = CStringGetTextDatum(cfg->name);
+		claim[1] = CStringGetTextDatum(handler_failed_id);
+		txbox_exec(&handler_done_plan, claim, NULL, false, 1);
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("message %s was processed concurrently by consumer \"%s\"",
+							handler_failed_id, cfg->name)));
+		done[i] = claim[1];
+	}
+	handler_failed_id = NULL;
+	handler_failed_key = NULL;
+
+	args[0] = Int32GetDatum(cfg->handler_id);
+	args[1] = PointerGetDatum(construct_array(done, n, TEXTOID, -1, false, TYPALIGN_INT));
+	txbox_exec(&handler_progress_plan, args, NULL, false, 0);
+	return n;
+}
+
+/* Record a failed attempt at message_id (NULL: not at a message). */
+static void
+handler_record_failure(HandlerConfig *cfg, const char *message_id, const char *key,
+					   int64 seq, const char *error)
+{
+	Datum		args[6];
+	int			retried = 0;
+
+	txbox_xact_begin("txbox handler: recording a failure");
+	if (message_id != NULL)
+	{
+		bool		isnull;
+		int			attempts;
+		bool		dead;
+
+		args[0] = Int32GetDatum(cfg->handler_id);
+		args[1] = CStringGetTextDatum(message_id);
+		args[2] = CStringGetTextDatum(key);
+		args[3] = CStringGetTextDatum(error);
+		args[4] = Int32GetDatum(cfg->max_attempts);
+		args[5] = Int64GetDatum(seq);
+		txbox_exec(&handler_failure_plan, args, NULL, false, 1);
+		attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		retried = 1;
+		args[2] = Float8GetDatum(txbox_backoff_ms(attempts, cfg->backoff_ms) / 1000.0);
+		txbox_exec(&handler_retry_at_plan, args, NULL, false, 0);
+		if (dead)
+		{
+			ereport(LOG,
+					(errmsg("txbox handler \"%s\": message %s failed %d times, moved to txbox.dead_letters: %s",
+							cfg->name, message_id, attempts, error)));
+			args[1] = CStringGetTextDatum(cfg->name);
+			args[2] = CStringGetTextDatum(message_id);
+			args[3] = Int32GetDatum(attempts);
+			args[4] = CStringGetTextDatum(error);
+			txbox_exec(&handler_dead_letter_plan, args, NULL, false, 0);
+		}
+	}
+	args[0] = Int32GetDatum(cfg->handler_id);
+	args[1] = CStringGetTextDatum(message_id ? "retrying" : "failed");
+	args[2] = CStringGetTextDatum(error);
+	args[3] = Int32GetDatum(retried);
+	txbox_exec(&handler_error_plan, args, NULL, false, 0);
+	txbox_xact_commit();
+}
+
+/*
+ * One round.  Returns the milliseconds to sleep before the next (0: more
+ * may be waiting), or -1 when the handler is gone or paused.
+ */
+static long
+handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext loop_cxt)
+{
+	TimestampTz next_retry = 0;
+	int			n;
+	long		sleep_ms = txbox_poll_interval;
+
+	txbox_xact_begin("txbox handler: running messages");
+	if (!handler_load(handler_id, cfg, loop_cxt))
+	{
+		txbox_xact_commit();
+		return -1;
+	}
+	n = handler_run_window(cfg, part, &next_retry);
+	txbox_xact_commit();
+
+	if (n > 0)
+		return 0;
+	if (next_retry != 0)
+		sleep_ms = Min(sleep_ms, Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_retry)));
+	return sleep_ms;
+}
+
+void
+txbox_handler_main(Datum arg)
+{
+	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
+	int32		handler_id = slot->object_id;
+	int			part = slot->part;
+	MemoryContext loop_cxt;
+	HandlerConfig cfg;
+	LOCKTAG		tag;
+	int			failures = 0;
+	bool		named = false;
+
+	txbox_worker_init_signals();
+	/* statement_timeout of a handler cancels it like a query */
+	pqsignal(SIGINT, StatementCancelHandler);
+	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) part, (uint32) handler_id,
+						 TXBOX_LOCKTAG_HANDLER);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		/* another worker runs this part of the handler already */
+		slot->clean_exit = true;
+		proc_exit(0);
+	}
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox handler loop", ALLOCSET_DEFAULT_SIZES);
+	memset(&cfg, 0, sizeof(cfg));
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		if (txbox_database_is_being_dropped())
+		{
+			slot->clean_exit = true;
+			proc_exit(0);
+		}
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		memset(&cfg, 0, sizeof(cfg));	/* its strings lived in loop_cxt */
+
+		PG_TRY();
+		{
+			sleep_ms = handler_iterate(handler_id, part, &cfg, loop_cxt);
+			failures = 0;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			char	   *failed_id;
+			char	   *failed_key;
+
+			MemoryContextSwitchTo(loop_cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			if (handler_timeout_armed)
+			{
+				disable_timeout(STATEMENT_TIMEOUT, false);
+				handler_timeout_armed = false;
+			}
+			failed_id = handler_failed_id ? pstrdup(handler_failed_id) : NULL;
+			failed_key = handler_failed_key ? pstrdup(handler_failed_key) : NULL;
+			handler_failed_id = handler_failed_key = NULL;
+			txbox_xact_abort();
+			MemoryContextSwitchTo(loop_cxt);
+			ereport(LOG,
+					(errmsg("txbox handler \"%s\": %s%s: %s", cfg.name ? cfg.name : "?",
+							failed_id ? "message " : "error", failed_id ? failed_id : "",
+							edata->message)));
+			if (cfg.name == NULL)
+				ReThrowError(edata);	/* could not even read the handler */
+			handler_record_failure(&cfg, failed_id, failed_key, handler_failed_seq, edata->message);
+			/* a failed message is blocked for its backoff; others go on now */
+			sleep_ms = failed_id ? 0 : txbox_backoff_ms(++failures, cfg.backoff_ms);
+		}
+		PG_END_TRY();
+
+		if (sleep_ms < 0)
+		{
+			slot->clean_exit = true;
+			proc_exit(0);
+		}
+		if (!named && cfg.name)
+		{
+			pgstat_report_appname(psprintf("txbox handler %s/%d", cfg.name, part));
+			named = true;
+		}
+		if (sleep_ms > 0)
+			txbox_worker_wait(Min(sleep_ms, 1000), PG_WAIT_EXTENSION);
+	}
+}
