@@ -720,13 +720,20 @@ COMMENT ON VIEW txbox.relay_status IS 'one row per relay: state, position, lag, 
 -- Inbox consumption: SQL consumers and handler workers
 ------------------------------------------------------------------------
 
--- A consumer's topics, recorded so that retention waits for it.
+-- A consumer's topics, recorded so that retention waits for it.  Writes
+-- (and so may wait for a concurrent first fetch) only when the consumer is
+-- new or its topics changed.
 CREATE FUNCTION txbox._consumer_register(consumer text, topics text[])
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	INSERT INTO txbox.consumers AS c (consumer, topics) VALUES (consumer, topics)
+	INSERT INTO txbox.consumers AS c (consumer, topics)
+	SELECT consumer, topics
+	 WHERE NOT EXISTS (SELECT 1 FROM txbox.consumers x
+						WHERE x.consumer = _consumer_register.consumer
+						  AND (x.topics IS NOT DISTINCT FROM _consumer_register.topics
+							   OR x.handler_id IS NOT NULL))
 	ON CONFLICT (consumer) DO UPDATE SET topics = excluded.topics
 	WHERE c.topics IS DISTINCT FROM excluded.topics AND c.handler_id IS NULL
 $$;
