@@ -80,4 +80,54 @@ inbox=$(psql -X -At -d billing -c "SELECT count(*) || ' rows, ' || count(DISTINC
 echo "published in shop: $published orders; in billing's inbox: $inbox"
 
 echo
+echo "7. A handler in billing charges every order exactly once -- through a crash of the relay worker"
+echo "   and a poison order that fails until the handler is fixed."
+psql -X -q -v ON_ERROR_STOP=1 -d billing <<'SQL'
+CREATE TABLE charges (order_id int PRIMARY KEY, amount numeric, message_id uuid UNIQUE);
+CREATE FUNCTION charge(m txbox.message) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF m.payload->>'total' IS NULL THEN
+    RAISE EXCEPTION 'order % has no total', m.payload->>'order';
+  END IF;
+  INSERT INTO charges VALUES ((m.payload->>'order')::int, (m.payload->>'total')::numeric, m.message_id);
+END $$;
+SELECT txbox.create_handler('charge', ARRAY['orders'], 'charge(txbox.message)',
+                            '{"max_attempts": 3, "backoff": "1s", "parallel": 2}');
+SQL
+psql -X -q -d shop -c "SELECT txbox.publish('orders', jsonb_build_object('order', g) || CASE WHEN g = 20500 THEN '{}' ELSE jsonb_build_object('total', g * 10) END, 'customer-' || g % 7) FROM generate_series(20004, 21003) g" >/dev/null &
+sleep 0.3
+psql -X -q -At -d shop -c "SELECT 'killed relay worker ' || pid || ' with SIGKILL (the server restarts)' FROM pg_stat_activity WHERE backend_type = 'txbox relay'" \
+	| while read -r line; do echo "$line"; kill -9 "$(echo "$line" | awk '{print $4}')"; done
+wait
+# wait for the dead letter, then until only its customer's orders are left
+prev=x
+for i in $(seq 1 60); do
+	state=$(psql -X -At -d billing -c "SELECT (SELECT count(*) FROM txbox.dead_letters) || '/' || lag_messages FROM txbox.handler_status" 2>/dev/null || echo x)
+	case $state in 1/*) [ "$state" = "$prev" ] && break ;; esac
+	prev=$state
+	sleep 1
+done
+psql -X -d billing -c "SELECT name, state, processed, dead_lettered, lag_messages FROM txbox.handler_status" \
+	-c "SELECT dead_letter_id, payload, attempts, last_error FROM txbox.dead_letters"
+echo "   The poison order's customer waits behind it; the others are charged. Fix the handler and replay:"
+psql -X -q -d billing <<'SQL'
+CREATE OR REPLACE FUNCTION charge(m txbox.message) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO charges VALUES ((m.payload->>'order')::int, coalesce((m.payload->>'total')::numeric, 0), m.message_id);
+END $$;
+SELECT txbox.replay_dead_letter(dead_letter_id) FROM txbox.dead_letters;
+SQL
+for i in $(seq 1 30); do
+	lag=$(psql -X -At -d billing -c "SELECT lag_messages FROM txbox.handler_status")
+	[ "$lag" = 0 ] && break
+	sleep 1
+done
+published=$(psql -X -At -d shop -c "SELECT count(*) FROM txbox.outbox WHERE topic = 'orders'")
+psql -X -d billing -c "SELECT $published AS published_in_shop,
+	(SELECT count(*) FROM txbox.inbox) AS in_billing_inbox,
+	(SELECT count(*) FROM charges) AS charges,
+	(SELECT count(DISTINCT order_id) FROM charges) AS distinct_orders_charged,
+	(SELECT processed FROM txbox.handler_status) AS handler_processed"
+
+echo
 echo "demo finished"
