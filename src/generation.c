@@ -45,6 +45,7 @@ typedef struct GenerationCache
 	const char *relname;
 	Oid			relid;			/* InvalidOid: look up again */
 	int16		current;
+	bool		others_empty;	/* no other generation ever held rows since truncation */
 	bool		valid;
 } GenerationCache;
 
@@ -56,7 +57,9 @@ static GenerationCache gen_cache[TXBOX_NUM_ROTATED] = {
 };
 
 static TxboxPlan gen_read_plan = {
-	"SELECT current_gen FROM txbox._generation WHERE relname OPERATOR(pg_catalog.=) $1",
+	"SELECT g.current_gen, NOT EXISTS (SELECT 1 FROM txbox._generation_end e"
+	"   WHERE e.relname OPERATOR(pg_catalog.=) $1)"
+	" FROM txbox._generation g WHERE g.relname OPERATOR(pg_catalog.=) $1",
 	1, {NAMEOID}
 };
 
@@ -97,13 +100,16 @@ generation_parent_relid(GenerationCache *c)
 
 /*
  * txbox_current_generation -- the generation writers of table insert into.
+ * If others_empty is not NULL, it says whether every other generation is
+ * empty (none was current since it was last truncated: a young table), so
+ * that readers may skip them.
  *
  * Takes (and keeps to end of transaction) RowExclusiveLock on the parent
  * table, which a concurrent switch waits for.  Must be called inside a
  * transaction, connected to SPI.
  */
 int16
-txbox_current_generation(TxboxRotated table)
+txbox_current_generation(TxboxRotated table, bool *others_empty)
 {
 	GenerationCache *c = &gen_cache[table];
 	Oid			relid = generation_parent_relid(c);
@@ -126,9 +132,14 @@ txbox_current_generation(TxboxRotated table)
 		c->current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
 												 SPI_tuptable->tupdesc, 1,
 												 &isnull));
+		c->others_empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 2,
+													 &isnull));
 		c->relid = generation_parent_relid(c);
 		c->valid = true;
 	}
+	if (others_empty)
+		*others_empty = c->others_empty;
 	return c->current;
 }
 

@@ -204,7 +204,7 @@ txbox_idempotency_begin(PG_FUNCTION_ARGS)
 	}
 
 	/* first use, or expired: the key is ours until this transaction ends */
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_IDEMPOTENCY_KEYS));
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_IDEMPOTENCY_KEYS, NULL));
 	values[1] = PointerGetDatum(scope);
 	values[2] = PointerGetDatum(key);
 	values[3] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -244,7 +244,7 @@ txbox_idempotency_complete(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	/* the lock is held: no switch can move the row while we update it */
-	(void) txbox_current_generation(TXBOX_IDEMPOTENCY_KEYS);
+	(void) txbox_current_generation(TXBOX_IDEMPOTENCY_KEYS, NULL);
 	n = txbox_exec(&idem_complete_plan, values, nulls, false, 0);
 	SPI_finish();
 

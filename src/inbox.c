@@ -9,8 +9,9 @@
  *	1. INSERT ... ON CONFLICT DO NOTHING into the current generation.  A
  *	   concurrent claim of the same id waits here for the first transaction:
  *	   if that commits we get a conflict (false), if it rolls back we insert.
- *	2. If we inserted, look for a committed record in the older generation,
- *	   with a fresh snapshot so that REPEATABLE READ callers see it too.
+ *	2. If we inserted, look for a committed record in the older generation
+ *	   (unless it is known empty), with a fresh snapshot so that REPEATABLE
+ *	   READ callers see it too.
  *	   Generation switches wait for in-progress claims (generation.c), so an
  *	   older generation holds only committed or aborted rows.
  *-------------------------------------------------------------------------
@@ -51,19 +52,20 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 {
 	Datum		values[4];
 	bool		claimed;
+	bool		others_empty;
 
 	txbox_require_text_arg(fcinfo, 0, "consumer");
 	txbox_require_text_arg(fcinfo, 1, "message_id");
 
 	SPI_connect();
 
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP));
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, &others_empty));
 	values[1] = PG_GETARG_DATUM(0);
 	values[2] = PG_GETARG_DATUM(1);
 	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	claimed = txbox_exec(&claim_insert_plan, values, NULL, false, 0) == 1;
-	if (claimed)
+	if (claimed && !others_empty)
 		claimed = txbox_exec(&claim_older_plan, values, NULL, true, 1) == 0;
 
 	SPI_finish();
@@ -135,7 +137,7 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 						txbox_max_payload_size),
 				 errhint("Raise txbox.max_payload_size where the relay delivers, or publish smaller messages.")));
 
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX));
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX, NULL));
 	memset(nulls, ' ', sizeof(nulls));
 	for (int i = 0; i < 8; i++)
 		values[i + 1] = PG_GETARG_DATUM(i);

@@ -138,7 +138,7 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 
 	SPI_connect();
 
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX));
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX, NULL));
 	values[1] = UUIDPGetDatum(message_id);
 	values[2] = PointerGetDatum(topic);
 	values[3] = PG_GETARG_DATUM(2);
@@ -194,7 +194,7 @@ txbox_republish(PG_FUNCTION_ARGS)
 			elog(ERROR, "txbox._republish: argument %d is NULL", i + 1);
 
 	SPI_connect();
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX));
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX, NULL));
 	for (int i = 1; i <= 6; i++)
 	{
 		values[i] = PG_GETARG_DATUM(i);

@@ -41,7 +41,7 @@ typedef enum TxboxRotated
 	TXBOX_NUM_ROTATED
 } TxboxRotated;
 
-extern int16 txbox_current_generation(TxboxRotated table);
+extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern void txbox_generation_init(void);
 
 /* uuid7.c */
