@@ -9,19 +9,7 @@ RESET client_min_messages;
 --
 -- (the tests run as an OS user named txbox: keep "$user" out of the path)
 SET search_path = public;
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st text;
-	msg text;
-	hint text;
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		hint = PG_EXCEPTION_HINT;
-	RETURN st || ' ' || msg || coalesce(' (HINT: ' || nullif(hint, '') || ')', '');
-END $$;
+\i sql/include/try.sql
 
 -- six messages arrive as a relay delivers them (two of them twice)
 CREATE TEMP TABLE m AS

@@ -7,19 +7,7 @@ RESET client_min_messages;
 -- Workers run in this instance too; the relays here are notify relays or
 -- point at servers that are never reached before they are dropped.
 --
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st text;
-	msg text;
-	hint text;
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		hint = PG_EXCEPTION_HINT;
-	RETURN st || ' ' || msg || coalesce(' (HINT: ' || nullif(hint, '') || ')', '');
-END $$;
+\i sql/include/try.sql
 
 -- txbox_fdw: endpoint options on servers, credentials on user mappings
 SELECT pg_temp.try($$CREATE SERVER bad1 FOREIGN DATA WRAPPER txbox_fdw OPTIONS (user 'x')$$) AS credential_on_server;

@@ -7,21 +7,7 @@ RESET client_min_messages;
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 
--- try(sql): run sql and return 'ok', or the SQLSTATE, message and hint of
--- its error, so that every error path shows its SQLSTATE.
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st text;
-	msg text;
-	hint text;
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		hint = PG_EXCEPTION_HINT;
-	RETURN st || ' ' || msg || coalesce(' (HINT: ' || nullif(hint, '') || ')', '');
-END $$;
+\i sql/include/try.sql
 
 ------------------------------------------------------------------------
 -- 1. Every function of the extension pins search_path (catalog check).
