@@ -322,73 +322,128 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_caller';
 
 -- Options common to every relay, and per target.
-CREATE FUNCTION txbox._relay_check_options(target text, options jsonb)
+-- Options of a relay or handler (what): a JSON object of known keys
+-- (allowed), integers within their range (integers: {"key": [min, max,
+-- example]}), positive intervals of at most a day (intervals).
+CREATE FUNCTION txbox._check_options(what text, options jsonb, allowed text[],
+									 integers jsonb, intervals text[])
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k text;
-	allowed text[] := ARRAY['from', 'batch_size', 'max_attempts', 'backoff_max',
-							 'connect_timeout', 'statement_timeout'];
+	lo numeric;
+	hi numeric;
 BEGIN
 	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
-		RAISE EXCEPTION 'relay options must be a JSON object'
+		RAISE EXCEPTION '% options must be a JSON object', what
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Pass options such as ''{"server": "billing", "batch_size": 1000}''.';
-	END IF;
-	IF target = 'postgres' THEN
-		allowed := allowed || 'server'::text;
-		IF NOT options ? 'server' THEN
-			RAISE EXCEPTION 'a postgres relay needs the option "server"'
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ..., dbname ...) and a USER MAPPING, then pass ''{"server": "name"}''.';
-		END IF;
-	ELSIF target = 'notify' THEN
-		allowed := allowed || 'channel'::text;
-		IF NOT options ? 'channel' OR jsonb_typeof(options->'channel') <> 'string'
-		   OR options->>'channel' = '' OR length(options->>'channel') >= 64 THEN
-			RAISE EXCEPTION 'a notify relay needs the option "channel" (a name of up to 63 characters)'
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Pass ''{"channel": "orders_events"}''.';
-		END IF;
+				  HINT = format('Options of a %s: %s.', what, array_to_string(allowed, ', '));
 	END IF;
 	FOR k IN SELECT jsonb_object_keys(options) LOOP
 		IF NOT k = ANY (allowed) THEN
-			RAISE EXCEPTION 'unknown relay option "%"', k
+			RAISE EXCEPTION 'unknown % option "%"', what, k
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = format('Options of a %s relay: %s.', target, array_to_string(allowed, ', '));
+					  HINT = format('Options of a %s: %s.', what, array_to_string(allowed, ', '));
 		END IF;
 	END LOOP;
-	IF options ? 'from' AND NOT (options->>'from') IN ('now', 'beginning') THEN
-		RAISE EXCEPTION 'relay option "from" must be "now" or "beginning"'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = '"beginning" also delivers the messages still retained in the outbox.';
-	END IF;
-	IF options ? 'batch_size' AND (jsonb_typeof(options->'batch_size') <> 'number'
-	   OR (options->>'batch_size')::numeric NOT BETWEEN 1 AND 100000
-	   OR (options->>'batch_size')::numeric <> trunc((options->>'batch_size')::numeric)) THEN
-		RAISE EXCEPTION 'relay option "batch_size" must be an integer from 1 to 100000'
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"batch_size": 1000}''.';
-	END IF;
-	IF options ? 'max_attempts' AND (jsonb_typeof(options->'max_attempts') <> 'number'
-	   OR (options->>'max_attempts')::numeric NOT BETWEEN 1 AND 1000000
-	   OR (options->>'max_attempts')::numeric <> trunc((options->>'max_attempts')::numeric)) THEN
-		RAISE EXCEPTION 'relay option "max_attempts" must be an integer from 1 to 1000000'
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"max_attempts": 10}''.';
-	END IF;
-	FOREACH k IN ARRAY ARRAY['backoff_max', 'connect_timeout', 'statement_timeout'] LOOP
+	FOR k IN SELECT jsonb_object_keys(integers) LOOP
+		lo := (integers->k->>0)::numeric;
+		hi := (integers->k->>1)::numeric;
+		IF options ? k AND (jsonb_typeof(options->k) <> 'number'
+		   OR (options->>k)::numeric NOT BETWEEN lo AND hi
+		   OR (options->>k)::numeric <> trunc((options->>k)::numeric)) THEN
+			RAISE EXCEPTION '% option "%" must be an integer from % to %', what, k, lo, hi
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('For example ''{"%s": %s}''.', k, integers->k->>2);
+		END IF;
+	END LOOP;
+	FOREACH k IN ARRAY intervals LOOP
 		IF options ? k THEN
 			BEGIN
 				IF (options->>k)::interval <= interval '0' OR (options->>k)::interval > interval '1 day' THEN
 					RAISE EXCEPTION USING ERRCODE = 'invalid_datetime_format';
 				END IF;
 			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
-				RAISE EXCEPTION 'relay option "%" must be an interval between 0 and 1 day', k
+				RAISE EXCEPTION '% option "%" must be an interval between 0 and 1 day', what, k
 					USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": "30s"}''.', k);
 			END;
 		END IF;
 	END LOOP;
+	RETURN options;
+END
+$$;
+
+-- Topic names of a relay or handler: NULL (all), or valid names.
+CREATE FUNCTION txbox._check_topics(topics text[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t text;
+BEGIN
+	IF topics IS NULL THEN
+		RETURN;
+	END IF;
+	IF cardinality(topics) = 0 THEN
+		RAISE EXCEPTION 'topics must not be an empty array'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for all topics.';
+	END IF;
+	FOREACH t IN ARRAY topics LOOP
+		IF t IS NULL OR t !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+			RAISE EXCEPTION 'invalid topic name "%"', t
+				USING ERRCODE = 'invalid_name',
+					  HINT = 'Topic names are 1 to 249 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- Relays and handlers run as the role that creates them: it must log in.
+CREATE FUNCTION txbox._check_caller_can_login(what text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT (SELECT rolcanlogin FROM pg_roles WHERE oid = txbox._caller()) THEN
+		RAISE EXCEPTION 'role % cannot log in, and a % runs as the role that creates it', txbox._caller(), what
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('Create the %s as a role with LOGIN (RESET ROLE, or ALTER ROLE ... LOGIN).', what);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION txbox._relay_check_options(target text, options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM txbox._check_options(
+		'relay', options,
+		ARRAY['from', 'batch_size', 'max_attempts', 'backoff_max', 'connect_timeout',
+			  'statement_timeout', CASE target WHEN 'postgres' THEN 'server' ELSE 'channel' END],
+		'{"batch_size": [1, 100000, 1000], "max_attempts": [1, 1000000, 10]}',
+		ARRAY['backoff_max', 'connect_timeout', 'statement_timeout']);
+	IF target = 'postgres' AND NOT options ? 'server' THEN
+		RAISE EXCEPTION 'a postgres relay needs the option "server"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ..., dbname ...) and a USER MAPPING, then pass ''{"server": "name"}''.';
+	END IF;
+	IF target = 'notify' AND (NOT options ? 'channel' OR jsonb_typeof(options->'channel') <> 'string'
+	   OR options->>'channel' = '' OR length(options->>'channel') >= 64) THEN
+		RAISE EXCEPTION 'a notify relay needs the option "channel" (a name of up to 63 characters)'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass ''{"channel": "orders_events"}''.';
+	END IF;
+	IF options ? 'from' AND NOT (options->>'from') IN ('now', 'beginning') THEN
+		RAISE EXCEPTION 'relay option "from" must be "now" or "beginning"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = '"beginning" also delivers the messages still retained in the outbox.';
+	END IF;
 	RETURN options;
 END
 $$;
@@ -432,8 +487,6 @@ LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	t text;
 BEGIN
 	IF name IS NULL OR name !~ '^[A-Za-z0-9._-]{1,60}$' THEN
 		RAISE EXCEPTION 'invalid relay name "%"', name
@@ -445,28 +498,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel).';
 	END IF;
-	IF topics IS NOT NULL THEN
-		IF cardinality(topics) = 0 THEN
-			RAISE EXCEPTION 'topics must not be an empty array'
-				USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for all topics.';
-		END IF;
-		FOREACH t IN ARRAY topics LOOP
-			IF t IS NULL OR t !~ '^[A-Za-z0-9._-]{1,249}$' THEN
-				RAISE EXCEPTION 'invalid topic name "%"', t
-					USING ERRCODE = 'invalid_name',
-						  HINT = 'Topic names are 1 to 249 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
-			END IF;
-		END LOOP;
-	END IF;
+	PERFORM txbox._check_topics(topics);
 	options := txbox._relay_check_options(target, coalesce(options, '{}'));
 	IF target = 'postgres' THEN
 		PERFORM txbox._relay_check_server(options->>'server', txbox._caller());
 	END IF;
-	IF NOT (SELECT rolcanlogin FROM pg_roles WHERE oid = txbox._caller()) THEN
-		RAISE EXCEPTION 'role % cannot log in, and a relay runs as the role that creates it', txbox._caller()
-			USING ERRCODE = 'insufficient_privilege',
-				  HINT = 'Create the relay as a role with LOGIN (RESET ROLE, or ALTER ROLE ... LOGIN).';
-	END IF;
+	PERFORM txbox._check_caller_can_login('relay');
 	IF EXISTS (SELECT 1 FROM txbox.relays r WHERE r.name = create_relay.name) THEN
 		RAISE EXCEPTION 'relay "%" already exists', name
 			USING ERRCODE = 'duplicate_object', HINT = 'Drop it first, or pick another name.';
@@ -867,48 +904,14 @@ CREATE INDEX handler_failures_key_idx ON txbox.handler_failures (handler_id, key
 
 CREATE FUNCTION txbox._handler_check_options(options jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	k text;
-	allowed text[] := ARRAY['max_attempts', 'backoff', 'batch', 'parallel', 'statement_timeout'];
-BEGIN
-	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
-		RAISE EXCEPTION 'handler options must be a JSON object'
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"max_attempts": 5, "parallel": 2}''.';
-	END IF;
-	FOR k IN SELECT jsonb_object_keys(options) LOOP
-		IF NOT k = ANY (allowed) THEN
-			RAISE EXCEPTION 'unknown handler option "%"', k
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Options: ' || array_to_string(allowed, ', ') || '.';
-		END IF;
-	END LOOP;
-	FOREACH k IN ARRAY ARRAY['max_attempts', 'batch', 'parallel'] LOOP
-		IF options ? k AND (jsonb_typeof(options->k) <> 'number'
-		   OR (options->>k)::numeric <> trunc((options->>k)::numeric)
-		   OR (options->>k)::numeric NOT BETWEEN 1
-			  AND CASE k WHEN 'parallel' THEN 16 WHEN 'batch' THEN 10000 ELSE 1000000 END) THEN
-			RAISE EXCEPTION 'handler option "%" must be an integer from 1 to %', k,
-				CASE k WHEN 'parallel' THEN 16 WHEN 'batch' THEN 10000 ELSE 1000000 END
-				USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": 4}''.', k);
-		END IF;
-	END LOOP;
-	FOREACH k IN ARRAY ARRAY['backoff', 'statement_timeout'] LOOP
-		IF options ? k THEN
-			BEGIN
-				IF (options->>k)::interval <= interval '0' OR (options->>k)::interval > interval '1 day' THEN
-					RAISE EXCEPTION USING ERRCODE = 'invalid_datetime_format';
-				END IF;
-			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
-				RAISE EXCEPTION 'handler option "%" must be an interval between 0 and 1 day', k
-					USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": "30s"}''.', k);
-			END;
-		END IF;
-	END LOOP;
-	RETURN options;
-END
+	SELECT txbox._check_options(
+		'handler', options,
+		ARRAY['max_attempts', 'backoff', 'batch', 'parallel', 'statement_timeout'],
+		'{"max_attempts": [1, 1000000, 10], "batch": [1, 10000, 100], "parallel": [1, 16, 2]}',
+		ARRAY['backoff', 'statement_timeout'])
 $$;
 
 -- A handler function takes one txbox.message; the owner must be allowed
@@ -944,7 +947,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t text;
 	id integer;
 BEGIN
 	IF name IS NULL OR name !~ '^[A-Za-z0-9._-]{1,50}$' THEN
@@ -956,26 +958,10 @@ BEGIN
 		RAISE EXCEPTION 'handler must not be NULL'
 			USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass a function, e.g. ''charge(txbox.message)''::regprocedure.';
 	END IF;
-	IF topics IS NOT NULL THEN
-		IF cardinality(topics) = 0 THEN
-			RAISE EXCEPTION 'topics must not be an empty array'
-				USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for all topics.';
-		END IF;
-		FOREACH t IN ARRAY topics LOOP
-			IF t IS NULL OR t !~ '^[A-Za-z0-9._-]{1,249}$' THEN
-				RAISE EXCEPTION 'invalid topic name "%"', t
-					USING ERRCODE = 'invalid_name',
-						  HINT = 'Topic names are 1 to 249 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
-			END IF;
-		END LOOP;
-	END IF;
+	PERFORM txbox._check_topics(topics);
 	options := txbox._handler_check_options(coalesce(options, '{}'));
 	PERFORM txbox._handler_check_function(handler, txbox._caller());
-	IF NOT (SELECT rolcanlogin FROM pg_roles WHERE oid = txbox._caller()) THEN
-		RAISE EXCEPTION 'role % cannot log in, and a handler runs as the role that creates it', txbox._caller()
-			USING ERRCODE = 'insufficient_privilege',
-				  HINT = 'Create the handler as a role with LOGIN (RESET ROLE, or ALTER ROLE ... LOGIN).';
-	END IF;
+	PERFORM txbox._check_caller_can_login('handler');
 	IF EXISTS (SELECT 1 FROM txbox.handlers h WHERE h.name = create_handler.name)
 	   OR EXISTS (SELECT 1 FROM txbox.consumers c WHERE c.consumer = create_handler.name) THEN
 		RAISE EXCEPTION 'a handler or consumer "%" already exists', name
