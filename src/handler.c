@@ -39,6 +39,7 @@
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -46,8 +47,6 @@
 #include "txbox.h"
 #include "workers.h"
 
-/* field4 of the lock that makes a handler part run in one worker at a time */
-#define TXBOX_LOCKTAG_HANDLER	0x747A
 
 typedef struct HandlerConfig
 {
@@ -87,7 +86,8 @@ static TxboxPlan handler_window_plan = {
 	"           i.source, i.published_at, i.received_at)::txbox.message,"
 	"       i.message_id::text, coalesce(i.key, i.message_id::text), i.seq"
 	"  FROM txbox.inbox i"
-	" WHERE ($1::text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::text[]))"
+	" WHERE i.seq OPERATOR(pg_catalog.>) $7 AND i.seq OPERATOR(pg_catalog.<=) $8"
+	"   AND ($1::text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::text[]))"
 	"   AND (pg_catalog.hashtext(coalesce(i.key, i.message_id::text)) OPERATOR(pg_catalog.&) 2147483647)"
 	"       OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3"
 	"   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d"
@@ -100,7 +100,31 @@ static TxboxPlan handler_window_plan = {
 	"                      AND f.seq OPERATOR(pg_catalog.<=) i.seq"
 	"                      AND (f.dead OR f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()))"
 	" ORDER BY i.seq LIMIT $6",
-	6, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID}
+	8, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, INT8OID},
+	NULL, true
+};
+
+/* the top of the next stretch of the inbox to look at: (floor, top] */
+static TxboxPlan handler_top_plan = {
+	"SELECT pg_catalog.max(seq) FROM (SELECT seq FROM txbox.inbox"
+	" WHERE seq OPERATOR(pg_catalog.>) $1 ORDER BY seq LIMIT $2) s",
+	2, {INT8OID, INT4OID}
+};
+
+/*
+ * A worker looks only above its floor (handler_low): everything below is
+ * handled, or waits behind a failed message.  Inbox receives are
+ * serialized, so seq grows in commit order and nothing committed later
+ * lands below what a window has seen.  When a failed message's retry is
+ * due (or its dead letter was replayed or discarded, which makes it due),
+ * the floor drops back to it once, so that it and the later messages of
+ * its key are looked at again.
+ */
+static TxboxPlan handler_floor_plan = {
+	"SELECT pg_catalog.min(seq) OPERATOR(pg_catalog.-) 1 FROM txbox.handler_failures"
+	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND NOT dead"
+	" AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
+	1, {INT4OID}
 };
 
 static TxboxPlan handler_done_plan = {
@@ -108,9 +132,14 @@ static TxboxPlan handler_done_plan = {
 	2, {TEXTOID, TEXTOID}
 };
 
+/* count what was handled; forget the failures of handled (or discarded) messages */
 static TxboxPlan handler_progress_plan = {
-	"WITH ok AS (DELETE FROM txbox.handler_failures"
-	"   WHERE handler_id OPERATOR(pg_catalog.=) $1 AND message_id::text OPERATOR(pg_catalog.=) ANY ($2::text[]))"
+	"WITH ok AS (DELETE FROM txbox.handler_failures f"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1"
+	"   AND (f.message_id::text OPERATOR(pg_catalog.=) ANY ($2::text[])"
+	"        OR (NOT f.dead AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
+	"              WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
+	"                AND d.message_id OPERATOR(pg_catalog.=) f.message_id::text))))"
 	" UPDATE txbox.handlers SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($2::text[]),"
 	" last_processed_at = pg_catalog.now(), state = 'running'"
 	" WHERE handler_id OPERATOR(pg_catalog.=) $1",
@@ -159,6 +188,9 @@ static char *handler_failed_id = NULL;
 static char *handler_failed_key = NULL;
 static int64 handler_failed_seq = 0;
 static bool handler_timeout_armed = false;
+
+/* this worker's floor: every message of its part below it is handled */
+static int64 handler_low = 0;
 
 static char *
 handler_text_col(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
@@ -212,10 +244,13 @@ handler_load(int32 handler_id, HandlerConfig *cfg, MemoryContext cxt)
  * message it struck.
  */
 static int
-handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry)
+handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry, int64 *new_low)
 {
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int64		floor;
+	int64		top;
+	int			nestlevel;
+	Datum		args[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	SPITupleTable *window;
 	int			n;
 	Datum	   *done;
@@ -229,15 +264,52 @@ handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry)
 		*next_retry = 0;
 
 	args[3] = Int32GetDatum(cfg->handler_id);
+	txbox_exec(&handler_floor_plan, &args[3], NULL, false, 1);
+	floor = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!isnull && floor < handler_low)
+		handler_low = floor;
 
 	args[0] = cfg->topics;
 	nulls[0] = cfg->topics_null ? 'n' : ' ';
 	args[1] = Int32GetDatum(cfg->parallel);
 	args[2] = Int32GetDatum(part);
 	args[4] = CStringGetTextDatum(cfg->name);
+	/*
+	 * Look at a bounded stretch above the floor: everything in it is
+	 * handled, another worker's, waiting behind a failure, or in the window.
+	 */
+	{
+		Datum		targs[2] = {Int64GetDatum(handler_low),
+		Int32GetDatum(Min(cfg->batch * 4 * cfg->parallel, 100000))};
+
+		txbox_exec(&handler_top_plan, targs, NULL, false, 1);
+		top = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+			return 0;			/* nothing above the floor */
+	}
+
 	args[5] = Int32GetDatum(cfg->batch);
+	args[6] = Int64GetDatum(handler_low);
+	args[7] = Int64GetDatum(top);
+
+	/*
+	 * The stretch is small: probe the dedup records and failures row by row
+	 * through their indexes, whatever stale statistics suggest.  Only for
+	 * this query: the handler functions run with the session's settings.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	n = txbox_exec(&handler_window_plan, args, nulls, false, 0);
+	AtEOXact_GUC(true, nestlevel);
 	window = SPI_tuptable;		/* stays valid until SPI_finish */
+	/* a full window may leave work below top; otherwise all up to top is done */
+	*new_low = n < cfg->batch ? top :
+		DatumGetInt64(SPI_getbinval(window->vals[n - 1], window->tupdesc, 4, &isnull));
 	if (n == 0)
 		return 0;
 
@@ -278,6 +350,7 @@ handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry)
 	args[0] = Int32GetDatum(cfg->handler_id);
 	args[1] = PointerGetDatum(construct_array(done, n, TEXTOID, -1, false, TYPALIGN_INT));
 	txbox_exec(&handler_progress_plan, args, NULL, false, 0);
+
 	return n;
 }
 
@@ -338,6 +411,7 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	TimestampTz next_retry = 0;
 	int			n;
 	long		sleep_ms = txbox_poll_interval;
+	int64		new_low = 0;
 
 	txbox_xact_begin("txbox handler: running messages");
 	if (!handler_load(handler_id, cfg, loop_cxt))
@@ -345,9 +419,15 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 		txbox_xact_commit();
 		return -1;
 	}
-	n = handler_run_window(cfg, part, &next_retry);
+	new_low = handler_low;
+	n = handler_run_window(cfg, part, &next_retry, &new_low);
 	txbox_xact_commit();
-
+	/* only once the window committed; moving up means more may be waiting */
+	if (new_low > handler_low)
+	{
+		handler_low = new_low;
+		return 0;
+	}
 	if (n > 0)
 		return 0;
 	if (next_retry != 0)

@@ -36,8 +36,6 @@
 
 #include "txbox.h"
 
-/* field4 of txbox's advisory lock tags (pg_advisory_* use 1 and 2) */
-#define TXBOX_LOCKTAG_IDEMPOTENCY	0x7478
 
 static TxboxPlan idem_lookup_plan = {
 	"SELECT fingerprint, response, response_status,"

@@ -21,6 +21,8 @@
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/timestamp.h"
 
 #include "txbox.h"
@@ -115,6 +117,7 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 	Datum		values[9];
 	char		nulls[9];
 	int			inserted;
+	LOCKTAG		tag;
 
 	for (int i = 0; i < 8; i++)
 		if (PG_ARGISNULL(i))
@@ -136,6 +139,15 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 						txbox_max_payload_size),
 				 errhint("Raise txbox.max_payload_size where the relay delivers, or publish smaller messages.")));
+
+	/*
+	 * One receiver at a time, until commit: inbox.seq then grows in commit
+	 * order, so a reader that has seen seq s has seen every committed
+	 * message below it (handler.c relies on it to skip what it handled).
+	 * Receives are pages of up to batch_size messages: waiting is rare.
+	 */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, TXBOX_LOCKTAG_INBOX_RECEIVE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
 	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX, NULL));
 	memset(nulls, ' ', sizeof(nulls));

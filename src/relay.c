@@ -61,8 +61,6 @@
 #include "txbox.h"
 #include "workers.h"
 
-/* field4 of the lock that makes a relay run in one worker at a time */
-#define TXBOX_LOCKTAG_RELAY		0x7479
 
 /* How often an idle relay saves a position that moved without messages. */
 #define RELAY_IDLE_SAVE_MS		10000

@@ -24,7 +24,8 @@ txbox_plan(TxboxPlan *p)
 {
 	if (p->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(p->query, p->nargs, p->argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(p->query, p->nargs, p->argtypes,
+											  p->custom ? CURSOR_OPT_CUSTOM_PLAN : 0);
 
 		if (plan == NULL)
 			elog(ERROR, "txbox: SPI_prepare failed for \"%s\": %s",

@@ -628,8 +628,9 @@ BEGIN
 		PERFORM txbox._republish(d.relay, d.message_id, d.topic, d.key, d.headers,
 								 d.payload, d.payload_bytes);
 	ELSE
-		DELETE FROM txbox.handler_failures f
-		 USING txbox.handlers h
+		-- due now, with fresh attempts: the handler tries it again first
+		UPDATE txbox.handler_failures f SET dead = false, attempts = 0, next_attempt_at = now()
+		  FROM txbox.handlers h
 		 WHERE h.name = d.handler AND f.handler_id = h.handler_id
 		   AND f.message_id = d.message_id;
 		PERFORM txbox._wake_at_commit('handlers');
@@ -654,9 +655,10 @@ DECLARE
 	d txbox.dead_letters := txbox._dead_letter_lock(dead_letter_id);
 BEGIN
 	IF d.handler IS NOT NULL THEN
+		-- recorded handled; due now, so that its key's later messages go on
 		PERFORM txbox.inbox_claim(d.handler, d.message_id::text);
-		DELETE FROM txbox.handler_failures f
-		 USING txbox.handlers h
+		UPDATE txbox.handler_failures f SET dead = false, next_attempt_at = now()
+		  FROM txbox.handlers h
 		 WHERE h.name = d.handler AND f.handler_id = h.handler_id
 		   AND f.message_id = d.message_id;
 		PERFORM txbox._wake_at_commit('handlers');

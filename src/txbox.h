@@ -26,6 +26,12 @@
  */
 #define ERRCODE_TXBOX_IDEMPOTENCY_MISMATCH	MAKE_SQLSTATE('T','X','4','2','2')
 
+/* field4 of txbox's advisory lock tags (pg_advisory_* use 1 and 2) */
+#define TXBOX_LOCKTAG_IDEMPOTENCY		0x7478
+#define TXBOX_LOCKTAG_RELAY				0x7479
+#define TXBOX_LOCKTAG_HANDLER			0x747A
+#define TXBOX_LOCKTAG_INBOX_RECEIVE		0x747B
+
 /* GUCs (txbox.c) */
 extern int	txbox_max_payload_size;
 extern int	txbox_idempotency_ttl;
@@ -54,6 +60,7 @@ typedef struct TxboxPlan
 	int			nargs;
 	Oid			argtypes[10];
 	SPIPlanPtr	plan;
+	bool		custom;			/* plan for each execution's parameters */
 } TxboxPlan;
 
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);
