@@ -282,6 +282,7 @@ manager_maintain(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(false);	/* background workers flush their own */
 }
 
 void

@@ -219,6 +219,14 @@ txbox_xact_commit(void)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(xact_caller_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/*
+	 * Background workers must flush their table statistics themselves (at
+	 * most once a second): without them autovacuum never learns of the
+	 * dead tuples our position and counter updates leave in txbox.relays
+	 * and txbox.handlers, and those small tables bloat.
+	 */
+	pgstat_report_stat(false);
 }
 
 /* After an error: abort whatever transaction is open, as the worker's role. */
