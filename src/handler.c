@@ -121,6 +121,12 @@ static TxboxPlan handler_top_plan = {
  * its key are looked at again.
  */
 static TxboxPlan handler_floor_plan = {
+	/* a discarded dead letter is handled: its row goes, after this one drop */
+	"WITH gone AS (DELETE FROM txbox.handler_failures f"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
+	"   AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
+	"     WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
+	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::text))"
 	"SELECT pg_catalog.min(seq) OPERATOR(pg_catalog.-) 1 FROM txbox.handler_failures"
 	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND NOT dead"
 	" AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
@@ -132,14 +138,11 @@ static TxboxPlan handler_done_plan = {
 	2, {TEXTOID, TEXTOID}
 };
 
-/* count what was handled; forget the failures of handled (or discarded) messages */
+/* count what was handled; forget the failures of handled messages */
 static TxboxPlan handler_progress_plan = {
 	"WITH ok AS (DELETE FROM txbox.handler_failures f"
 	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1"
-	"   AND (f.message_id::text OPERATOR(pg_catalog.=) ANY ($2::text[])"
-	"        OR (NOT f.dead AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
-	"              WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
-	"                AND d.message_id OPERATOR(pg_catalog.=) f.message_id::text))))"
+	"   AND f.message_id::text OPERATOR(pg_catalog.=) ANY ($2::text[]))"
 	" UPDATE txbox.handlers SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($2::text[]),"
 	" last_processed_at = pg_catalog.now(), state = 'running'"
 	" WHERE handler_id OPERATOR(pg_catalog.=) $1",

@@ -35,6 +35,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -240,6 +241,14 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	args[3] = CStringGetTextDatum(cfg->name);
 	args[4] = Int64GetDatum(batch.last_id);
 	n = txbox_exec(&relay_keys_plan, args, nulls, true, 0);
+
+	/*
+	 * Deliver only what survives a crash: a transaction committed
+	 * asynchronously is visible before its commit record is on disk.  Flush
+	 * the WAL up to here (a no-op when it is) before anything leaves.
+	 */
+	if (n > 0)
+		XLogFlush(GetXLogInsertRecPtr());
 
 	old = MemoryContextSwitchTo(relay_batch_cxt);
 	batch.nkeys = n;
