@@ -133,9 +133,18 @@ static TxboxPlan handler_floor_plan = {
 	1, {INT4OID}
 };
 
+/*
+ * The window's dedup records, in one statement, committed with the
+ * handlers' effects: the same records as inbox_claim.  The window left out
+ * every message with a record in any generation, and this part of the
+ * handler runs in one worker at a time, so a conflict here means another
+ * consumer of the same name processed one meanwhile.
+ */
 static TxboxPlan handler_done_plan = {
-	"SELECT txbox.inbox_claim($1, $2)",
-	2, {TEXTOID, TEXTOID}
+	"INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
+	" SELECT $1, $2, m, pg_catalog.clock_timestamp() FROM pg_catalog.unnest($3::text[]) m"
+	" ON CONFLICT DO NOTHING",
+	3, {INT2OID, TEXTOID, TEXTARRAYOID}
 };
 
 /* count what was handled; forget the failures of handled messages */
@@ -321,7 +330,6 @@ handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry, int64 
 	{
 		HeapTuple	tup = window->vals[i];
 		Datum		message = SPI_getbinval(tup, window->tupdesc, 1, &isnull);
-		Datum		claim[2];
 
 		handler_failed_id = handler_text_col(tup, window->tupdesc, 2, TopTransactionContext);
 		handler_failed_key = handler_text_col(tup, window->tupdesc, 3, TopTransactionContext);
@@ -336,22 +344,26 @@ handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry, int64 
 		handler_timeout_armed = false;
 		txbox_xact_as_owner(false);
 
-		/* processed: the record commits with the handler's effects */
-		claim[0] = CStringGetTextDatum(cfg->name);
-		claim[1] = CStringGetTextDatum(handler_failed_id);
-		txbox_exec(&handler_done_plan, claim, NULL, false, 1);
-		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("message %s was processed concurrently by consumer \"%s\"",
-							handler_failed_id, cfg->name)));
-		done[i] = claim[1];
+		done[i] = CStringGetTextDatum(handler_failed_id);
 	}
 	handler_failed_id = NULL;
 	handler_failed_key = NULL;
 
-	args[0] = Int32GetDatum(cfg->handler_id);
-	args[1] = PointerGetDatum(construct_array(done, n, TEXTOID, -1, false, TYPALIGN_INT));
+	/* processed: the records commit with the handlers' effects */
+	{
+		Datum		dargs[3];
+
+		dargs[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, NULL));
+		dargs[1] = CStringGetTextDatum(cfg->name);
+		dargs[2] = PointerGetDatum(construct_array(done, n, TEXTOID, -1, false, TYPALIGN_INT));
+		if (txbox_exec(&handler_done_plan, dargs, NULL, false, 0) != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("a message of handler \"%s\" was processed concurrently by a consumer of the same name",
+							cfg->name)));
+		args[0] = Int32GetDatum(cfg->handler_id);
+		args[1] = dargs[2];
+	}
 	txbox_exec(&handler_progress_plan, args, NULL, false, 0);
 
 	return n;
