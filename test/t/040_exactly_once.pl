@@ -29,30 +29,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
 use Test::More;
+use TxboxTest;
 
 my $t_start = time();
 
-# poll_ok(node, db, query, expected, seconds, name): run query until it
-# prints expected without error, within a wall-clock deadline (a node
-# restarting after a crash only makes the attempts fail meanwhile).
-sub poll_ok
-{
-	my ($node, $db, $query, $expected, $secs, $name) = @_;
-	die "poll_ok: timeout missing" unless $secs =~ /^\d+$/;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $deadline = time() + $secs;
-	my ($out, $err) = ('', '');
-	for (;;)
-	{
-		my $ret = $node->psql($db, $query, stdout => \$out, stderr => \$err);
-		return pass($name) if defined $ret && $ret == 0 && $out eq $expected && $err eq '';
-		last if time() > $deadline;
-		usleep(100_000);
-	}
-	fail($name);
-	diag "query: $query\nexpected: $expected\nlast output: $out\nstderr: $err";
-	return 0;
-}
 
 # wait_for(node, db, query, seconds): like poll_ok for a query printing t,
 # without a test of its own; returns whether it did in time.

@@ -12,29 +12,10 @@ use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use TxboxTest;
 
 my $t_start = time();
 
-# poll_ok(node, db, query, expected, seconds, name): run query until it
-# prints expected without error, within a wall-clock deadline
-sub poll_ok
-{
-	my ($node, $db, $query, $expected, $secs, $name) = @_;
-	die "poll_ok: timeout missing" unless $secs =~ /^\d+$/;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $deadline = time() + $secs;
-	my ($out, $err) = ('', '');
-	for (;;)
-	{
-		my $ret = $node->psql($db, $query, stdout => \$out, stderr => \$err);
-		return pass($name) if defined $ret && $ret == 0 && $out eq $expected && $err eq '';
-		last if time() > $deadline;
-		usleep(100_000);
-	}
-	fail($name);
-	diag "query: $query\nexpected: $expected\nlast output: $out\nstderr: $err";
-	return 0;
-}
 
 # The manager runs retention every second (outbox_retention 2s); the
 # idempotency_ttl of the server (2s) is how often the keys may rotate,
