@@ -61,12 +61,15 @@ CREATE FUNCTION good(m txbox.message) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 CREATE FUNCTION wrong_arg(i int) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 CREATE FUNCTION two_args(m txbox.message, i int) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 CREATE FUNCTION returns_set(m txbox.message) RETURNS SETOF int LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE FUNCTION good_window(ms txbox.message[]) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+CREATE FUNCTION wrong_array(ms int[]) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 SELECT pg_temp.try($$SELECT txbox.create_handler('bad name', NULL, 'good(txbox.message)')$$) AS bad_name;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, NULL)$$) AS null_function;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'missing(txbox.message)')$$) AS unknown_function;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'wrong_arg(int)')$$) AS wrong_signature;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'two_args(txbox.message, int)')$$) AS two_arguments;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'returns_set(txbox.message)')$$) AS set_returning;
+SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'wrong_array(int[])')$$) AS array_of_another_type;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', ARRAY[]::text[], 'good(txbox.message)')$$) AS empty_topics;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', ARRAY['a b'], 'good(txbox.message)')$$) AS bad_topic;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'good(txbox.message)', '{"colour": 1}')$$) AS unknown_option;
@@ -81,10 +84,14 @@ BEGIN;
 SELECT txbox.create_handler('charge', ARRAY['orders'], 'good(txbox.message)',
 	'{"max_attempts": 3, "backoff": "5s", "parallel": 2}');
 SELECT txbox.pause_handler('charge');
+-- a handler taking txbox.message[]: a window of messages per call
+SELECT txbox.create_handler('charge_windows', ARRAY['orders'], 'good_window(txbox.message[])');
+SELECT txbox.pause_handler('charge_windows');
 COMMIT;
 SELECT pg_temp.try($$SELECT txbox.create_handler('charge', NULL, 'good(txbox.message)')$$) AS duplicate;
 SELECT name, topics, handler, state, processed, lag_messages, options FROM txbox.handler_status;
 SELECT consumer, topics, handler_id IS NOT NULL AS is_handler FROM txbox.consumers WHERE consumer = 'charge';
+SELECT txbox.drop_handler('charge_windows');
 SELECT pg_temp.try($$SELECT txbox.drop_consumer('charge')$$) AS drop_handlers_consumer;
 SELECT pg_temp.try($$SELECT txbox.pause_handler('nope')$$) AS pause_unknown;
 SELECT pg_temp.try($$SELECT txbox.resume_handler('nope')$$) AS resume_unknown;
@@ -123,7 +130,8 @@ SELECT count(*) AS handlers, (SELECT count(*) FROM txbox.consumers WHERE consume
 -- clean up
 SELECT txbox.drop_consumer('billing');
 TRUNCATE txbox.inbox, txbox.inbox_dedup, txbox.dead_letters;
-DROP FUNCTION good(txbox.message), wrong_arg(int), two_args(txbox.message, int), returns_set(txbox.message);
+DROP FUNCTION good(txbox.message), wrong_arg(int), two_args(txbox.message, int), returns_set(txbox.message),
+	good_window(txbox.message[]), wrong_array(int[]);
 REVOKE ALL ON SCHEMA txbox FROM regress_handler_owner;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA txbox FROM regress_handler_owner;
 DROP ROLE regress_handler_owner;

@@ -53,6 +53,7 @@ typedef struct HandlerConfig
 	int32		handler_id;
 	char	   *name;
 	Oid			function;
+	bool		takes_array;	/* handler(txbox.message[]): a call per window */
 	Datum		topics;
 	bool		topics_null;
 	int			max_attempts;
@@ -62,22 +63,40 @@ typedef struct HandlerConfig
 	int			statement_timeout_ms;
 } HandlerConfig;
 
+/*
+ * The handler's configuration, and its failures: when the next retry is due
+ * (column 11), and how far the floor must drop for a retry due now (12).
+ *
+ * A worker looks only above its floor (handler_low): everything below is
+ * handled, or waits behind a failed message.  Inbox receives are
+ * serialized, so seq grows in commit order and nothing committed later
+ * lands below what a window has seen.  When a failed message's retry is
+ * due (or its dead letter was replayed or discarded, which makes it due),
+ * the floor drops back to it once, so that it and the later messages of
+ * its key are looked at again.  A discarded dead letter is handled: its
+ * row goes, after this one drop.
+ */
 static TxboxPlan handler_load_plan = {
+	"WITH gone AS (DELETE FROM txbox.handler_failures f"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
+	"   AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
+	"     WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
+	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::text))"
 	"SELECT name, handler::oid, topics, paused,"
 	" coalesce((options->>'max_attempts')::int, 10),"
 	" (extract(epoch FROM coalesce((options->>'backoff')::interval, '30s')) * 1000)::int,"
 	" coalesce((options->>'batch')::int, 100),"
 	" coalesce((options->>'parallel')::int, 1),"
-	" (extract(epoch FROM coalesce((options->>'statement_timeout')::interval, '60s')) * 1000)::int"
+	" (extract(epoch FROM coalesce((options->>'statement_timeout')::interval, '60s')) * 1000)::int,"
+	" (SELECT p.proargtypes[0] OPERATOR(pg_catalog.<>) 'txbox.message'::pg_catalog.regtype"
+	"    FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) handler),"
+	" (SELECT pg_catalog.min(f.next_attempt_at) FROM txbox.handler_failures f"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
+	"   AND f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()),"
+	" (SELECT pg_catalog.min(f.seq) OPERATOR(pg_catalog.-) 1 FROM txbox.handler_failures f"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
+	"   AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
 	" FROM txbox.handlers WHERE handler_id OPERATOR(pg_catalog.=) $1",
-	1, {INT4OID}
-};
-
-/* when the next retry of a failed message is due */
-static TxboxPlan handler_next_retry_plan = {
-	"SELECT pg_catalog.min(next_attempt_at) FROM txbox.handler_failures"
-	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND NOT dead"
-	" AND next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
 	1, {INT4OID}
 };
 
@@ -101,7 +120,11 @@ static TxboxPlan handler_window_plan = {
 	"                      AND (f.dead OR f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()))"
 	" ORDER BY i.seq LIMIT $6",
 	8, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, INT8OID},
-	NULL, true
+	/* one plan for every window: nested loops through indexes, see below */
+	NULL, CURSOR_OPT_GENERIC_PLAN
+};
+static const char *const handler_window_plan_off[] = {
+	"enable_seqscan", "enable_bitmapscan", "enable_material", "enable_hashjoin", "enable_mergejoin"
 };
 
 /* the top of the next stretch of the inbox to look at: (floor, top] */
@@ -112,50 +135,26 @@ static TxboxPlan handler_top_plan = {
 };
 
 /*
- * A worker looks only above its floor (handler_low): everything below is
- * handled, or waits behind a failed message.  Inbox receives are
- * serialized, so seq grows in commit order and nothing committed later
- * lands below what a window has seen.  When a failed message's retry is
- * due (or its dead letter was replayed or discarded, which makes it due),
- * the floor drops back to it once, so that it and the later messages of
- * its key are looked at again.
- */
-static TxboxPlan handler_floor_plan = {
-	/* a discarded dead letter is handled: its row goes, after this one drop */
-	"WITH gone AS (DELETE FROM txbox.handler_failures f"
-	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
-	"   AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
-	"     WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
-	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::text))"
-	"SELECT pg_catalog.min(seq) OPERATOR(pg_catalog.-) 1 FROM txbox.handler_failures"
-	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND NOT dead"
-	" AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
-	1, {INT4OID}
-};
-
-/*
  * The window's dedup records, in one statement, committed with the
  * handlers' effects: the same records as inbox_claim.  The window left out
  * every message with a record in any generation, and this part of the
- * handler runs in one worker at a time, so a conflict here means another
- * consumer of the same name processed one meanwhile.
+ * handler runs in one worker at a time, so a unique violation here means
+ * another consumer of the same name processed one meanwhile (see
+ * handler_record_done).  With them: count what was handled, and forget the
+ * failures of handled messages.
  */
 static TxboxPlan handler_done_plan = {
-	"INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
-	" SELECT $1, $2, m, pg_catalog.clock_timestamp() FROM pg_catalog.unnest($3::text[]) m"
-	" ON CONFLICT DO NOTHING",
-	3, {INT2OID, TEXTOID, TEXTARRAYOID}
-};
-
-/* count what was handled; forget the failures of handled messages */
-static TxboxPlan handler_progress_plan = {
-	"WITH ok AS (DELETE FROM txbox.handler_failures f"
-	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1"
-	"   AND f.message_id::text OPERATOR(pg_catalog.=) ANY ($2::text[]))"
-	" UPDATE txbox.handlers SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($2::text[]),"
-	" last_processed_at = pg_catalog.now(), state = 'running'"
-	" WHERE handler_id OPERATOR(pg_catalog.=) $1",
-	2, {INT4OID, TEXTARRAYOID}
+	"WITH done AS (INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
+	"   SELECT $1, $2, m, pg_catalog.clock_timestamp() FROM pg_catalog.unnest($3::text[]) m),"
+	" ok AS (DELETE FROM txbox.handler_failures f"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $4"
+	"   AND f.message_id OPERATOR(pg_catalog.=) ANY ($3::text[]::uuid[])),"
+	" counted AS (UPDATE txbox.handlers"
+	"   SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($3::text[]),"
+	"   last_processed_at = pg_catalog.now(), state = 'running'"
+	"   WHERE handler_id OPERATOR(pg_catalog.=) $4)"
+	"SELECT",
+	4, {INT2OID, TEXTOID, TEXTARRAYOID, INT4OID}
 };
 
 /* count a failed attempt; dead at max_attempts */
@@ -201,6 +200,15 @@ static char *handler_failed_key = NULL;
 static int64 handler_failed_seq = 0;
 static bool handler_timeout_armed = false;
 
+/*
+ * A handler taking txbox.message[] gets a whole window in one call.  When
+ * such a call fails, the error names no message: the next window then runs
+ * one message per call (one-element arrays), so that the failure is
+ * recorded against the message that causes it and the others go on.
+ */
+static bool handler_in_window_call = false;
+static bool handler_one_by_one = false;
+
 /* this worker's floor: every message of its part below it is handled */
 static int64 handler_low = 0;
 
@@ -220,14 +228,19 @@ handler_int_col(HeapTuple tup, TupleDesc desc, int col)
 	return DatumGetInt32(SPI_getbinval(tup, desc, col, &isnull));
 }
 
-/* Read the handler's configuration; false if it is gone or paused. */
+/*
+ * Read the handler's configuration; false if it is gone or paused.  Sets
+ * *next_retry to when a blocked key's retry is due (0: none), and drops
+ * the floor to a retry that is due now.
+ */
 static bool
-handler_load(int32 handler_id, HandlerConfig *cfg, MemoryContext cxt)
+handler_load(int32 handler_id, HandlerConfig *cfg, MemoryContext cxt, TimestampTz *next_retry)
 {
 	Datum		arg = Int32GetDatum(handler_id);
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	int64		floor;
 
 	if (txbox_exec(&handler_load_plan, &arg, NULL, false, 1) != 1)
 		return false;
@@ -246,76 +259,125 @@ handler_load(int32 handler_id, HandlerConfig *cfg, MemoryContext cxt)
 	cfg->batch = handler_int_col(tup, desc, 7);
 	cfg->parallel = handler_int_col(tup, desc, 8);
 	cfg->statement_timeout_ms = handler_int_col(tup, desc, 9);
+	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull)) && !isnull;
+	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
+	if (isnull)
+		*next_retry = 0;
+	floor = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+	if (!isnull && floor < handler_low)
+		handler_low = floor;
 	return true;
 }
 
 /*
+ * Call the handler, as the handler's owner, within its statement_timeout.
+ * What it returns (NULL too: a void SQL function's result) is ignored.
+ */
+static void
+handler_call(HandlerConfig *cfg, FmgrInfo *flinfo, Datum arg)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+
+	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = arg;
+	fcinfo->args[0].isnull = false;
+	txbox_xact_as_owner(true);
+	enable_timeout_after(STATEMENT_TIMEOUT, cfg->statement_timeout_ms);
+	handler_timeout_armed = true;
+	(void) FunctionCallInvoke(fcinfo);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	handler_timeout_armed = false;
+	txbox_xact_as_owner(false);
+}
+
+/*
+ * Record the n messages ids[] processed (handler_done_plan).  Another
+ * consumer of the same name that recorded one first is a serialization
+ * failure: the window rolls back and its messages are looked at again.
+ */
+static void
+handler_record_done(HandlerConfig *cfg, Datum *ids, int n)
+{
+	Datum		args[4];
+	MemoryContext cxt = CurrentMemoryContext;
+
+	args[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, NULL));
+	args[1] = CStringGetTextDatum(cfg->name);
+	args[2] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = Int32GetDatum(cfg->handler_id);
+	PG_TRY();
+	{
+		txbox_exec(&handler_done_plan, args, NULL, false, 0);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		if (CopyErrorData()->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("a message of handler \"%s\" was processed concurrently by a consumer of the same name",
+						cfg->name),
+				 errhint("Its effects are rolled back; the handler looks at the messages again.")));
+	}
+	PG_END_TRY();
+}
+
+/*
  * Run one window of messages in the current transaction.  Returns how many
- * were processed; *next_retry is when a blocked key's retry is due (0:
- * none).  An error propagates with handler_failed_id/key naming the
- * message it struck.
+ * were processed.  An error propagates with handler_failed_id/key naming
+ * the message it struck (none: handler_in_window_call tells whether it
+ * struck a call with the whole window).
  */
 static int
-handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry, int64 *new_low)
+handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 {
-	int64		floor;
 	int64		top;
 	int			nestlevel;
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	SPITupleTable *window;
 	int			n;
-	Datum	   *done;
+	Datum	   *messages;
+	Datum	   *ids;
 	bool		isnull;
+	FmgrInfo	flinfo;
+	Oid			message_type;
 
-	args[0] = Int32GetDatum(cfg->handler_id);
-	txbox_exec(&handler_next_retry_plan, args, NULL, false, 1);
-	*next_retry = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
+	/*
+	 * Look at a bounded stretch above the floor: everything in it is
+	 * handled, another worker's, waiting behind a failure, or in the window.
+	 */
+	args[0] = Int64GetDatum(handler_low);
+	args[1] = Int32GetDatum(Min(cfg->batch * 4 * cfg->parallel, 100000));
+	txbox_exec(&handler_top_plan, args, NULL, false, 1);
+	top = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull)
-		*next_retry = 0;
-
-	args[3] = Int32GetDatum(cfg->handler_id);
-	txbox_exec(&handler_floor_plan, &args[3], NULL, false, 1);
-	floor = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (!isnull && floor < handler_low)
-		handler_low = floor;
+		return 0;				/* nothing above the floor */
 
 	args[0] = cfg->topics;
 	nulls[0] = cfg->topics_null ? 'n' : ' ';
 	args[1] = Int32GetDatum(cfg->parallel);
 	args[2] = Int32GetDatum(part);
+	args[3] = Int32GetDatum(cfg->handler_id);
 	args[4] = CStringGetTextDatum(cfg->name);
-	/*
-	 * Look at a bounded stretch above the floor: everything in it is
-	 * handled, another worker's, waiting behind a failure, or in the window.
-	 */
-	{
-		Datum		targs[2] = {Int64GetDatum(handler_low),
-		Int32GetDatum(Min(cfg->batch * 4 * cfg->parallel, 100000))};
-
-		txbox_exec(&handler_top_plan, targs, NULL, false, 1);
-		top = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (isnull)
-			return 0;			/* nothing above the floor */
-	}
-
 	args[5] = Int32GetDatum(cfg->batch);
 	args[6] = Int64GetDatum(handler_low);
 	args[7] = Int64GetDatum(top);
 
 	/*
 	 * The stretch is small: probe the dedup records and failures row by row
-	 * through their indexes, whatever stale statistics suggest.  Only for
-	 * this query: the handler functions run with the session's settings.
+	 * through their indexes, whatever stale statistics suggest (a dedup
+	 * partition truncated by retention looks empty until it is analyzed
+	 * again, and scanning it whole for every message would make each window
+	 * slower than the last).  Only while this query is planned and run: the
+	 * handler functions run with the session's settings.
 	 */
 	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	for (int i = 0; i < lengthof(handler_window_plan_off); i++)
+		(void) set_config_option(handler_window_plan_off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	n = txbox_exec(&handler_window_plan, args, nulls, false, 0);
 	AtEOXact_GUC(true, nestlevel);
 	window = SPI_tuptable;		/* stays valid until SPI_finish */
@@ -325,47 +387,43 @@ handler_run_window(HandlerConfig *cfg, int part, TimestampTz *next_retry, int64 
 	if (n == 0)
 		return 0;
 
-	done = palloc(sizeof(Datum) * n);
+	messages = palloc(sizeof(Datum) * n);
+	ids = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	tup = window->vals[i];
-		Datum		message = SPI_getbinval(tup, window->tupdesc, 1, &isnull);
-
-		handler_failed_id = handler_text_col(tup, window->tupdesc, 2, TopTransactionContext);
-		handler_failed_key = handler_text_col(tup, window->tupdesc, 3, TopTransactionContext);
-		handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, 4, &isnull));
-
-		/* the handler, as the handler's owner, within its statement_timeout */
-		txbox_xact_as_owner(true);
-		enable_timeout_after(STATEMENT_TIMEOUT, cfg->statement_timeout_ms);
-		handler_timeout_armed = true;
-		OidFunctionCall1(cfg->function, message);
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		handler_timeout_armed = false;
-		txbox_xact_as_owner(false);
-
-		done[i] = CStringGetTextDatum(handler_failed_id);
+		messages[i] = SPI_getbinval(window->vals[i], window->tupdesc, 1, &isnull);
+		ids[i] = PointerGetDatum(cstring_to_text(SPI_getvalue(window->vals[i], window->tupdesc, 2)));
 	}
-	handler_failed_id = NULL;
-	handler_failed_key = NULL;
+	message_type = SPI_gettypeid(window->tupdesc, 1);
+	fmgr_info(cfg->function, &flinfo);
+
+	if (cfg->takes_array && !handler_one_by_one)
+	{
+		/* the whole window in one call */
+		handler_in_window_call = true;
+		handler_call(cfg, &flinfo,
+					 PointerGetDatum(construct_array(messages, n, message_type, -1, false, TYPALIGN_DOUBLE)));
+		handler_in_window_call = false;
+	}
+	else
+	{
+		for (int i = 0; i < n; i++)
+		{
+			HeapTuple	tup = window->vals[i];
+
+			handler_failed_id = handler_text_col(tup, window->tupdesc, 2, TopTransactionContext);
+			handler_failed_key = handler_text_col(tup, window->tupdesc, 3, TopTransactionContext);
+			handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, 4, &isnull));
+			handler_call(cfg, &flinfo, !cfg->takes_array ? messages[i] :
+						 PointerGetDatum(construct_array(&messages[i], 1, message_type, -1, false, TYPALIGN_DOUBLE)));
+		}
+		handler_failed_id = NULL;
+		handler_failed_key = NULL;
+	}
 
 	/* processed: the records commit with the handlers' effects */
-	{
-		Datum		dargs[3];
-
-		dargs[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, NULL));
-		dargs[1] = CStringGetTextDatum(cfg->name);
-		dargs[2] = PointerGetDatum(construct_array(done, n, TEXTOID, -1, false, TYPALIGN_INT));
-		if (txbox_exec(&handler_done_plan, dargs, NULL, false, 0) != n)
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("a message of handler \"%s\" was processed concurrently by a consumer of the same name",
-							cfg->name)));
-		args[0] = Int32GetDatum(cfg->handler_id);
-		args[1] = dargs[2];
-	}
-	txbox_exec(&handler_progress_plan, args, NULL, false, 0);
-
+	handler_record_done(cfg, ids, n);
+	handler_one_by_one = false;
 	return n;
 }
 
@@ -429,13 +487,13 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	int64		new_low = 0;
 
 	txbox_xact_begin("txbox handler: running messages");
-	if (!handler_load(handler_id, cfg, loop_cxt))
+	if (!handler_load(handler_id, cfg, loop_cxt, &next_retry))
 	{
 		txbox_xact_commit();
 		return -1;
 	}
 	new_low = handler_low;
-	n = handler_run_window(cfg, part, &next_retry, &new_low);
+	n = handler_run_window(cfg, part, &new_low);
 	txbox_xact_commit();
 	/* only once the window committed; moving up means more may be waiting */
 	if (new_low > handler_low)
@@ -518,13 +576,25 @@ txbox_handler_main(Datum arg)
 			MemoryContextSwitchTo(loop_cxt);
 			ereport(LOG,
 					(errmsg("txbox handler \"%s\": %s%s: %s", cfg.name ? cfg.name : "?",
-							failed_id ? "message " : "error", failed_id ? failed_id : "",
-							edata->message)));
+							failed_id ? "message " : handler_in_window_call ? "window" : "error",
+							failed_id ? failed_id : "", edata->message),
+					 handler_in_window_call ? errdetail("Its messages are tried again one at a time.") : 0));
 			if (cfg.name == NULL)
 				ReThrowError(edata);	/* could not even read the handler */
-			handler_record_failure(&cfg, failed_id, failed_key, handler_failed_seq, edata->message);
-			/* a failed message is blocked for its backoff; others go on now */
-			sleep_ms = failed_id ? 0 : txbox_backoff_ms(++failures, cfg.backoff_ms);
+			if (handler_in_window_call)
+			{
+				/* find the message it was: the window again, one by one */
+				handler_in_window_call = false;
+				handler_one_by_one = true;
+				sleep_ms = 0;
+			}
+			else
+			{
+				handler_record_failure(&cfg, failed_id, failed_key, handler_failed_seq, edata->message);
+				handler_one_by_one = false;
+				/* a failed message is blocked for its backoff; others go on now */
+				sleep_ms = failed_id ? 0 : txbox_backoff_ms(++failures, cfg.backoff_ms);
+			}
 		}
 		PG_END_TRY();
 

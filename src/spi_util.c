@@ -25,7 +25,7 @@ txbox_plan(TxboxPlan *p)
 	if (p->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare_cursor(p->query, p->nargs, p->argtypes,
-											  p->custom ? CURSOR_OPT_CUSTOM_PLAN : 0);
+											  p->cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "txbox: SPI_prepare failed for \"%s\": %s",

@@ -916,8 +916,9 @@ AS $$
 		ARRAY['backoff', 'statement_timeout'])
 $$;
 
--- A handler function takes one txbox.message; the owner must be allowed
--- to call it.
+-- A handler function takes one txbox.message (a call per message) or a
+-- txbox.message[] (a call per window of up to "batch" messages, in arrival
+-- order); the owner must be allowed to call it.
 CREATE FUNCTION txbox._handler_check_function(handler regprocedure, role regrole)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -927,11 +928,11 @@ DECLARE
 	p pg_proc;
 BEGIN
 	SELECT * INTO p FROM pg_proc WHERE oid = handler;
-	IF p.pronargs <> 1 OR p.proargtypes[0] <> 'txbox.message'::regtype OR p.proretset
-	   OR p.prokind <> 'f' THEN
-		RAISE EXCEPTION 'handler % must be a function taking one argument of type txbox.message', handler
+	IF p.pronargs <> 1 OR p.proargtypes[0] NOT IN ('txbox.message'::regtype, 'txbox.message[]'::regtype)
+	   OR p.proretset OR p.prokind <> 'f' THEN
+		RAISE EXCEPTION 'handler % must be a function taking one argument of type txbox.message or txbox.message[]', handler
 			USING ERRCODE = 'invalid_function_definition',
-				  HINT = 'CREATE FUNCTION my_handler(m txbox.message) RETURNS void ...';
+				  HINT = 'CREATE FUNCTION my_handler(m txbox.message) RETURNS void ..., or (ms txbox.message[]) to get a window of messages per call.';
 	END IF;
 	IF NOT has_function_privilege(role, handler, 'EXECUTE') THEN
 		RAISE EXCEPTION 'permission denied for function %', handler
@@ -979,7 +980,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION txbox.create_handler(text, text[], regprocedure, jsonb) IS
-	'call handler(txbox.message) once for every inbox message of topics, in a background worker';
+	'call handler(txbox.message) for every inbox message of topics, or handler(txbox.message[]) for every window of them, in a background worker';
 
 CREATE FUNCTION txbox._handler_lock(name text)
 RETURNS txbox.handlers

@@ -60,7 +60,7 @@ typedef struct TxboxPlan
 	int			nargs;
 	Oid			argtypes[10];
 	SPIPlanPtr	plan;
-	bool		custom;			/* plan for each execution's parameters */
+	int			cursor_options; /* CURSOR_OPT_* of SPI_prepare_cursor */
 } TxboxPlan;
 
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);

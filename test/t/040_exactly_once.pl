@@ -100,10 +100,12 @@ sub handler_sql
 		LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$} . $body . q{$f$;};
 }
 
-# consumer side of a run: effects (ord: processing order) and the handler
+# consumer side of a run: effects (ord: processing order) and the handler,
+# public.apply(txbox.message) or public.apply_window(txbox.message[]) (a
+# window of messages per call, each applied in order)
 sub setup_consumer
 {
-	my ($node, $db, $topic, $options) = @_;
+	my ($node, $db, $topic, $options, $function) = @_;
 	$node->safe_psql(
 		$db, qq{
 		CREATE EXTENSION txbox;
@@ -111,13 +113,23 @@ sub setup_consumer
 							  k int NOT NULL, n int NOT NULL);
 		CREATE INDEX ON public.effects (k, n);
 		CREATE INDEX ON public.effects (message_id);
-		} . handler_sql($poison_check) . qq{
-		SELECT txbox.create_handler('apply', ARRAY['$topic'], 'public.apply(txbox.message)', '$options');
+		} . handler_sql($poison_check) . q{
+		CREATE FUNCTION public.apply_window(ms txbox.message[]) RETURNS void
+		LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+		DECLARE
+			m txbox.message;
+		BEGIN
+			FOREACH m IN ARRAY ms LOOP
+				PERFORM public.apply(m);
+			END LOOP;
+		END $f$;
+		} . qq{
+		SELECT txbox.create_handler('apply', ARRAY['$topic'], '$function', '$options');
 	});
 }
 
 setup_consumer($target, 'billing', 'orders',
-	'{"parallel": 2, "max_attempts": 3, "backoff": "1s"}');
+	'{"parallel": 2, "max_attempts": 3, "backoff": "1s"}', 'public.apply(txbox.message)');
 
 # Source cluster: database shop, per-key sequence numbers, the relay.
 # Retention of delivered messages 1 h: the outbox is the record of what
@@ -271,10 +283,17 @@ sub check_exactly_once
 # 1. A poison message, before the load: dead letter after max_attempts
 ######################################################################
 
-my $poison = $source->safe_psql(
-	'shop', q{WITH s AS (UPDATE keyseq SET n = n + 1 WHERE topic = 'orders' AND k = 7 RETURNING n)
-			  SELECT txbox.publish('orders', jsonb_build_object('k', 7, 'n', n, 'poison', true), 'k7')
-			  FROM s});
+# publish a poison message as key 7's next message of topic; its id
+sub publish_poison
+{
+	my ($topic) = @_;
+	return $source->safe_psql(
+		'shop', qq{WITH s AS (UPDATE keyseq SET n = n + 1 WHERE topic = '$topic' AND k = 7 RETURNING n)
+				   SELECT txbox.publish('$topic', jsonb_build_object('k', 7, 'n', n, 'poison', true), 'k7')
+				   FROM s});
+}
+
+my $poison = publish_poison('orders');
 poll_ok($target, 'billing', q{SELECT count(*) FROM txbox.dead_letters}, '1', 30,
 	'the poison message becomes a dead letter');
 is( $target->safe_psql(
@@ -419,11 +438,16 @@ note sprintf('two-cluster run done after %.1f s', time() - $t_start);
 
 ######################################################################
 # 5. Both databases in one cluster: a smaller load through SIGKILL of the
-#    handler worker (which restarts that whole cluster, publishers too)
+#    handler worker (which restarts that whole cluster, publishers too),
+#    with a handler that takes a window of messages per call.  A poison
+#    message fails the whole window: its messages are tried again one at
+#    a time, so the poison message alone becomes a dead letter, its key
+#    waits and the others flow.
 ######################################################################
 
 $source->safe_psql('postgres', 'CREATE DATABASE billing_local');
-setup_consumer($source, 'billing_local', 'orders_local', '{"parallel": 2}');
+setup_consumer($source, 'billing_local', 'orders_local',
+	'{"parallel": 2, "max_attempts": 3, "backoff": "1s"}', 'public.apply_window(txbox.message[])');
 $source->safe_psql(
 	'shop', qq{
 	CREATE SERVER billing_local FOREIGN DATA WRAPPER txbox_fdw
@@ -438,6 +462,7 @@ ok( $source->poll_query_until(
 		  WHERE backend_type = 'txbox handler' AND datname = 'billing_local'}),
 	'one cluster: the handler runs');
 
+my $poison_local = publish_poison('orders_local');
 my $out3 = '';
 $load = start_pgbench('orders_local', 1000, \$out3);
 ok( wait_for($source, 'shop', q{SELECT sum(n) >= 2000 FROM keyseq WHERE topic = 'orders_local'}, 60)
@@ -462,11 +487,24 @@ cmp_ok($committed, '>=', 10_000, "one cluster: over 10,000 messages committed ($
 poll_ok($source, 'shop',
 	q{SELECT state || ' ' || lag_messages FROM txbox.relay_status WHERE name = 'to_local'},
 	'running 0', 60, 'one cluster: the relay delivered everything');
+$k7 = $source->safe_psql('shop', q{SELECT n FROM keyseq WHERE topic = 'orders_local' AND k = 7});
 poll_ok(
 	$source, 'billing_local',
-	q{SELECT state || ' ' || lag_messages || ' ' || retried || ' ' || dead_lettered
-	  FROM txbox.handler_status},
-	'running 0 0 0', 60, 'one cluster: the handler processed everything, never failing');
+	q{SELECT state || ' ' || lag_messages || ' ' || retried || ' ' || dead_lettered || ' '
+	  || (SELECT count(*) FROM effects) FROM txbox.handler_status},
+	"blocked $k7 3 1 " . ($committed - $k7), 60,
+	"one cluster, windows: the other keys flowed; the poison's key waits, its message failed 3 times");
+is( $source->safe_psql(
+		'billing_local', q{SELECT message_id || ' ' || attempts || ' ' || (last_error LIKE 'poison message % refused')
+						   || ' ' || (SELECT count(*) FROM txbox.handler_failures) FROM txbox.dead_letters}),
+	"$poison_local 3 true 1",
+	'one cluster, windows: the poison message alone is a dead letter, with its own error');
+$source->safe_psql('billing_local', handler_sql(''));
+$source->safe_psql('billing_local', q{SELECT txbox.replay_dead_letter(dead_letter_id) FROM txbox.dead_letters});
+poll_ok(
+	$source, 'billing_local',
+	q{SELECT state || ' ' || lag_messages || ' ' || failing FROM txbox.handler_status},
+	'running 0 0', 60, 'one cluster, windows: after the replay the handler has nothing left');
 check_exactly_once($source, 'billing_local', 'orders_local', 'one cluster');
 
 note sprintf('one-cluster run done after %.1f s', time() - $t_start);
