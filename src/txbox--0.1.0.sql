@@ -72,10 +72,12 @@ COMMENT ON TABLE txbox.outbox IS
 -- Inbox deduplication records (txbox.inbox_claim)
 ------------------------------------------------------------------------
 
+-- Ids compare bytewise (COLLATE "C": equality is the same in every
+-- deterministic collation, and the index's comparisons skip strcoll).
 CREATE TABLE txbox.inbox_dedup (
 	gen			smallint NOT NULL,
-	consumer	text NOT NULL,
-	message_id	text NOT NULL,
+	consumer	text COLLATE "C" NOT NULL,
+	message_id	text COLLATE "C" NOT NULL,
 	claimed_at	timestamptz NOT NULL,
 	PRIMARY KEY (consumer, message_id, gen)
 ) PARTITION BY LIST (gen);
