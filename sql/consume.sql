@@ -45,6 +45,23 @@ SELECT txbox.inbox_claim('billing', '00000000-0000-7000-8000-000000000001') AS c
 SELECT txbox.inbox_claim('billing', '00000000-0000-7000-8000-000000000003') AS claim_first;
 SELECT string_agg(payload->>'g', ',') AS billing_left FROM txbox.inbox_fetch('billing', ARRAY['orders'], 10);
 SELECT pg_temp.try($$SELECT txbox.inbox_done('billing', ARRAY['00000000-0000-7000-8000-000000000003']::uuid[])$$) AS done_twice;
+-- a consumer's floor: fetches look only above the messages it processed in
+-- a row (1-3: the floor is 3 messages up)
+CREATE TEMP VIEW floor AS
+SELECT c.low - (SELECT min(seq) - 1 FROM txbox.inbox) AS floor FROM txbox.consumers c WHERE consumer = 'billing';
+SELECT * FROM floor;
+-- with 4 processed, it moves past 5 and 6 too (refunds: not its topics)
+SELECT txbox.inbox_claim('billing', '00000000-0000-7000-8000-000000000004') AS claim_4;
+SELECT count(*) AS billing_left FROM txbox.inbox_fetch('billing', ARRAY['orders'], 10);
+SELECT * FROM floor;
+-- a change of topics starts from the beginning again: 5 and 6 are returned
+SELECT string_agg(payload->>'g', ',') AS billing_with_refunds
+  FROM txbox.inbox_fetch('billing', ARRAY['orders', 'refunds'], 10);
+SELECT txbox.inbox_done('billing', ARRAY['00000000-0000-7000-8000-000000000005',
+	'00000000-0000-7000-8000-000000000006']::uuid[]) AS done;
+SELECT count(*) AS billing_left FROM txbox.inbox_fetch('billing', ARRAY['orders'], 10);
+SELECT * FROM floor;
+DROP VIEW floor;
 -- bad arguments
 SELECT pg_temp.try($$SELECT * FROM txbox.inbox_fetch('', NULL, 10)$$) AS empty_consumer;
 SELECT pg_temp.try($$SELECT * FROM txbox.inbox_fetch(NULL, NULL, 10)$$) AS null_consumer;

@@ -36,6 +36,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -216,6 +217,24 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 }
 
 /*
+ * The end of the WAL inserted so far, as XLogFlush takes it.  Right after a
+ * page boundary GetXLogInsertRecPtr points past the header of a page that
+ * holds nothing yet, which no flush reaches ("xlog flush request ... is not
+ * satisfied"): everything inserted ends at the boundary then.
+ */
+static XLogRecPtr
+relay_wal_inserted(void)
+{
+	XLogRecPtr	ptr = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(ptr, wal_segment_size) == SizeOfXLogLongPHD)
+		return ptr - SizeOfXLogLongPHD;
+	if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		return ptr - SizeOfXLogShortPHD;
+	return ptr;
+}
+
+/*
  * Open a batch: take cur (unless resuming a saved one) and read its keys.
  * Must run inside relay_xact_begin.
  */
@@ -248,7 +267,7 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	 * the WAL up to here (a no-op when it is) before anything leaves.
 	 */
 	if (n > 0)
-		XLogFlush(GetXLogInsertRecPtr());
+		XLogFlush(relay_wal_inserted());
 
 	old = MemoryContextSwitchTo(relay_batch_cxt);
 	batch.nkeys = n;

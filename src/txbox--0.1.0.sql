@@ -219,7 +219,10 @@ CREATE TABLE txbox.consumers (
 	consumer		text PRIMARY KEY,
 	topics			text[],				-- NULL: all
 	handler_id		integer,			-- a handler's own consumer
-	registered_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+	registered_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	-- an SQL consumer's floor: every inbox message of its topics with seq
+	-- <= low is processed (inbox_fetch advances it and looks above it)
+	low				bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE txbox.consumers IS
 	'inbox consumers; txbox.drop_consumer forgets one that stopped, so retention no longer waits for it';
@@ -776,8 +779,38 @@ AS $$
 						WHERE x.consumer = _consumer_register.consumer
 						  AND (x.topics IS NOT DISTINCT FROM _consumer_register.topics
 							   OR x.handler_id IS NOT NULL))
-	ON CONFLICT (consumer) DO UPDATE SET topics = excluded.topics
+	ON CONFLICT (consumer) DO UPDATE SET topics = excluded.topics, low = 0
 	WHERE c.topics IS DISTINCT FROM excluded.topics AND c.handler_id IS NULL
+$$;
+
+-- Move an SQL consumer's floor (txbox.consumers.low) up past the messages
+-- above it that it has processed, so that fetches do not read them again.
+-- Messages locked by a fetch in progress count as unprocessed.  Receives
+-- are serialized, so inbox.seq grows in commit order: whatever commits
+-- later lands above every seq seen here.  Only when the consumer's row can
+-- be locked at once: concurrent fetches never wait for each other here.
+CREATE FUNCTION txbox._consumer_advance(consumer text, topics text[], low bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH stretch AS (
+		-- the first unprocessed message above low, or the last message
+		SELECT coalesce((SELECT i.seq - 1 FROM txbox.inbox i
+						  WHERE i.seq > low AND (topics IS NULL OR i.topic = ANY (topics))
+							AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+											 WHERE d.consumer = _consumer_advance.consumer
+											   AND d.message_id = i.message_id::text)
+						  ORDER BY i.seq LIMIT 1),
+						(SELECT max(i.seq) FROM txbox.inbox i)) AS new_low
+	), mine AS (
+		SELECT c.consumer FROM txbox.consumers c, stretch s
+		 WHERE c.consumer = _consumer_advance.consumer AND c.low = _consumer_advance.low
+		   AND s.new_low > c.low
+		   FOR UPDATE OF c SKIP LOCKED
+	)
+	UPDATE txbox.consumers c SET low = s.new_low FROM mine m, stretch s
+	 WHERE c.consumer = m.consumer
 $$;
 
 -- Up to batch messages of topics (NULL: all) that consumer has not
@@ -790,6 +823,8 @@ LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	low bigint;
 BEGIN
 	IF consumer IS NULL OR consumer = '' THEN
 		RAISE EXCEPTION 'consumer must not be NULL or empty'
@@ -800,17 +835,20 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example 100.';
 	END IF;
 	PERFORM txbox._consumer_register(consumer, topics);
+	SELECT c.low INTO low FROM txbox.consumers c WHERE c.consumer = inbox_fetch.consumer;
 	RETURN QUERY
 	SELECT i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,
 		   i.source, i.published_at, i.received_at
 	  FROM txbox.inbox i
-	 WHERE (topics IS NULL OR i.topic = ANY (topics))
+	 WHERE i.seq > low
+	   AND (topics IS NULL OR i.topic = ANY (topics))
 	   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
 					    WHERE d.consumer = inbox_fetch.consumer
 						  AND d.message_id = i.message_id::text)
 	 ORDER BY i.seq
 	 LIMIT batch
 	   FOR UPDATE OF i SKIP LOCKED;
+	PERFORM txbox._consumer_advance(consumer, topics, low);
 END
 $$;
 COMMENT ON FUNCTION txbox.inbox_fetch(text, text[], integer) IS

@@ -218,6 +218,12 @@ is($node->safe_psql('postgres', q{SELECT public.receive('work', array_agg('b' ||
 	'500', 'then 500 messages of other keys arrive');
 poll_ok($node, 'postgres', q{SELECT count(*) FROM public.done}, '505', 20,
 	'and are handled while the dead letters wait');
+# a later message of p1's key, waiting behind p1's dead letter until the
+# discard (the worker's floor has moved past both meanwhile)
+is($node->safe_psql('postgres', q{SELECT public.receive('work', ARRAY['p1', 'b501'])}), '2',
+	'a later message of key p1 arrives, and one of another key');
+poll_ok($node, 'postgres', q{SELECT count(*) FROM public.done WHERE tag IN ('p1', 'b501')}, '1', 20,
+	'the other key\'s is handled, p1\'s waits behind its dead letter');
 # p1 discarded, p3 replayed (and it fails again: a new dead letter), p2 left
 is( $node->safe_psql(
 		'postgres', q{SELECT txbox.discard_dead_letter(dead_letter_id) IS NOT NULL FROM txbox.dead_letters WHERE key = 'p1';
@@ -233,6 +239,8 @@ is($node->safe_psql('postgres', q{SELECT public.receive('work', ARRAY['w6'])}), 
 	'a new message arrives after the discard and the replay');
 poll_ok($node, 'postgres', q{SELECT count(*) FROM public.done WHERE tag = 'w6'}, '1', 15,
 	'the handler handles it');
+poll_ok($node, 'postgres', q{SELECT count(*) FROM public.done WHERE tag = 'p1'}, '1', 15,
+	'the message that waited behind the discarded dead letter is handled');
 poll_ok(
 	$node, 'postgres',
 	q{SELECT string_agg(coalesce(key, relay) || ':' || (replayed_at IS NOT NULL) || ':' || (discarded_at IS NOT NULL), ' '
