@@ -13,9 +13,10 @@
  * Each round reads a window of up to "batch" unprocessed messages -- no
  * dedup record for the handler's name, the same records as inbox_claim and
  * inbox_done -- in arrival order, leaving out the keys that are blocked, and
- * runs them all in one transaction: for each, the handler function (as the
- * handler's owner, under the handler's statement_timeout), then the dedup
- * record.  One commit per window, not per message.
+ * runs them all in one transaction: the handler function for each (as the
+ * handler's owner, under the handler's statement_timeout) -- or once for
+ * the whole window when it takes txbox.message[] -- then the window's dedup
+ * records.  One commit per window, not per message.
  *
  * Failures.  If a message's handler raises, the whole window's transaction
  * rolls back (no partial effect of any message), and a second short

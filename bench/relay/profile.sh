@@ -24,7 +24,8 @@ t0=$(rb_now)
 rb_psql shop -c "SELECT txbox.resume_relay('bench')" >/dev/null
 # the worker, then the backend serving its connection in billing
 wpid="" tpid=""
-for ((i = 0; i < 200 && -z "$tpid"; i++)); do
+for ((i = 0; i < 200; i++)); do
+	[ -z "$tpid" ] || break
 	sleep 0.05
 	wpid=$(rb_val shop "SELECT pid FROM pg_stat_activity WHERE backend_type = 'txbox relay'")
 	tpid=$(rb_val billing "SELECT pid FROM pg_stat_activity
