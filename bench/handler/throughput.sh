@@ -10,11 +10,18 @@
 # a CHECKPOINT.  Then the clock runs until all N have their effect:
 #   baseline    CALL bench_consume(100) in one session: per transaction,
 #               100 rows FOR UPDATE SKIP LOCKED, INSERT INTO effects, UPDATE
-#               queue SET processed (bench/handler/throughput.sql)
+#               queue SET processed, all set-based (bench/handler/throughput.sql)
 #   baseline2   the same loop in two concurrent sessions
-#   handler_p1  txbox.create_handler(..., '{"batch": 100, "parallel": 1}'),
-#               clock from just before create_handler until
-#               txbox.handlers.processed = N (polled every 10 ms)
+#   baseline_each  CALL bench_consume_each(100): the same rows, but for each
+#               one the per-message function bench_handle and an UPDATE
+#   handler_w1  txbox.create_handler(..., 'bench_handle_window(txbox.message[])',
+#               '{"batch": 100, "parallel": 1}'): a window of up to 100
+#               messages per call, one INSERT for all of them; clock from
+#               just before create_handler until txbox.handlers.processed
+#               = N (polled every 10 ms)
+#   handler_w2  the same with "parallel": 2
+#   handler_p1  the per-message handler bench_handle(txbox.message), one
+#               call (one INSERT) per message, "batch": 100, "parallel": 1
 #   handler_p2  the same with "parallel": 2
 # Variants run interleaved, HANDLER_ROUNDS rounds, the order rotating by one
 # each round; medians per variant.
@@ -46,14 +53,17 @@ RERUN_DNF=${HANDLER_RERUN_DNF:-0}
 DIAG=${HANDLER_DIAG:-0}
 PROFILE_SECONDS=${HANDLER_PROFILE_SECONDS:-15}
 
-variants=(baseline baseline2 handler_p1 handler_p2)
+variants=(baseline baseline2 baseline_each handler_w1 handler_w2 handler_p1 handler_p2)
 [ "$DIAG" = 1 ] && variants+=(fetch_done)
 
 declare -A label=(
 	[baseline]="hand-written loop, 1 session, 100 per transaction"
 	[baseline2]="hand-written loop, 2 sessions, 100 per transaction"
-	[handler_p1]="txbox handler, batch 100, parallel 1"
-	[handler_p2]="txbox handler, batch 100, parallel 2"
+	[baseline_each]="hand-written loop calling the per-message function, 1 session, 100 per transaction"
+	[handler_w1]="txbox handler taking txbox.message[], batch 100, parallel 1"
+	[handler_w2]="txbox handler taking txbox.message[], batch 100, parallel 2"
+	[handler_p1]="txbox handler taking txbox.message, batch 100, parallel 1"
+	[handler_p2]="txbox handler taking txbox.message, batch 100, parallel 2"
 	[fetch_done]="inbox_fetch + INSERT + inbox_done, 1 session, 100 per transaction (diagnostic)"
 )
 
@@ -127,7 +137,7 @@ run() {
 	local prog="$HB_TMP/progress-$tag.txt"
 	reset_and_load "$v"
 	case $v in
-	baseline | baseline2 | fetch_done)
+	baseline | baseline2 | baseline_each | fetch_done)
 		t0=$(date +%s.%N)
 		case $v in
 		fetch_done)
@@ -139,7 +149,11 @@ run() {
 		*)
 			progress_sampler "SELECT $N - count(*) FROM queue WHERE NOT processed" "$prog" "$t0" &
 			sampler=$!
-			sessions "$([ "$v" = baseline2 ] && echo 2 || echo 1)" "CALL bench_consume(100)"
+			case $v in
+			baseline) sessions 1 "CALL bench_consume(100)" ;;
+			baseline2) sessions 2 "CALL bench_consume(100)" ;;
+			baseline_each) sessions 1 "CALL bench_consume_each(100)" ;;
+			esac
 			done=$(q -c "SELECT count(*) FROM queue WHERE processed")
 			;;
 		esac
@@ -147,15 +161,17 @@ run() {
 		kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
 		secs=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
 		;;
-	handler_p*)
-		par=${v#handler_p}
+	handler_*)
+		par=${v#handler_?}
+		fn=$([ "${v#handler_}" = "p$par" ] && echo 'bench_handle(txbox.message)' ||
+			echo 'bench_handle_window(txbox.message[])')
 		t0=$(date +%s.%N)
 		progress_sampler "SELECT processed FROM txbox.handlers WHERE name = 'h'" "$prog" "$t0" &
 		sampler=$!
 		[ -z "$profile" ] || profile_handler &
 		q -F ' ' >"$HB_TMP/wait.out" <<-SQL
 			SELECT clock_timestamp() AS t0 \gset
-			SELECT txbox.create_handler('h', ARRAY['orders'], 'bench_handle(txbox.message)',
+			SELECT txbox.create_handler('h', ARRAY['orders'], '$fn',
 										'{"batch": 100, "parallel": $par}') \g /dev/null
 			CALL bench_wait('SELECT processed FROM txbox.handlers WHERE name = ''h''',
 							$N, :'t0', $TIMEOUT);
@@ -251,13 +267,12 @@ done
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 ok() { awk -v r="$1" 'BEGIN { print (r >= 1.0) ? "met" : "MISSED" }'; }
-r1=$(ratio "${med[handler_p1]}" "${med[baseline]}")
-r2=$(ratio "${med[handler_p2]}" "${med[baseline]}")
-r22=$(ratio "${med[handler_p2]}" "${med[baseline2]}")
 echo "ratios of medians (target >= 1.0):"
-echo "  handler_p1 / baseline    $r1  $(ok "$r1")"
-echo "  handler_p2 / baseline    $r2  $(ok "$r2")"
-echo "  handler_p2 / baseline2   $r22  $(ok "$r22")"
+for pair in handler_w1/baseline handler_w2/baseline2 handler_p1/baseline_each handler_p1/baseline \
+	handler_p2/baseline2; do
+	r=$(ratio "${med[${pair%/*}]}" "${med[${pair#*/}]}")
+	printf '  %-26s %s  %s\n' "${pair/\// \/ }" "$r" "$(ok "$r")"
+done
 [ "$DIAG" != 1 ] || echo "  fetch_done / baseline    $(ratio "${med[fetch_done]}" "${med[baseline]}")  (diagnostic)"
 echo
 
@@ -288,7 +303,7 @@ done
 
 if [ "$DIAG" = 1 ]; then
 	q -c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
-	for v in baseline handler_p1; do
+	for v in baseline handler_w1 handler_p1; do
 		hb_log "diagnostics: $v with pg_stat_statements"
 		q -c "SELECT pg_stat_statements_reset()" >/dev/null
 		run "$v" "diag-$v" $([ "$v" = handler_p1 ] && echo profile) >"$HB_TMP/run.out"

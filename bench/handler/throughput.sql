@@ -12,6 +12,14 @@ BEGIN
 END
 $$;
 
+-- The same work for a handler taking a window of messages per call (a
+-- set-based handler: one INSERT for the whole window).
+CREATE FUNCTION bench_handle_window(ms txbox.message[]) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO effects (message_id, n)
+	SELECT m.message_id, (m.payload->>'n')::int FROM unnest(ms) m
+$$;
+
 -- The baseline: a hand-made queue table (the same messages) with the index
 -- a hand-written consumer would give it: the unprocessed rows, by id.
 CREATE TABLE queue (
@@ -37,6 +45,31 @@ BEGIN
 				   SELECT message_id, (payload->>'n')::int FROM b)
 		UPDATE queue q SET processed = true FROM b WHERE q.id = b.id;
 		GET DIAGNOSTICS n = ROW_COUNT;
+		COMMIT;
+		EXIT WHEN n = 0;
+	END LOOP;
+END
+$$;
+
+-- The hand-written loop calling the per-message function for each row
+-- (variant baseline_each: the counterpart of a handler taking one message).
+CREATE PROCEDURE bench_consume_each(batch integer DEFAULT 100)
+LANGUAGE plpgsql AS $$
+DECLARE
+	r record;
+	n integer;
+BEGIN
+	LOOP
+		n := 0;
+		FOR r IN SELECT id, message_id, key, payload FROM queue
+				  WHERE NOT processed ORDER BY id LIMIT batch
+					FOR UPDATE SKIP LOCKED
+		LOOP
+			PERFORM bench_handle(ROW(r.message_id, 'orders', r.key, NULL, r.payload, NULL, 'shop',
+									 now(), now())::txbox.message);
+			UPDATE queue SET processed = true WHERE id = r.id;
+			n := n + 1;
+		END LOOP;
 		COMMIT;
 		EXIT WHEN n = 0;
 	END LOOP;
