@@ -393,7 +393,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	for (int i = 0; i < n; i++)
 	{
 		messages[i] = SPI_getbinval(window->vals[i], window->tupdesc, 1, &isnull);
-		ids[i] = PointerGetDatum(cstring_to_text(SPI_getvalue(window->vals[i], window->tupdesc, 2)));
+		ids[i] = SPI_getbinval(window->vals[i], window->tupdesc, 2, &isnull);
 	}
 	message_type = SPI_gettypeid(window->tupdesc, 1);
 	fmgr_info(cfg->function, &flinfo);
