@@ -148,10 +148,14 @@ static TxboxPlan gen_info_plan = {
 	" WHERE relname OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 	1, {NAMEOID}
 };
-/* make $2 current; $3 ends now, by this transaction (txbox._generation_end) */
+/*
+ * make $2 current; $3 ends now, by this transaction (txbox._generation_end).
+ * ended_at is read after the lock that waited for the writers: no write
+ * into $3 committed after it.
+ */
 static TxboxPlan gen_update_plan = {
 	"WITH ended AS (INSERT INTO txbox._generation_end (relname, gen, ended_at, ended_xid)"
-	"   VALUES ($1, $3, pg_catalog.now(), pg_catalog.pg_current_xact_id())"
+	"   VALUES ($1, $3, pg_catalog.clock_timestamp(), pg_catalog.pg_current_xact_id())"
 	"   ON CONFLICT (relname, gen) DO UPDATE"
 	"   SET ended_at = excluded.ended_at, ended_xid = excluded.ended_xid),"
 	" reused AS (DELETE FROM txbox._generation_end"

@@ -1157,12 +1157,16 @@ $$;
 -- generation once nothing in it must be kept.
 --  outbox: switched away from more than outbox_retention ago, and delivered
 --    by every relay (paused ones too: a paused relay holds retention back).
---  inbox: switched away from more than inbox_retention ago, and every
---    message processed by every consumer of its topic (handlers included);
---    the inbox never keeps a processed message longer than half the dedup
---    window, so a message cannot outlive the record that it was processed.
+--  inbox: switched away from more than inbox_retention ago (at most half
+--    the dedup window), and every message processed by every consumer of
+--    its topic (handlers included).
 --  inbox_dedup: the other generation stopped taking claims more than
---    dedup_retention ago, so every record lives at least that long.
+--    dedup_retention ago, so every record lives at least that long; and the
+--    inbox holds no message that could have its record there: the oldest
+--    message (by seq, which follows commit order) was received after that
+--    generation's last claim committed.  A message never outlives the
+--    record that it was processed, even while unprocessed messages (a dead
+--    letter, a stopped consumer) hold the inbox back.
 --  idempotency_keys: every key of the oldest generation expired.
 --  dead_letters (not a hot table): replayed, discarded and relay dead
 --    letters older than dead_letter_retention are deleted.
@@ -1186,7 +1190,8 @@ BEGIN
 			    ON c.topics IS NULL OR i.topic = ANY (c.topics)
 			 WHERE i.gen = $3 AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
 				WHERE d.consumer = c.consumer AND d.message_id = i.message_id::text)))', inbox_keep));
-	PERFORM txbox._rotate_if('inbox_dedup', dedup_keep, 'true');
+	PERFORM txbox._rotate_if('inbox_dedup', dedup_keep,
+		'$1 IS NULL OR coalesce((SELECT i.received_at > $1 FROM txbox.inbox i ORDER BY i.seq LIMIT 1), true)');
 	PERFORM txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
 		'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())');
 	DELETE FROM txbox.dead_letters d

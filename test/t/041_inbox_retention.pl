@@ -2,7 +2,8 @@
 # inbox messages leave (a whole generation truncated, never a DELETE) while
 # the messages an SQL consumer has not processed stay until inbox_done;
 # dedup records outlive the inbox rotation (a redelivered message stays a
-# duplicate) and stay at least txbox.dedup_retention; expired idempotency
+# duplicate), stay at least txbox.dedup_retention and as long as the inbox
+# holds their message (here: held back by dead letters); expired idempotency
 # keys leave, unexpired ones stay; resolved dead letters past
 # txbox.dead_letter_retention are deleted, unresolved handler dead letters
 # stay.
@@ -279,6 +280,27 @@ is( $node->safe_psql(
 	'f', 'a processed message is still a duplicate');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM txbox.idempotency_keys WHERE key = 'long'}),
 	'1', 'the unexpired idempotency key is still there');
+
+# The dead letters hold the inbox back, and with it every message received
+# after them, processed or not.  The next rotation of the dedup records,
+# due dedup_retention after the first, would remove the records of
+# processed messages the inbox still holds (a handler looking at them again
+# would run them twice): it waits until the inbox let go of them.
+my $due = $node->safe_psql('postgres',
+	q{SELECT ceil(extract(epoch FROM switched_at + interval '64s' - now()))::int
+	  FROM txbox._generation WHERE relname = 'inbox_dedup'});
+note "waiting ${due}s, past the next rotation of the dedup records";
+sleep($due) if $due > 0;
+is($node->safe_psql('postgres', q{SELECT current_gen FROM txbox._generation WHERE relname = 'inbox_dedup'}),
+	'1', 'past dedup_retention again, the dedup records stay while the inbox holds their messages');
+is( $node->safe_psql(
+		'postgres', q{SELECT (count(*) >= 503) || ' ' || count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup x
+					  WHERE x.consumer = 'h' AND x.message_id = i.message_id::text))
+					  FROM txbox.inbox i JOIN public.done d USING (message_id)}),
+	't 0', 'every processed message the inbox holds (the 503 after the dead letters) still has its dedup record');
+$node->safe_psql('postgres', q{SELECT txbox.discard_dead_letter(dead_letter_id) FROM txbox.dead_letters
+							   WHERE handler IS NOT NULL AND discarded_at IS NULL});
+wait_gen_moves_from('inbox_dedup', 1, 'once the dead letters are resolved and the inbox drained, the dedup records rotate', 30);
 
 ######################################################################
 # 7. All of it without a DELETE on the rotated tables.  The workers'
