@@ -297,7 +297,7 @@ is( $node->safe_psql(
 		'postgres', q{SELECT (count(*) >= 503) || ' ' || count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup x
 					  WHERE x.consumer = 'h' AND x.message_id = i.message_id::text))
 					  FROM txbox.inbox i JOIN public.done d USING (message_id)}),
-	't 0', 'every processed message the inbox holds (the 503 after the dead letters) still has its dedup record');
+	'true 0', 'every processed message the inbox holds (the 503 after the dead letters) still has its dedup record');
 $node->safe_psql('postgres', q{SELECT txbox.discard_dead_letter(dead_letter_id) FROM txbox.dead_letters
 							   WHERE handler IS NOT NULL AND discarded_at IS NULL});
 wait_gen_moves_from('inbox_dedup', 1, 'once the dead letters are resolved and the inbox drained, the dedup records rotate', 30);
