@@ -253,14 +253,6 @@ echo "  (shop.oth: the other txbox tables of shop; bill.oth: billing's other tha
 echo
 
 # targets
-tot() { awk '{ t = 0; for (j = 3; j <= 20; j++) t += $j; print t }'; }
-point_at() { awk -v t="$1" '!/^#/ && $2 == "load" && $1 <= t + 1' "$dat" | tail -n 1 | tot; }
-window_stat() { # FROM TO: mean and max of the total over samples in (FROM, TO]
-	awk -v a="$1" -v b="$2" '!/^#/ && $2 == "load" && $1 > a + 1 && $1 <= b + 1 {
-		t = 0; for (j = 3; j <= 20; j++) t += $j; s += t; n++; if (t > mx) mx = t }
-		END { printf "%.0f %.0f\n", n ? s / n : 0, mx }' "$dat"
-}
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%+.1f%%", (a - b) * 100 / b }'; }
 within() { awk -v a="$1" -v b="$2" 'BEGIN { d = b ? (a - b) / b : 1; print (d <= 0.10 && d >= -0.10) ? "met" : "MISSED" }'; }
 echo "targets:"
 echo "  size at the last minute within 10% of minute 3 (kB; the rotated tables are a sawtooth whose longest"
@@ -275,10 +267,11 @@ for spec in "total, both databases|3-20" "shop outbox|3" "billing inbox|13" "bil
 	col=0
 	while read -r a b; do
 		col=$((col + 1))
-		line+=$(printf ' %9d->%-9d %-3s' $((a / 1024)) $((b / 1024)) "$(within "$b" "$a")")
+		ok=$(within "$b" "$a")
+		line+=$(printf ' %9d->%-9d %-3s' $((a / 1024)) $((b / 1024)) "$ok")
 		# the verdict: the total's mean and peak over whole rotation periods
 		# (a single sample measures where in its sawtooth each table is)
-		[ "$name" != "total, both databases" ] || [ $col -eq 1 ] || [ "$(within "$b" "$a")" = met ] || verdict=MISSED
+		[ "$name" != "total, both databases" ] || [ $col -eq 1 ] || [ "$ok" = met ] || verdict=MISSED
 	done < <(awk -v c="$range" -v l="$load_s" '
 		function val(   n, i, r, k, x, t) { t = 0; n = split(c, r, ","); for (i = 1; i <= n; i++) { split(r[i], x, "-"); if (x[2] == "") x[2] = x[1]; for (k = x[1]; k <= x[2]; k++) t += $k }; return t }
 		!/^#/ && $2 == "load" && $3 != "NA" && $12 != "NA" {
