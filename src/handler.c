@@ -291,6 +291,13 @@ handler_call(HandlerConfig *cfg, FmgrInfo *flinfo, Datum arg)
 	txbox_xact_as_owner(false);
 }
 
+/* A txbox.message[] of n messages (message_type: txbox.message's type). */
+static Datum
+handler_message_array(Datum *messages, int n, Oid message_type)
+{
+	return PointerGetDatum(construct_array(messages, n, message_type, -1, false, TYPALIGN_DOUBLE));
+}
+
 /*
  * Record the n messages ids[] processed (handler_done_plan).  Another
  * consumer of the same name that recorded one first is a serialization
@@ -402,8 +409,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	{
 		/* the whole window in one call */
 		handler_in_window_call = true;
-		handler_call(cfg, &flinfo,
-					 PointerGetDatum(construct_array(messages, n, message_type, -1, false, TYPALIGN_DOUBLE)));
+		handler_call(cfg, &flinfo, handler_message_array(messages, n, message_type));
 		handler_in_window_call = false;
 	}
 	else
@@ -416,7 +422,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 			handler_failed_key = handler_text_col(tup, window->tupdesc, 3, TopTransactionContext);
 			handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, 4, &isnull));
 			handler_call(cfg, &flinfo, !cfg->takes_array ? messages[i] :
-						 PointerGetDatum(construct_array(&messages[i], 1, message_type, -1, false, TYPALIGN_DOUBLE)));
+						 handler_message_array(&messages[i], 1, message_type));
 		}
 		handler_failed_id = NULL;
 		handler_failed_key = NULL;

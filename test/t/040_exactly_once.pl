@@ -131,6 +131,19 @@ sub setup_consumer
 setup_consumer($target, 'billing', 'orders',
 	'{"parallel": 2, "max_attempts": 3, "backoff": "1s"}', 'public.apply(txbox.message)');
 
+# SQL for shop: a server for database db at host:port (named after db), a
+# user mapping, and a relay name of topic to it
+sub relay_sql
+{
+	my ($name, $topic, $host, $port, $db) = @_;
+	return qq{
+	CREATE SERVER $db FOREIGN DATA WRAPPER txbox_fdw
+		OPTIONS (host '$host', port '$port', dbname '$db');
+	CREATE USER MAPPING FOR CURRENT_USER SERVER $db;
+	SELECT txbox.create_relay('$name', 'postgres', ARRAY['$topic'],
+							  '{"server": "$db", "backoff_max": "1s"}');};
+}
+
 # Source cluster: database shop, per-key sequence numbers, the relay.
 # Retention of delivered messages 1 h: the outbox is the record of what
 # committed, compared with the effects at the end.
@@ -151,12 +164,7 @@ $source->safe_psql(
 	  FROM unnest(ARRAY['orders', 'orders_local']) t, generate_series(1, $nkeys) k;
 	-- counts rolled-back publishing transactions (sequences do not roll back)
 	CREATE SEQUENCE public.aborted_tx;
-	CREATE SERVER billing FOREIGN DATA WRAPPER txbox_fdw
-		OPTIONS (host '$thost', port '$tport', dbname 'billing');
-	CREATE USER MAPPING FOR CURRENT_USER SERVER billing;
-	SELECT txbox.create_relay('to_billing', 'postgres', ARRAY['orders'],
-							  '{"server": "billing", "backoff_max": "1s"}');
-});
+} . relay_sql('to_billing', 'orders', $thost, $tport, 'billing'));
 
 ok( $target->poll_query_until(
 		'billing', q{SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'txbox handler'}),
@@ -448,14 +456,7 @@ note sprintf('two-cluster run done after %.1f s', time() - $t_start);
 $source->safe_psql('postgres', 'CREATE DATABASE billing_local');
 setup_consumer($source, 'billing_local', 'orders_local',
 	'{"parallel": 2, "max_attempts": 3, "backoff": "1s"}', 'public.apply_window(txbox.message[])');
-$source->safe_psql(
-	'shop', qq{
-	CREATE SERVER billing_local FOREIGN DATA WRAPPER txbox_fdw
-		OPTIONS (host '$shost', port '$sport', dbname 'billing_local');
-	CREATE USER MAPPING FOR CURRENT_USER SERVER billing_local;
-	SELECT txbox.create_relay('to_local', 'postgres', ARRAY['orders_local'],
-							  '{"server": "billing_local", "backoff_max": "1s"}');
-});
+$source->safe_psql('shop', relay_sql('to_local', 'orders_local', $shost, $sport, 'billing_local'));
 ok( $source->poll_query_until(
 		'billing_local',
 		q{SELECT count(*) = 2 FROM pg_stat_activity
