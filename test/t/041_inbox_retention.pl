@@ -177,14 +177,13 @@ is( $node->safe_psql(
 ######################################################################
 
 my $t_s = time();
-for my $k (1 .. 3)
-{
-	$node->safe_psql(
-		'postgres', qq{BEGIN; SET LOCAL txbox.idempotency_ttl = '1s';
-		SELECT state FROM txbox.idempotency_begin('api', 'short-$k');
-		SELECT txbox.idempotency_complete('api', 'short-$k', '{"n": $k}');
-		COMMIT;});
-}
+# one transaction: a rotation cannot split the three keys over two
+# generations (a switch waits for writers)
+my $short = q{BEGIN; SET LOCAL txbox.idempotency_ttl = '1s';};
+$short .= qq{SELECT state FROM txbox.idempotency_begin('api', 'short-$_');
+	SELECT txbox.idempotency_complete('api', 'short-$_', '{"n": $_}');}
+  for 1 .. 3;
+$node->safe_psql('postgres', "$short COMMIT;");
 my $sgen = $node->safe_psql('postgres',
 	q{SELECT string_agg(DISTINCT gen::text, ',') FROM txbox.idempotency_keys WHERE key LIKE 'short-%'});
 wait_gen_moves_from('idempotency_keys', $sgen, 'the idempotency keys rotate');
@@ -195,8 +194,8 @@ $node->safe_psql(
 	COMMIT;});
 isnt($node->safe_psql('postgres', q{SELECT gen FROM txbox.idempotency_keys WHERE key = 'long'}),
 	$sgen, 'a key with a TTL of 1 h, in a later generation');
-is($node->safe_psql('postgres', q{SELECT count(*) FROM txbox.idempotency_keys}),
-	'4', 'four keys stored');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM txbox.idempotency_keys WHERE key = 'long'}),
+	'1', 'the long key is stored');
 poll_ok($node, 'postgres', q{SELECT count(*) FROM txbox.idempotency_keys WHERE key LIKE 'short-%'},
 	'0', 20, 'the expired keys leave');
 $gone = time() - $t_s;
