@@ -8,7 +8,9 @@
  * splits them: the endpoint on the server (host, port, dbname, sslmode,
  * ...), the credentials on the user mapping (user, password, sslcert,
  * sslkey, sslpassword), plus password_required on the user mapping, which
- * only a superuser may set to false.
+ * only a superuser may set to false.  Options naming a file on this server
+ * are superuser-only wherever they appear, stricter than postgres_fdw: the
+ * relay reads them with the server account's rights.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,6 +34,21 @@ fdw_is_credential(const char *keyword)
 	return strcmp(keyword, "user") == 0 || strcmp(keyword, "password") == 0 ||
 		strcmp(keyword, "sslcert") == 0 || strcmp(keyword, "sslkey") == 0 ||
 		strcmp(keyword, "sslpassword") == 0;
+}
+
+/*
+ * libpq options naming a file on this server (or a section of its service
+ * file, which can name the others): client keys and certificates, the
+ * password file.  Whoever sets one borrows what the server account can
+ * read, so only a superuser may.
+ */
+static bool
+fdw_is_server_file(const char *keyword)
+{
+	return strcmp(keyword, "passfile") == 0 || strcmp(keyword, "service") == 0 ||
+		strcmp(keyword, "sslcert") == 0 || strcmp(keyword, "sslkey") == 0 ||
+		strcmp(keyword, "sslrootcert") == 0 || strcmp(keyword, "sslcrl") == 0 ||
+		strcmp(keyword, "sslcrldir") == 0;
 }
 
 /* libpq options txbox sets itself, or that make no sense for a relay */
@@ -96,6 +113,15 @@ txbox_fdw_validator(PG_FUNCTION_ARGS)
 					 context == UserMappingRelationId ?
 					 errhint("User mappings take user, password, sslcert, sslkey, sslpassword and password_required.") :
 					 errhint("txbox_fdw takes options only on servers and user mappings.")));
+		}
+		if (fdw_is_server_file(def->defname) && !superuser())
+		{
+			PQconninfoFree(opts);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("option \"%s\" is superuser-only", def->defname),
+					 errdetail("With it, a relay would read a file on the database server with the server account's rights."),
+					 errhint("Servers and user mappings with the options passfile, service, sslcert, sslkey, sslrootcert, sslcrl or sslcrldir may only be created or modified by a superuser.")));
 		}
 		if (strcmp(def->defname, "password_required") == 0)
 		{

@@ -5,9 +5,17 @@
  *
  * The endpoint is a FOREIGN SERVER of txbox_fdw and the credentials the
  * relay owner's USER MAPPING, as postgres_fdw keeps them (fdw.c validates
- * the options).  A relay owned by a non-superuser must authenticate with a
- * password, unless a superuser set password_required 'false' on the
- * mapping, exactly as postgres_fdw requires.
+ * the options).  A relay owned by a non-superuser must authenticate with
+ * the non-empty password of its mapping, unless a superuser set
+ * password_required 'false' on the mapping, exactly as postgres_fdw
+ * requires: an empty or missing one would let libpq take a password from
+ * the server account's ~/.pgpass, service file or environment.
+ *
+ * The remote session is pinned in the startup packet (no round trip, and
+ * it wins over the remote role's ALTER ROLE ... SET): search_path,
+ * client_encoding (ours), TimeZone, DateStyle, IntervalStyle and
+ * extra_float_digits as postgres_fdw sets them, and a durable, READ
+ * COMMITTED receive.
  *
  * libpq is used without ever blocking: PQconnectStartParams/PQconnectPoll
  * and PQsendQueryParams/PQconsumeInput, each wait a WaitLatchOrSocket with
@@ -29,6 +37,7 @@
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
 #include "libpq-fe.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -47,8 +56,9 @@ static bool pg_conn_stale = false;	/* a server or user mapping changed since */
 static bool pg_callbacks_registered = false;
 
 static const char *pg_receive_sql =
-"SELECT txbox._inbox_receive($1, $2::uuid[], $3::text[], $4::text[],"
-" $5::jsonb[], $6::jsonb[], $7::bytea[], $8::timestamptz[])";
+"SELECT txbox._inbox_receive($1, $2::pg_catalog.uuid[], $3::pg_catalog.text[],"
+" $4::pg_catalog.text[], $5::pg_catalog.jsonb[], $6::pg_catalog.jsonb[],"
+" $7::pg_catalog.bytea[], $8::pg_catalog.timestamptz[])";
 
 void
 txbox_postgres_disconnect(void)
@@ -147,7 +157,7 @@ pg_conn_params(const RelayConfig *cfg, const char ***keywords, const char ***val
 			continue;
 		}
 		if (strcmp(d->defname, "password") == 0)
-			*has_password = true;
+			*has_password = defGetString(d)[0] != '\0';
 		kw[i] = d->defname;
 		val[i++] = defGetString(d);
 	}
@@ -161,8 +171,14 @@ pg_conn_params(const RelayConfig *cfg, const char ***keywords, const char ***val
 	val[i++] = "5";
 	kw[i] = "keepalives_count";
 	val[i++] = "3";
+	kw[i] = "client_encoding";
+	val[i++] = GetDatabaseEncodingName();
 	kw[i] = "options";
-	val[i++] = psprintf("-c statement_timeout=%d", cfg->statement_timeout_ms);
+	val[i++] = psprintf("-c statement_timeout=%d -c search_path=pg_catalog"
+						" -c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres"
+						" -c extra_float_digits=3 -c synchronous_commit=on"
+						" -c default_transaction_isolation=read\\ committed",
+						cfg->statement_timeout_ms);
 	kw[i] = NULL;
 	val[i] = NULL;
 	*keywords = kw;
@@ -205,7 +221,7 @@ pg_connect(const RelayConfig *cfg)
 		ereport(ERROR,
 				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
 				 errmsg("password is required"),
-				 errdetail("Relay \"%s\" belongs to a non-superuser, whose user mapping for server \"%s\" must contain a password.",
+				 errdetail("Relay \"%s\" belongs to a non-superuser, whose user mapping for server \"%s\" must contain a non-empty password.",
 						   cfg->name, cfg->server),
 				 errhint("Add the option password to the user mapping (ALTER USER MAPPING ... OPTIONS (ADD password '...')).")));
 
