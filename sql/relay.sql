@@ -96,7 +96,7 @@ CREATE USER MAPPING FOR regress_relay_admin SERVER target OPTIONS (user 'x', pas
 SELECT pg_temp.try($$CREATE USER MAPPING FOR regress_relay_other SERVER target OPTIONS (password_required 'false')$$) AS superuser_may_waive_password;
 SET ROLE regress_relay_admin;
 SELECT pg_temp.try($$ALTER USER MAPPING FOR regress_relay_admin SERVER target OPTIONS (ADD password_required 'false')$$) AS waive_password_not_superuser;
-SELECT txbox.create_relay('admins', 'notify', NULL, '{"channel": "c"}');
+SELECT txbox.create_relay('admins', 'postgres', NULL, '{"server": "target"}');
 SELECT pg_temp.try($$SELECT * FROM txbox.relays$$) AS read_relays_table;
 SELECT pg_temp.try($$SELECT * FROM pg_user_mappings$$) IS NOT NULL AS mappings_view_ok;
 SET ROLE regress_relay_other;

@@ -18,6 +18,12 @@
  * A key whose holder commits without idempotency_complete counts as
  * completed with a NULL response: its effects happened, so they must not
  * run again.
+ *
+ * A key never expires while held: its row is the holder's until commit,
+ * and just before the commit (a transaction callback) its expires_at is
+ * set to the commit time plus the TTL taken at begin.  So a retry that
+ * waited for a holder slower than the TTL finds the key completed, and
+ * the TTL counts from the end of the request.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,6 +38,8 @@
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "txbox.h"
@@ -60,6 +68,15 @@ static TxboxPlan idem_insert_plan = {
 	5, {INT2OID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID}
 };
 
+static TxboxPlan idem_expire_plan = {
+	"UPDATE txbox.idempotency_keys"
+	" SET expires_at = pg_catalog.clock_timestamp()"
+	" OPERATOR(pg_catalog.+) (expires_at OPERATOR(pg_catalog.-) created_at)"
+	" WHERE scope OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2"
+	" AND txid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id_if_assigned()",
+	2, {TEXTOID, TEXTOID}
+};
+
 static TxboxPlan idem_complete_plan = {
 	"UPDATE txbox.idempotency_keys SET response = $3, response_status = $4,"
 	" completed_at = pg_catalog.now()"
@@ -68,6 +85,64 @@ static TxboxPlan idem_complete_plan = {
 	" AND txid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id_if_assigned()",
 	4, {TEXTOID, TEXTOID, JSONBOID, INT4OID}
 };
+
+/*
+ * The keys this transaction began ('new'), as pairs of texts in
+ * TopTransactionContext, and the role that may update their rows.
+ */
+static List *held_keys = NIL;
+static Oid	held_keys_role = InvalidOid;
+
+/* Set the held keys' expiry from now, just before the transaction commits. */
+static void
+idem_expire_held(void)
+{
+	Oid			save_user;
+	int			save_sec;
+	ListCell   *lc;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(held_keys_role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	foreach(lc, held_keys)
+		txbox_exec(&idem_expire_plan, (Datum *) lfirst(lc), NULL, false, 0);
+	SPI_finish();
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_user, save_sec);
+	held_keys = NIL;
+}
+
+static void
+idem_xact_callback(XactEvent event, void *arg)
+{
+	if (held_keys == NIL)
+		return;
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
+		idem_expire_held();
+	else if (event == XACT_EVENT_ABORT)
+		held_keys = NIL;
+}
+
+/* Remember that this transaction holds (scope, key). */
+static void
+idem_remember_held(text *scope, text *key)
+{
+	static bool registered = false;
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	Datum	   *pair = palloc(2 * sizeof(Datum));
+
+	if (!registered)
+	{
+		RegisterXactCallback(idem_xact_callback, NULL);
+		registered = true;
+	}
+	pair[0] = PointerGetDatum(DatumGetTextPCopy(PointerGetDatum(scope)));
+	pair[1] = PointerGetDatum(DatumGetTextPCopy(PointerGetDatum(key)));
+	held_keys = lappend(held_keys, pair);
+	held_keys_role = GetUserId();
+	MemoryContextSwitchTo(old);
+}
 
 /* The lock tag that holds (scope, key) for a transaction. */
 static void
@@ -210,6 +285,7 @@ txbox_idempotency_begin(PG_FUNCTION_ARGS)
 	values[4] = Float8GetDatum((double) txbox_idempotency_ttl);
 	txbox_exec(&idem_insert_plan, values, nulls, false, 0);
 	SPI_finish();
+	idem_remember_held(scope, key);
 
 	result = idem_return_row(fcinfo, "new", (Datum) 0, true, (Datum) 0, true);
 	return result;

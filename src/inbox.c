@@ -23,10 +23,54 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
+#include "utils/acl.h"
 #include "utils/timestamp.h"
 
 #include "txbox.h"
 #include "workers.h"
+
+static TxboxPlan consumer_owner_plan = {
+	"SELECT c.owner FROM txbox.consumers c WHERE c.consumer OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/*
+ * consumer_check -- refuse (42501) unless caller may act as consumer.  A
+ * consumer registered in txbox.consumers (by its first inbox_fetch, or a
+ * handler's) belongs to its owner: only members of that role, and
+ * superusers, may claim, fetch, complete or drop its messages; otherwise a
+ * role could mark another's messages processed, and they would be skipped.
+ * An unregistered name (inbox_claim alone) is anyone's.  Connected to SPI.
+ */
+static void
+consumer_check(Oid caller, Datum consumer)
+{
+	Oid			owner;
+	bool		isnull;
+
+	if (superuser_arg(caller) ||
+		txbox_exec(&consumer_owner_plan, &consumer, NULL, false, 1) == 0)
+		return;
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!has_privs_of_role(caller, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("consumer \"%s\" belongs to role \"%s\"",
+						TextDatumGetCString(consumer), GetUserNameFromId(owner, true)),
+				 errhint("Only members of role \"%s\" may claim, fetch, complete or drop its messages: use a consumer name of your own.",
+						 GetUserNameFromId(owner, true))));
+}
+
+/* txbox._consumer_check(caller regrole, consumer text): consumer_check */
+PG_FUNCTION_INFO_V1(txbox_consumer_check);
+Datum
+txbox_consumer_check(PG_FUNCTION_ARGS)
+{
+	SPI_connect();
+	consumer_check(PG_GETARG_OID(0), PG_GETARG_DATUM(1));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
 
 static TxboxPlan claim_insert_plan = {
 	"INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
@@ -43,7 +87,9 @@ static TxboxPlan claim_older_plan = {
 };
 
 /*
- * txbox.inbox_claim(consumer text, message_id text) RETURNS boolean
+ * txbox._inbox_claim(caller regrole, consumer text, message_id text)
+ *		RETURNS boolean -- txbox.inbox_claim(consumer, message_id) for caller
+ *		(relay_api.c)
  *
  * True the first time consumer claims message_id: the caller does its work
  * in this same transaction.  False for a duplicate.
@@ -56,14 +102,16 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 	bool		claimed;
 	bool		others_empty;
 
-	txbox_require_text_arg(fcinfo, 0, "consumer");
-	txbox_require_text_arg(fcinfo, 1, "message_id");
+	txbox_require_text_arg(fcinfo, 1, "consumer");
+	txbox_require_text_arg(fcinfo, 2, "message_id");
 
 	SPI_connect();
 
+	consumer_check(PG_GETARG_OID(0), PG_GETARG_DATUM(1));
+
 	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, &others_empty));
-	values[1] = PG_GETARG_DATUM(0);
-	values[2] = PG_GETARG_DATUM(1);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
 	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	claimed = txbox_exec(&claim_insert_plan, values, NULL, false, 0) == 1;

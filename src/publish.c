@@ -63,13 +63,27 @@ publish_check_topic(text *topic)
 	}
 }
 
-/* Headers are NULL or a flat JSON object whose values are all strings. */
+/*
+ * Headers are NULL or a flat JSON object whose values are all strings, of
+ * at most TXBOX_HEADERS_MAX bytes as stored.
+ */
 static void
-publish_check_headers(Jsonb *headers)
+publish_check_headers(Datum datum)
 {
+	Size		size = toast_raw_datum_size(datum) - VARHDRSZ;
+	Jsonb	   *headers;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+
+	if (size > TXBOX_HEADERS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message headers of %zu bytes exceed the limit of %d bytes",
+						size, TXBOX_HEADERS_MAX),
+				 errhint("Keep headers to small metadata (trace ids, content type); put data in the payload.")));
+
+	headers = DatumGetJsonbP(datum);
 
 	if (!JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
 		ereport(ERROR,
@@ -125,8 +139,16 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 						payload_size, txbox_max_payload_size),
 				 errhint("Publish a reference to the data instead, or raise txbox.max_payload_size.")));
 
+	if (!PG_ARGISNULL(2) &&
+		toast_raw_datum_size(PG_GETARG_DATUM(2)) - VARHDRSZ > TXBOX_KEY_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message key of %zu bytes exceeds the limit of %d bytes",
+						toast_raw_datum_size(PG_GETARG_DATUM(2)) - VARHDRSZ, TXBOX_KEY_MAX),
+				 errhint("Use a short key that names the entity, such as its id; hash a longer one.")));
+
 	if (!PG_ARGISNULL(3))
-		publish_check_headers(PG_GETARG_JSONB_P(3));
+		publish_check_headers(PG_GETARG_DATUM(3));
 
 	if (PG_ARGISNULL(4))
 	{

@@ -1,29 +1,100 @@
 /*-------------------------------------------------------------------------
  * relay_api.c
  *		C helpers of the relay SQL API (txbox.create_relay and friends are
- *		PL/pgSQL in txbox--*.sql): who is calling, whether workers can run,
- *		and waking the worker tree at commit.
+ *		PL/pgSQL in txbox--*.sql): calling them for the role at the call,
+ *		whether workers can run, and waking the worker tree at commit.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "txbox.h"
 #include "workers.h"
 
 /*
- * txbox._caller() RETURNS regrole -- the role in effect outside any
- * SECURITY DEFINER function (the session's role, after SET ROLE): the
- * owner of relays it creates.
+ * txbox_api -- the C body of every API function that acts for a role
+ * (relays, handlers, inbox consumers, dead letters): txbox.NAME(args)
+ * calls txbox._NAME(caller regrole, args) as the extension's owner, where
+ * caller is the role current at the call.
+ *
+ * These functions are not SECURITY DEFINER, because inside one the caller
+ * is lost: GetOuterUserId() skips SECURITY DEFINER frames, so a role's own
+ * SECURITY DEFINER function that a superuser runs would act as the
+ * superuser (and create a handler running that role's code as superuser).
+ * GetUserId() at the call is the role whose code calls (what pg_cron
+ * records).  Index expressions, materialized views and maintenance
+ * commands run their owner's code in a security-restricted operation: no
+ * call from there.  The user switch is undone by (sub)transaction abort
+ * on error, as for SECURITY DEFINER (fmgr_security_definer).
  */
-PG_FUNCTION_INFO_V1(txbox_caller);
-Datum
-txbox_caller(PG_FUNCTION_ARGS)
+typedef struct TxboxApiCall
 {
-	PG_RETURN_OID(GetOuterUserId());
+	FmgrInfo	impl;			/* txbox._NAME */
+	Oid			owner;			/* the extension's owner */
+} TxboxApiCall;
+
+PG_FUNCTION_INFO_V1(txbox_api);
+Datum
+txbox_api(PG_FUNCTION_ARGS)
+{
+	TxboxApiCall *call = fcinfo->flinfo->fn_extra;
+	Oid			caller;
+	int			sec_context;
+	FunctionCallInfo icall;
+	Datum		result;
+
+	GetUserIdAndSecContext(&caller, &sec_context);
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot call txbox.%s in a security-restricted operation",
+						get_func_name(fcinfo->flinfo->fn_oid)),
+				 errhint("Call it directly, not from an index expression, a materialized view or a maintenance command.")));
+
+	if (call == NULL)
+	{
+		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+		Form_pg_proc proc;
+		Oid		   *argtypes;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+		proc = (Form_pg_proc) GETSTRUCT(tup);
+		argtypes = palloc((proc->pronargs + 1) * sizeof(Oid));
+		argtypes[0] = REGROLEOID;
+		memcpy(argtypes + 1, proc->proargtypes.values, proc->pronargs * sizeof(Oid));
+		call = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TxboxApiCall));
+		fmgr_info_cxt(LookupFuncName(list_make2(makeString(get_namespace_name(proc->pronamespace)),
+												makeString(psprintf("_%s", NameStr(proc->proname)))),
+									 proc->pronargs + 1, argtypes, false),
+					  &call->impl, fcinfo->flinfo->fn_mcxt);
+		call->owner = proc->proowner;
+		ReleaseSysCache(tup);
+		fcinfo->flinfo->fn_extra = call;
+	}
+
+	icall = palloc(SizeForFunctionCallInfo(fcinfo->nargs + 1));
+	InitFunctionCallInfoData(*icall, &call->impl, fcinfo->nargs + 1, fcinfo->fncollation,
+							 NULL, fcinfo->resultinfo);
+	icall->args[0].value = ObjectIdGetDatum(caller);
+	icall->args[0].isnull = false;
+	memcpy(&icall->args[1], fcinfo->args, fcinfo->nargs * sizeof(NullableDatum));
+
+	SetUserIdAndSecContext(call->owner, sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	result = FunctionCallInvoke(icall);
+	SetUserIdAndSecContext(caller, sec_context);
+
+	fcinfo->isnull = icall->isnull;
+	return result;
 }
 
 /*

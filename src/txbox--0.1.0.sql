@@ -137,7 +137,11 @@ COMMENT ON FUNCTION txbox.publish_bytes(text, bytea, text, jsonb, uuid) IS
 CREATE FUNCTION txbox.inbox_claim(consumer text, message_id text)
 RETURNS boolean
 LANGUAGE c VOLATILE PARALLEL UNSAFE
-SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
+CREATE FUNCTION txbox._inbox_claim(caller regrole, consumer text, message_id text)
+RETURNS boolean
+LANGUAGE c VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_inbox_claim';
 COMMENT ON FUNCTION txbox.inbox_claim(text, text) IS
@@ -219,6 +223,9 @@ CREATE TABLE txbox.consumers (
 	consumer		text PRIMARY KEY,
 	topics			text[],				-- NULL: all
 	handler_id		integer,			-- a handler's own consumer
+	-- the role that registered it (a handler's owner): only its members
+	-- (and superusers) may claim, fetch, complete or drop its messages
+	owner			regrole NOT NULL,
 	registered_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	-- an SQL consumer's floor: every inbox message of its topics with seq
 	-- <= low is processed (inbox_fetch advances it and looks above it)
@@ -226,6 +233,15 @@ CREATE TABLE txbox.consumers (
 );
 COMMENT ON TABLE txbox.consumers IS
 	'inbox consumers; txbox.drop_consumer forgets one that stopped, so retention no longer waits for it';
+
+-- Refuse (42501) unless caller may act as consumer: a registered consumer
+-- belongs to its owner's members (and superusers); an unregistered name
+-- is anyone's (src/inbox.c).
+CREATE FUNCTION txbox._consumer_check(caller regrole, consumer text)
+RETURNS void
+LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_consumer_check';
 COMMENT ON TABLE txbox.inbox IS
 	'messages delivered here by txbox relays, one row per message id';
 
@@ -318,13 +334,12 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_workers_available';
 
--- The role calling the relay API (outside its SECURITY DEFINER): relays
--- run as, and belong to, that role.
-CREATE FUNCTION txbox._caller()
-RETURNS regrole
-LANGUAGE c STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS 'MODULE_PATHNAME', 'txbox_caller';
+-- The API functions that act for a role (relays, handlers, consumers, dead
+-- letters) are not SECURITY DEFINER: each is txbox_api (src/relay_api.c),
+-- which takes the role current at the call (current_user, as pg_cron
+-- does; GetOuterUserId() would skip SECURITY DEFINER frames) and runs
+-- txbox._<name>(caller, ...) as the extension's owner.  That role, caller,
+-- owns what it creates and may change only what its roles own.
 
 -- Options common to every relay, and per target.
 -- Options of a relay or handler (what): a JSON object of known keys
@@ -407,14 +422,14 @@ END
 $$;
 
 -- Relays and handlers run as the role that creates them: it must log in.
-CREATE FUNCTION txbox._check_caller_can_login(what text)
+CREATE FUNCTION txbox._check_caller_can_login(caller regrole, what text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF NOT (SELECT rolcanlogin FROM pg_roles WHERE oid = txbox._caller()) THEN
-		RAISE EXCEPTION 'role % cannot log in, and a % runs as the role that creates it', txbox._caller(), what
+	IF NOT (SELECT rolcanlogin FROM pg_roles WHERE oid = caller) THEN
+		RAISE EXCEPTION 'role % cannot log in, and a % runs as the role that creates it', caller, what
 			USING ERRCODE = 'insufficient_privilege',
 				  HINT = format('Create the %s as a role with LOGIN (RESET ROLE, or ALTER ROLE ... LOGIN).', what);
 	END IF;
@@ -485,11 +500,10 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION txbox.create_relay(name text, target text, topics text[] DEFAULT NULL,
-								   options jsonb DEFAULT '{}')
+CREATE FUNCTION txbox._create_relay(caller regrole, name text, target text, topics text[],
+								   options jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -506,27 +520,40 @@ BEGIN
 	PERFORM txbox._check_topics(topics);
 	options := txbox._relay_check_options(target, coalesce(options, '{}'));
 	IF target = 'postgres' THEN
-		PERFORM txbox._relay_check_server(options->>'server', txbox._caller());
+		PERFORM txbox._relay_check_server(options->>'server', caller);
 	END IF;
-	PERFORM txbox._check_caller_can_login('relay');
-	IF EXISTS (SELECT 1 FROM txbox.relays r WHERE r.name = create_relay.name) THEN
+	PERFORM txbox._check_caller_can_login(caller, 'relay');
+	-- LISTEN needs no privilege: a notify relay shows every message it
+	-- delivers to every role that can connect to this database
+	IF target = 'notify' AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = caller) THEN
+		RAISE EXCEPTION 'only a superuser may create a notify relay'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Any role that can connect to the database may LISTEN to its channel and read what it delivers: have a superuser create it, or use a postgres relay.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM txbox.relays r WHERE r.name = _create_relay.name) THEN
 		RAISE EXCEPTION 'relay "%" already exists', name
 			USING ERRCODE = 'duplicate_object', HINT = 'Drop it first, or pick another name.';
 	END IF;
 	INSERT INTO txbox.relays (name, target, topics, options, owner, snapshot)
-	VALUES (name, target, topics, options, txbox._caller(),
+	VALUES (name, target, topics, options, caller,
 			CASE WHEN options->>'from' = 'beginning' THEN '1:1:'::pg_snapshot
 				 ELSE pg_current_snapshot() END);
 	PERFORM txbox._workers_available();
 	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
+CREATE FUNCTION txbox.create_relay(name text, target text, topics text[] DEFAULT NULL,
+								   options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.create_relay(text, text, text[], jsonb) IS
 	'create a relay that delivers committed messages (of topics, or all) to a target';
 
 -- The relay row, locked; errors clearly if there is none or the caller
 -- may not change it (only its owner's members and superusers may).
-CREATE FUNCTION txbox._relay_lock(name text)
+CREATE FUNCTION txbox._relay_lock(caller regrole, name text)
 RETURNS txbox.relays
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -539,7 +566,7 @@ BEGIN
 		RAISE EXCEPTION 'relay "%" does not exist', name
 			USING ERRCODE = 'undefined_object', HINT = 'See SELECT name FROM txbox.relay_status.';
 	END IF;
-	IF NOT pg_has_role(txbox._caller(), r.owner, 'USAGE') THEN
+	IF NOT pg_has_role(caller, r.owner, 'USAGE') THEN
 		RAISE EXCEPTION 'must be a member of role "%" to change relay "%"', r.owner, name
 			USING ERRCODE = 'insufficient_privilege', HINT = 'Only the relay''s owner may change it.';
 	END IF;
@@ -547,54 +574,65 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION txbox._drop_relay(caller regrole, name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM txbox._relay_lock(caller, name);
+	DELETE FROM txbox.relays WHERE relays.name = _drop_relay.name;
+	PERFORM txbox._wake_at_commit('manager');
+END
+$$;
 CREATE FUNCTION txbox.drop_relay(name text)
 RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
+
+CREATE FUNCTION txbox._pause_relay(caller regrole, name text)
+RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM txbox._relay_lock(name);
-	DELETE FROM txbox.relays WHERE relays.name = drop_relay.name;
+	PERFORM txbox._relay_lock(caller, name);
+	UPDATE txbox.relays SET paused = true WHERE relays.name = _pause_relay.name;
 	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
-
 CREATE FUNCTION txbox.pause_relay(name text)
 RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
+
+CREATE FUNCTION txbox._resume_relay(caller regrole, name text)
+RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM txbox._relay_lock(name);
-	UPDATE txbox.relays SET paused = true WHERE relays.name = pause_relay.name;
+	PERFORM txbox._relay_lock(caller, name);
+	UPDATE txbox.relays SET paused = false WHERE relays.name = _resume_relay.name;
 	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
-
 CREATE FUNCTION txbox.resume_relay(name text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
+LANGUAGE c VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	PERFORM txbox._relay_lock(name);
-	UPDATE txbox.relays SET paused = false WHERE relays.name = resume_relay.name;
-	PERFORM txbox._wake_at_commit('manager');
-END
-$$;
+AS 'MODULE_PATHNAME', 'txbox_api';
 
 -- Merge options into the relay's (a null value removes an option).
-CREATE FUNCTION txbox.alter_relay(name text, options jsonb)
+CREATE FUNCTION txbox._alter_relay(caller regrole, name text, options jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	r txbox.relays := txbox._relay_lock(name);
+	r txbox.relays := txbox._relay_lock(caller, name);
 	merged jsonb;
 BEGIN
 	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
@@ -610,24 +648,28 @@ BEGIN
 	IF r.target = 'postgres' THEN
 		PERFORM txbox._relay_check_server(merged->>'server', r.owner);
 	END IF;
-	UPDATE txbox.relays SET options = merged WHERE relays.name = alter_relay.name;
+	UPDATE txbox.relays SET options = merged WHERE relays.name = _alter_relay.name;
 	PERFORM txbox._wake_at_commit('manager');
 	PERFORM txbox._wake_at_commit('relays');
 END
 $$;
+CREATE FUNCTION txbox.alter_relay(name text, options jsonb)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 
 -- Send a dead letter again: a relay's goes back to the outbox for that relay
 -- only, with its message id (targets deduplicate); a handler's is retried
 -- by its handler, and its key's later messages follow.  Returns the
 -- message id.
-CREATE FUNCTION txbox.replay_dead_letter(dead_letter_id bigint)
+CREATE FUNCTION txbox._replay_dead_letter(caller regrole, dead_letter_id bigint)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	d txbox.dead_letters := txbox._dead_letter_lock(dead_letter_id);
+	d txbox.dead_letters := txbox._dead_letter_lock(caller, dead_letter_id);
 BEGIN
 	IF d.relay IS NOT NULL THEN
 		PERFORM txbox._republish(d.relay, d.message_id, d.topic, d.key, d.headers,
@@ -641,27 +683,31 @@ BEGIN
 		PERFORM txbox._wake_at_commit('handlers');
 	END IF;
 	UPDATE txbox.dead_letters x SET replayed_at = now()
-	 WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id;
+	 WHERE x.dead_letter_id = _replay_dead_letter.dead_letter_id;
 	RETURN d.message_id;
 END
 $$;
+CREATE FUNCTION txbox.replay_dead_letter(dead_letter_id bigint)
+RETURNS uuid
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.replay_dead_letter(bigint) IS
 	'send a dead letter again (relay) or retry it (handler)';
 
 -- Give up on a handler's dead letter: record it processed without running
 -- the handler, so its key's later messages go on.
-CREATE FUNCTION txbox.discard_dead_letter(dead_letter_id bigint)
+CREATE FUNCTION txbox._discard_dead_letter(caller regrole, dead_letter_id bigint)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	d txbox.dead_letters := txbox._dead_letter_lock(dead_letter_id);
+	d txbox.dead_letters := txbox._dead_letter_lock(caller, dead_letter_id);
 BEGIN
 	IF d.handler IS NOT NULL THEN
 		-- recorded handled; due now, so that its key's later messages go on
-		PERFORM txbox.inbox_claim(d.handler, d.message_id::text);
+		PERFORM txbox._inbox_claim(caller, d.handler, d.message_id::text);
 		UPDATE txbox.handler_failures f SET dead = false, next_attempt_at = now()
 		  FROM txbox.handlers h
 		 WHERE h.name = d.handler AND f.handler_id = h.handler_id
@@ -669,27 +715,45 @@ BEGIN
 		PERFORM txbox._wake_at_commit('handlers');
 	END IF;
 	UPDATE txbox.dead_letters x SET discarded_at = now()
-	 WHERE x.dead_letter_id = discard_dead_letter.dead_letter_id;
+	 WHERE x.dead_letter_id = _discard_dead_letter.dead_letter_id;
 	RETURN d.message_id;
 END
 $$;
+CREATE FUNCTION txbox.discard_dead_letter(dead_letter_id bigint)
+RETURNS uuid
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.discard_dead_letter(bigint) IS
 	'give up on a dead letter; a handler''s key goes on without it';
 
--- The dead letter, locked, not yet replayed or discarded.
-CREATE FUNCTION txbox._dead_letter_lock(dead_letter_id bigint)
+-- The dead letter, locked, not yet replayed or discarded; only members of
+-- the role owning its relay or handler (superusers, once that is dropped)
+-- may act on it.
+CREATE FUNCTION txbox._dead_letter_lock(caller regrole, dead_letter_id bigint)
 RETURNS txbox.dead_letters
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	d txbox.dead_letters;
+	owner regrole;
 BEGIN
 	SELECT * INTO d FROM txbox.dead_letters x
 	 WHERE x.dead_letter_id = _dead_letter_lock.dead_letter_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'dead letter % does not exist', dead_letter_id
 			USING ERRCODE = 'undefined_object', HINT = 'See SELECT * FROM txbox.dead_letters.';
+	END IF;
+	owner := coalesce((SELECT r.owner FROM txbox.relays r WHERE r.name = d.relay),
+					  (SELECT h.owner FROM txbox.handlers h WHERE h.name = d.handler));
+	IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = caller)
+	   AND (owner IS NULL OR NOT pg_has_role(caller, owner, 'USAGE')) THEN
+		RAISE EXCEPTION 'must be a member of the role owning % "%" to act on dead letter %',
+			CASE WHEN d.relay IS NOT NULL THEN 'relay' ELSE 'handler' END,
+			coalesce(d.relay, d.handler), dead_letter_id
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Only the owner of the relay or handler (a superuser once it is dropped) may replay or discard its dead letters.';
 	END IF;
 	IF d.replayed_at IS NOT NULL OR d.discarded_at IS NOT NULL THEN
 		RAISE EXCEPTION 'dead letter % was already %', dead_letter_id,
@@ -768,13 +832,13 @@ COMMENT ON VIEW txbox.relay_status IS 'one row per relay: state, position, lag, 
 -- A consumer's topics, recorded so that retention waits for it.  Writes
 -- (and so may wait for a concurrent first fetch) only when the consumer is
 -- new or its topics changed.
-CREATE FUNCTION txbox._consumer_register(consumer text, topics text[])
+CREATE FUNCTION txbox._consumer_register(consumer text, topics text[], owner regrole)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	INSERT INTO txbox.consumers AS c (consumer, topics)
-	SELECT consumer, topics
+	INSERT INTO txbox.consumers AS c (consumer, topics, owner)
+	SELECT consumer, topics, owner
 	 WHERE NOT EXISTS (SELECT 1 FROM txbox.consumers x
 						WHERE x.consumer = _consumer_register.consumer
 						  AND (x.topics IS NOT DISTINCT FROM _consumer_register.topics
@@ -816,11 +880,10 @@ $$;
 -- Up to batch messages of topics (NULL: all) that consumer has not
 -- processed, oldest first, locked for this transaction: concurrent fetches
 -- skip them.  Process them and call inbox_done in the same transaction.
-CREATE FUNCTION txbox.inbox_fetch(consumer text, topics text[] DEFAULT NULL,
-								  batch integer DEFAULT 100)
+CREATE FUNCTION txbox._inbox_fetch(caller regrole, consumer text, topics text[],
+								  batch integer)
 RETURNS SETOF txbox.message
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -834,8 +897,9 @@ BEGIN
 		RAISE EXCEPTION 'batch must be between 1 and 100000'
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example 100.';
 	END IF;
-	PERFORM txbox._consumer_register(consumer, topics);
-	SELECT c.low INTO low FROM txbox.consumers c WHERE c.consumer = inbox_fetch.consumer;
+	PERFORM txbox._consumer_check(caller, consumer);
+	PERFORM txbox._consumer_register(consumer, topics, caller);
+	SELECT c.low INTO low FROM txbox.consumers c WHERE c.consumer = _inbox_fetch.consumer;
 	RETURN QUERY
 	SELECT i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,
 		   i.source, i.published_at, i.received_at
@@ -843,7 +907,7 @@ BEGIN
 	 WHERE i.seq > low
 	   AND (topics IS NULL OR i.topic = ANY (topics))
 	   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
-					    WHERE d.consumer = inbox_fetch.consumer
+					    WHERE d.consumer = _inbox_fetch.consumer
 						  AND d.message_id = i.message_id::text)
 	 ORDER BY i.seq
 	 LIMIT batch
@@ -851,16 +915,21 @@ BEGIN
 	PERFORM txbox._consumer_advance(consumer, topics, low);
 END
 $$;
+CREATE FUNCTION txbox.inbox_fetch(consumer text, topics text[] DEFAULT NULL,
+								  batch integer DEFAULT 100)
+RETURNS SETOF txbox.message
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.inbox_fetch(text, text[], integer) IS
 	'unprocessed inbox messages for a consumer, locked for this transaction';
 
 -- Record messages processed by consumer, with the effects of processing
 -- them (same records as inbox_claim).  Raises 40001 if another transaction
 -- processed one of them meanwhile, so the effects roll back.
-CREATE FUNCTION txbox.inbox_done(consumer text, message_ids uuid[])
+CREATE FUNCTION txbox._inbox_done(caller regrole, consumer text, message_ids uuid[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -876,7 +945,7 @@ BEGIN
 			RAISE EXCEPTION 'message_ids must not contain NULL'
 				USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the ids inbox_fetch returned.';
 		END IF;
-		IF NOT txbox.inbox_claim(consumer, id::text) THEN
+		IF NOT txbox._inbox_claim(caller, consumer, id::text) THEN
 			RAISE EXCEPTION 'message % was already processed by consumer "%"', id, consumer
 				USING ERRCODE = 'serialization_failure',
 					  HINT = 'Another transaction processed it first: roll back this one (its effects would be a duplicate) and fetch again.';
@@ -886,29 +955,39 @@ BEGIN
 	RETURN n;
 END
 $$;
+CREATE FUNCTION txbox.inbox_done(consumer text, message_ids uuid[])
+RETURNS integer
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.inbox_done(text, uuid[]) IS
 	'record fetched messages processed, in the transaction of their effects';
 
 -- Forget a consumer: inbox retention stops waiting for it.
-CREATE FUNCTION txbox.drop_consumer(consumer text)
+CREATE FUNCTION txbox._drop_consumer(caller regrole, consumer text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF EXISTS (SELECT 1 FROM txbox.consumers c WHERE c.consumer = drop_consumer.consumer
+	PERFORM txbox._consumer_check(caller, consumer);
+	IF EXISTS (SELECT 1 FROM txbox.consumers c WHERE c.consumer = _drop_consumer.consumer
 				AND c.handler_id IS NOT NULL) THEN
 		RAISE EXCEPTION 'consumer "%" is a handler', consumer
 			USING ERRCODE = 'object_in_use', HINT = 'Use txbox.drop_handler.';
 	END IF;
-	DELETE FROM txbox.consumers c WHERE c.consumer = drop_consumer.consumer;
+	DELETE FROM txbox.consumers c WHERE c.consumer = _drop_consumer.consumer;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'consumer "%" does not exist', consumer
 			USING ERRCODE = 'undefined_object', HINT = 'See SELECT * FROM txbox.consumers.';
 	END IF;
 END
 $$;
+CREATE FUNCTION txbox.drop_consumer(consumer text)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 
 CREATE TABLE txbox.handlers (
 	handler_id		serial PRIMARY KEY,
@@ -982,11 +1061,10 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION txbox.create_handler(name text, topics text[], handler regprocedure,
-									 options jsonb DEFAULT '{}')
+CREATE FUNCTION txbox._create_handler(caller regrole, name text, topics text[], handler regprocedure,
+									 options jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1003,26 +1081,32 @@ BEGIN
 	END IF;
 	PERFORM txbox._check_topics(topics);
 	options := txbox._handler_check_options(coalesce(options, '{}'));
-	PERFORM txbox._handler_check_function(handler, txbox._caller());
-	PERFORM txbox._check_caller_can_login('handler');
-	IF EXISTS (SELECT 1 FROM txbox.handlers h WHERE h.name = create_handler.name)
-	   OR EXISTS (SELECT 1 FROM txbox.consumers c WHERE c.consumer = create_handler.name) THEN
+	PERFORM txbox._handler_check_function(handler, caller);
+	PERFORM txbox._check_caller_can_login(caller, 'handler');
+	IF EXISTS (SELECT 1 FROM txbox.handlers h WHERE h.name = _create_handler.name)
+	   OR EXISTS (SELECT 1 FROM txbox.consumers c WHERE c.consumer = _create_handler.name) THEN
 		RAISE EXCEPTION 'a handler or consumer "%" already exists', name
 			USING ERRCODE = 'duplicate_object',
 				  HINT = 'A handler is an inbox consumer of the same name: pick another name.';
 	END IF;
 	INSERT INTO txbox.handlers (name, topics, handler, owner, options)
-	VALUES (name, topics, handler, txbox._caller(), options)
+	VALUES (name, topics, handler, caller, options)
 	RETURNING handler_id INTO id;
-	INSERT INTO txbox.consumers (consumer, topics, handler_id) VALUES (name, topics, id);
+	INSERT INTO txbox.consumers (consumer, topics, handler_id, owner) VALUES (name, topics, id, caller);
 	PERFORM txbox._workers_available();
 	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
+CREATE FUNCTION txbox.create_handler(name text, topics text[], handler regprocedure,
+									 options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.create_handler(text, text[], regprocedure, jsonb) IS
 	'call handler(txbox.message) for every inbox message of topics, or handler(txbox.message[]) for every window of them, in a background worker';
 
-CREATE FUNCTION txbox._handler_lock(name text)
+CREATE FUNCTION txbox._handler_lock(caller regrole, name text)
 RETURNS txbox.handlers
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -1035,7 +1119,7 @@ BEGIN
 		RAISE EXCEPTION 'handler "%" does not exist', name
 			USING ERRCODE = 'undefined_object', HINT = 'See SELECT name FROM txbox.handler_status.';
 	END IF;
-	IF NOT pg_has_role(txbox._caller(), h.owner, 'USAGE') THEN
+	IF NOT pg_has_role(caller, h.owner, 'USAGE') THEN
 		RAISE EXCEPTION 'must be a member of role "%" to change handler "%"', h.owner, name
 			USING ERRCODE = 'insufficient_privilege', HINT = 'Only the handler''s owner may change it.';
 	END IF;
@@ -1043,48 +1127,60 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION txbox.drop_handler(name text)
+CREATE FUNCTION txbox._drop_handler(caller regrole, name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	h txbox.handlers := txbox._handler_lock(name);
+	h txbox.handlers := txbox._handler_lock(caller, name);
 BEGIN
 	DELETE FROM txbox.consumers c WHERE c.handler_id = h.handler_id;
 	DELETE FROM txbox.handlers x WHERE x.handler_id = h.handler_id;
 	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
+CREATE FUNCTION txbox.drop_handler(name text)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 
-CREATE FUNCTION txbox.pause_handler(name text)
+CREATE FUNCTION txbox._pause_handler(caller regrole, name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	h txbox.handlers := txbox._handler_lock(name);
+	h txbox.handlers := txbox._handler_lock(caller, name);
 BEGIN
 	UPDATE txbox.handlers x SET paused = true WHERE x.handler_id = h.handler_id;
 	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
+CREATE FUNCTION txbox.pause_handler(name text)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 
-CREATE FUNCTION txbox.resume_handler(name text)
+CREATE FUNCTION txbox._resume_handler(caller regrole, name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	h txbox.handlers := txbox._handler_lock(name);
+	h txbox.handlers := txbox._handler_lock(caller, name);
 BEGIN
 	UPDATE txbox.handlers x SET paused = false WHERE x.handler_id = h.handler_id;
 	PERFORM txbox._wake_at_commit('manager');
 END
 $$;
+CREATE FUNCTION txbox.resume_handler(name text)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_api';
 
 -- Messages a consumer has not processed yet (its backlog).
 CREATE FUNCTION txbox._consumer_backlog(consumer text, topics text[],

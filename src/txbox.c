@@ -42,10 +42,10 @@ _PG_init(void)
 
 	DefineCustomIntVariable("txbox.idempotency_ttl",
 							"How long an idempotency key and its stored response are kept.",
-							"A key older than this counts as new again.",
+							"Counted from the commit of the request that held the key; at most 30 days.",
 							&txbox_idempotency_ttl,
-							24 * 60 * 60, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_S,
+							24 * 60 * 60, 1, TXBOX_IDEMPOTENCY_TTL_MAX,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("txbox.dedup_retention",

@@ -32,6 +32,16 @@
 #define TXBOX_LOCKTAG_HANDLER			0x747A
 #define TXBOX_LOCKTAG_INBOX_RECEIVE		0x747B
 
+/*
+ * Limits of a message's key and headers (publish.c; relays rely on them):
+ * octet_length(key) and the stored jsonb size of headers, in bytes.
+ */
+#define TXBOX_KEY_MAX					4096
+#define TXBOX_HEADERS_MAX				65536
+
+/* txbox.idempotency_ttl is at most this, in seconds (30 days) */
+#define TXBOX_IDEMPOTENCY_TTL_MAX		(30 * 24 * 60 * 60)
+
 /* GUCs (txbox.c) */
 extern int	txbox_max_payload_size;
 extern int	txbox_idempotency_ttl;
