@@ -230,7 +230,8 @@ COMMENT ON TABLE txbox.inbox IS
 	'messages delivered here by txbox relays, one row per message id';
 
 -- Called by a remote relay (targets/postgres.c): store a batch, dropping
--- message ids already in the inbox.  Returns how many were new.
+-- message ids already in the inbox.  Returns how many were new.  The
+-- messages' source is the session user (the relay's login), '/', source.
 CREATE FUNCTION txbox._inbox_receive(source text, message_ids uuid[], topics text[],
 									 keys text[], headers jsonb[], payloads jsonb[],
 									 payloads_bytes bytea[], published_at timestamptz[])
