@@ -3,7 +3,7 @@ CREATE EXTENSION IF NOT EXISTS txbox;
 RESET client_min_messages;
 --
 -- inbox_receive: txbox._inbox_receive records who delivered (README,
--- "Grants"): txbox.inbox.source is the relay's login role, set by the
+-- "Targets"): txbox.inbox.source is the relay's login role, set by the
 -- receiving side, then the label the sender passes.  One relay login
 -- cannot pose as another.
 --

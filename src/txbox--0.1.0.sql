@@ -1167,7 +1167,9 @@ $$;
 --    message (by seq, which follows commit order) was received after that
 --    generation's last claim committed.  A message never outlives the
 --    record that it was processed, even while unprocessed messages (a dead
---    letter, a stopped consumer) hold the inbox back.
+--    letter, a stopped consumer) hold the inbox back.  A late duplicate
+--    (stored again after the inbox let go of its first copy) gets its
+--    consumers' records renewed in the current generation (src/inbox.c).
 --  idempotency_keys: every key of the oldest generation expired.
 --  dead_letters (not a hot table): replayed, discarded and relay dead
 --    letters older than dead_letter_retention are deleted.
