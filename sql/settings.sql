@@ -63,6 +63,6 @@ SHOW txbox.idempotency_ttl;
 ALTER SYSTEM SET txbox.dedup_retention = '30min';
 ALTER SYSTEM RESET txbox.dedup_retention;
 -- (ALTER SYSTEM cannot run inside try(): the error is shown as is)
-ALTER SYSTEM SET txbox.dedup_retention = '59s';
+ALTER SYSTEM SET txbox.dedup_retention = '9s';
 \echo SQLSTATE :SQLSTATE
 SHOW txbox.dedup_retention;

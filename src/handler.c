@@ -75,11 +75,19 @@ typedef struct HandlerConfig
  * due (or its dead letter was replayed or discarded, which makes it due),
  * the floor drops back to it once, so that it and the later messages of
  * its key are looked at again.  A discarded dead letter is handled: its
- * row goes, after this one drop.
+ * row goes, after this one drop.  Each worker ($2: its part) looks only at
+ * the failures of its own keys: the one that drops its floor for a row is
+ * the one that handles the row's key.
  */
+#define HANDLER_FAILURE_IS_MINE \
+	" AND (pg_catalog.hashtext(f.key) OPERATOR(pg_catalog.&) 2147483647) OPERATOR(pg_catalog.%)" \
+	"   (SELECT coalesce((p.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, 1)" \
+	"      FROM txbox.handlers p WHERE p.handler_id OPERATOR(pg_catalog.=) $1)" \
+	"   OPERATOR(pg_catalog.=) $2"
+
 static TxboxPlan handler_load_plan = {
 	"WITH gone AS (DELETE FROM txbox.handler_failures f"
-	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead" HANDLER_FAILURE_IS_MINE
 	"   AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
 	"     WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
 	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::text))"
@@ -92,13 +100,13 @@ static TxboxPlan handler_load_plan = {
 	" (SELECT p.proargtypes[0] OPERATOR(pg_catalog.<>) 'txbox.message'::pg_catalog.regtype"
 	"    FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) handler),"
 	" (SELECT pg_catalog.min(f.next_attempt_at) FROM txbox.handler_failures f"
-	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead" HANDLER_FAILURE_IS_MINE
 	"   AND f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()),"
 	" (SELECT pg_catalog.min(f.seq) OPERATOR(pg_catalog.-) 1 FROM txbox.handler_failures f"
-	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead"
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead" HANDLER_FAILURE_IS_MINE
 	"   AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
 	" FROM txbox.handlers WHERE handler_id OPERATOR(pg_catalog.=) $1",
-	1, {INT4OID}
+	2, {INT4OID, INT4OID}
 };
 
 static TxboxPlan handler_window_plan = {
@@ -232,18 +240,19 @@ handler_int_col(HeapTuple tup, TupleDesc desc, int col)
 /*
  * Read the handler's configuration; false if it is gone or paused.  Sets
  * *next_retry to when a blocked key's retry is due (0: none), and drops
- * the floor to a retry that is due now.
+ * the floor to a retry that is due now (of part's keys, both).
  */
 static bool
-handler_load(int32 handler_id, HandlerConfig *cfg, MemoryContext cxt, TimestampTz *next_retry)
+handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
+			 TimestampTz *next_retry)
 {
-	Datum		arg = Int32GetDatum(handler_id);
+	Datum		args[2] = {Int32GetDatum(handler_id), Int32GetDatum(part)};
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 	int64		floor;
 
-	if (txbox_exec(&handler_load_plan, &arg, NULL, false, 1) != 1)
+	if (txbox_exec(&handler_load_plan, args, NULL, false, 1) != 1)
 		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -494,7 +503,7 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	int64		new_low = 0;
 
 	txbox_xact_begin("txbox handler: running messages");
-	if (!handler_load(handler_id, cfg, loop_cxt, &next_retry))
+	if (!handler_load(handler_id, part, cfg, loop_cxt, &next_retry))
 	{
 		txbox_xact_commit();
 		return -1;

@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "fmgr.h"
@@ -132,8 +133,18 @@ static TxboxPlan receive_size_plan = {
 	4, {UUIDARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, INT4OID}
 };
 
+/*
+ * Store the page's new messages: not in the inbox in any generation (the
+ * latest snapshot: see below).  A message that left the inbox may come
+ * again (a late duplicate, within the dedup window): it is stored, and the
+ * dedup records that inbox consumers kept of its first copy in the other
+ * generation are renewed in the current one.  So it is processed by none
+ * of them again, and it never outlives its records: the rotation of the
+ * dedup records waits while the inbox holds a message received before a
+ * generation's last record (txbox._maintain).
+ */
 static TxboxPlan receive_insert_plan = {
-	"INSERT INTO txbox.inbox (gen, message_id, topic, key, headers, payload, payload_bytes,"
+	"WITH new AS (INSERT INTO txbox.inbox (gen, message_id, topic, key, headers, payload, payload_bytes,"
 	" source, published_at, received_at)"
 	" SELECT $1, u.message_id, u.topic, u.key, u.headers, u.payload, u.payload_bytes, $2,"
 	" u.published_at, pg_catalog.now()"
@@ -144,9 +155,17 @@ static TxboxPlan receive_insert_plan = {
 	" WHERE NOT EXISTS (SELECT 1 FROM txbox.inbox i"
 	"   WHERE i.message_id OPERATOR(pg_catalog.=) u.message_id AND i.gen OPERATOR(pg_catalog.<>) $1)"
 	" ORDER BY u.ord"
-	" ON CONFLICT DO NOTHING",
-	9, {INT2OID, TEXTOID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-	JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID}
+	" ON CONFLICT DO NOTHING RETURNING message_id),"
+	" renewed AS (INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
+	" SELECT $10, d.consumer, d.message_id, d.claimed_at FROM new n, txbox.consumers c,"
+	"   LATERAL (SELECT x.consumer, x.message_id, x.claimed_at FROM txbox.inbox_dedup x"
+	"     WHERE x.consumer OPERATOR(pg_catalog.=) c.consumer"
+	"     AND x.message_id OPERATOR(pg_catalog.=) n.message_id::pg_catalog.text"
+	"     AND x.gen OPERATOR(pg_catalog.<>) $10 OFFSET 0) d"
+	" ON CONFLICT DO NOTHING)"
+	"SELECT pg_catalog.count(*)::pg_catalog.int4 FROM new",
+	10, {INT2OID, TEXTOID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+	JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID, INT2OID}
 };
 
 /*
@@ -157,15 +176,24 @@ static TxboxPlan receive_insert_plan = {
  * message ids it already holds (in any generation), and return how many
  * were new.  A payload over this database's txbox.max_payload_size is
  * refused with 54000 (the relay dead-letters it after max_attempts).
+ *
+ * The messages' source is "login/label": the role the relay logged in as
+ * (the session user: a relay cannot pose as another login) and the label
+ * the sender passes (txbox relays pass "database/relay").
+ *
+ * Whatever the session's defaults, the receive reads the latest committed
+ * state and commits durably: the relay saves its position once this
+ * returns, so a commit lost in a crash (synchronous_commit = off) would
+ * lose the messages.
  */
 PG_FUNCTION_INFO_V1(txbox_inbox_receive);
 Datum
 txbox_inbox_receive(PG_FUNCTION_ARGS)
 {
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[10];
 	int			inserted;
 	LOCKTAG		tag;
+	bool		isnull;
 
 	for (int i = 0; i < 8; i++)
 		if (PG_ARGISNULL(i))
@@ -198,16 +226,28 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
 	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX, NULL));
-	memset(nulls, ' ', sizeof(nulls));
-	for (int i = 0; i < 8; i++)
+	values[1] = CStringGetTextDatum(psprintf("%s/%s", GetUserNameFromId(GetSessionUserId(), false),
+											 text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	for (int i = 1; i < 8; i++)
 		values[i + 1] = PG_GETARG_DATUM(i);
-	inserted = txbox_exec(&receive_insert_plan, values, nulls, false, 0);
+	values[9] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, NULL));
+
+	/*
+	 * With the latest snapshot, taken after the lock: a REPEATABLE READ
+	 * session's snapshot may predate a receive of the same ids that
+	 * committed while we waited (its copy, in another generation, would be
+	 * missed and stored twice).
+	 */
+	txbox_exec(&receive_insert_plan, values, NULL, true, 0);
+	inserted = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	SPI_finish();
+
+	/* durable before the relay hears of it, whatever synchronous_commit says */
+	ForceSyncCommit();
 
 	/* this database's handlers look at the inbox once we commit */
 	if (inserted > 0)
 		txbox_wake_at_commit(TXBOX_WAKE_HANDLERS);
 	PG_RETURN_INT32(inserted);
 }
-

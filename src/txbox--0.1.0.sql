@@ -246,7 +246,8 @@ COMMENT ON TABLE txbox.inbox IS
 	'messages delivered here by txbox relays, one row per message id';
 
 -- Called by a remote relay (targets/postgres.c): store a batch, dropping
--- message ids already in the inbox.  Returns how many were new.
+-- message ids already in the inbox.  Returns how many were new.  The
+-- messages' source is the session user (the relay's login), '/', source.
 CREATE FUNCTION txbox._inbox_receive(source text, message_ids uuid[], topics text[],
 									 keys text[], headers jsonb[], payloads jsonb[],
 									 payloads_bytes bytea[], published_at timestamptz[])
@@ -1262,7 +1263,9 @@ $$;
 --    message (by seq, which follows commit order) was received after that
 --    generation's last claim committed.  A message never outlives the
 --    record that it was processed, even while unprocessed messages (a dead
---    letter, a stopped consumer) hold the inbox back.
+--    letter, a stopped consumer) hold the inbox back.  A late duplicate
+--    (stored again after the inbox let go of its first copy) gets its
+--    consumers' records renewed in the current generation (src/inbox.c).
 --  idempotency_keys: every key of the oldest generation expired.
 --  dead_letters (not a hot table): replayed, discarded and relay dead
 --    letters older than dead_letter_retention are deleted.

@@ -52,7 +52,7 @@ _PG_init(void)
 							"How long inbox deduplication records are kept (the dedup window).",
 							"Exactly-once processing holds for duplicates arriving within this window.",
 							&txbox_dedup_retention,
-							7 * 24 * 60 * 60, 60, INT_MAX,
+							7 * 24 * 60 * 60, 10, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

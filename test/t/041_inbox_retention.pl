@@ -20,7 +20,7 @@ my $t_start = time();
 
 # The manager runs retention every second (outbox_retention 2s); the
 # idempotency_ttl of the server (2s) is how often the keys may rotate,
-# sessions set their keys' own.  dedup_retention cannot be below 60s.
+# sessions set their keys' own.  dedup_retention is 60s here.
 my $node = PostgreSQL::Test::Cluster->new('node');
 $node->init;
 $node->append_conf(
