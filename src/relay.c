@@ -26,7 +26,8 @@
  * last_error, retried), and retried with capped exponential backoff with
  * jitter; nothing is skipped.  A page that times out (the target's
  * statement_timeout or our deadline) is retried at once with half as many
- * messages, down to one, for the rest of the batch; a single message that
+ * messages, down to one; within the batch, the page doubles again after
+ * RELAY_PAGES_BEFORE_GROWTH pages in a row pass.  A single message that
  * times out is retried with backoff like a target that is down (a timeout
  * says nothing about the message, and dead-lettering it would let its key's
  * later messages pass; raising statement_timeout fixes it).  A page the
@@ -73,6 +74,9 @@
 /* How often an idle relay saves a position that moved without messages. */
 #define RELAY_IDLE_SAVE_MS		10000
 
+/* After a timeout halved the page: pages that must pass before it doubles. */
+#define RELAY_PAGES_BEFORE_GROWTH	10
+
 /* the batch in progress: its snapshots and its keys in delivery order */
 typedef struct RelayBatch
 {
@@ -85,6 +89,7 @@ typedef struct RelayBatch
 	int64	   *ids;
 	int			isolate_until;	/* deliver one at a time below this index */
 	int			page_max;		/* 0, or the page size a timeout halved it to */
+	int			pages_ok;		/* pages delivered in a row since page_max changed */
 	int			attempts;		/* consecutive rejections of keys[next] */
 } RelayBatch;
 
@@ -281,6 +286,7 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	batch.next = 0;
 	batch.isolate_until = 0;
 	batch.page_max = 0;
+	batch.pages_ok = 0;
 	batch.attempts = 0;
 	batch.txids = palloc(sizeof(FullTransactionId) * Max(n, 1));
 	batch.ids = palloc(sizeof(int64) * Max(n, 1));
@@ -543,6 +549,12 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	{
 		relay_failures = 0;
 		batch.attempts = 0;
+		/* a slow spell may be over: try twice the page after a good run */
+		if (batch.page_max > 0 && ++batch.pages_ok >= RELAY_PAGES_BEFORE_GROWTH)
+		{
+			batch.page_max = batch.page_max * 2 >= cfg.batch_size ? 0 : batch.page_max * 2;
+			batch.pages_ok = 0;
+		}
 		return 0;
 	}
 
@@ -550,6 +562,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	{
 		/* too much for the target's time: half the page, at once */
 		batch.page_max = n / 2;
+		batch.pages_ok = 0;
 		ereport(LOG,
 				(errmsg("txbox relay \"%s\": a page of %d messages timed out, retrying with %d: %s",
 						cfg.name, n, batch.page_max, error)));

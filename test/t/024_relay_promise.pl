@@ -1,10 +1,10 @@
 # Relay promises (issue 8 items 1, 5, 9, 10; issue 9 item 13): a relay
 # created in a publishing transaction delivers what it published; a
 # replayed dead letter goes to its own relay only; the exact ordering rule;
-# a page the target times out on is halved until it passes, and a single
-# message that times out is retried, never dead-lettered; a notification
-# too large for NOTIFY even without its payload is dead-lettered and the
-# relay goes on.
+# a page the target times out on is halved until it passes (and grows
+# back), and a single message that times out is retried, never
+# dead-lettered; a notification too large for NOTIFY even without its
+# payload is dead-lettered and the relay goes on.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -192,6 +192,28 @@ $node->safe_psql('shop',
 	q{SELECT txbox.alter_relay('slow_pg', '{"statement_timeout": "20s"}')});
 poll_ok($node, 'billing', "SELECT count(*) FROM txbox.inbox WHERE message_id = '$slow'",
 	'1', 90, 'with a longer statement_timeout it arrives');
+
+# The page grows back once the slow spell is over: of 200 messages, the
+# first 20 take 100 ms each; the first page that passes is small, later
+# ones are larger (received_at is the receiving transaction's time: one
+# value per page).
+$node->safe_psql(
+	'shop', q{
+	SELECT txbox.create_relay('grow_pg', 'postgres', ARRAY['grow'],
+		'{"server": "billing", "statement_timeout": "1s", "backoff_max": "1s"}');
+});
+$node->safe_psql('shop',
+	q{SELECT txbox.publish('grow', jsonb_build_object('n', g) || CASE WHEN g <= 20
+						   THEN '{"sleep": 0.1}' ELSE '{}' END::jsonb)
+	  FROM generate_series(1, 200) g});
+poll_ok($node, 'billing', q{SELECT count(*) FROM txbox.inbox WHERE topic = 'grow'},
+	'200', 120, 'every message of the slow spell arrives');
+is( $node->safe_psql(
+		'billing', q{WITH pages AS (SELECT min(seq) AS first, count(*) AS size
+						FROM txbox.inbox WHERE topic = 'grow' GROUP BY received_at)
+					 SELECT max(size) > (SELECT size FROM pages ORDER BY first LIMIT 1)
+					   FROM pages}),
+	't', 'after the slow spell the page grows again');
 
 ######################################################################
 # 9.13: NOTIFY refuses a message (10 kB of headers): dead letter, go on
