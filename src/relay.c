@@ -24,9 +24,16 @@
  * Failures.  Any error (target down, authentication, timeouts, even a
  * local one) is caught, recorded in txbox.relays (state 'retrying',
  * last_error, retried), and retried with capped exponential backoff with
- * jitter; nothing is skipped.  A page the target rejects for its data is
- * retried one message at a time; a message rejected max_attempts times goes
- * to txbox.dead_letters and the relay goes on.
+ * jitter; nothing is skipped.  A page that times out (the target's
+ * statement_timeout or our deadline) is retried at once with half as many
+ * messages, down to one; within the batch, the page doubles again after
+ * RELAY_PAGES_BEFORE_GROWTH pages in a row pass.  A single message that
+ * times out is retried with backoff like a target that is down (a timeout
+ * says nothing about the message, and dead-lettering it would let its key's
+ * later messages pass; raising statement_timeout fixes it).  A page the
+ * target rejects for its data (a remote error, or one NOTIFY raises here)
+ * is retried one message at a time; a message rejected max_attempts times
+ * goes to txbox.dead_letters and the relay goes on.
  *
  * The worker runs as the relay's owner (its user mapping, its password);
  * its bookkeeping in txbox's own tables runs as the extension's owner.
@@ -67,6 +74,9 @@
 /* How often an idle relay saves a position that moved without messages. */
 #define RELAY_IDLE_SAVE_MS		10000
 
+/* After a timeout halved the page: pages that must pass before it doubles. */
+#define RELAY_PAGES_BEFORE_GROWTH	10
+
 /* the batch in progress: its snapshots and its keys in delivery order */
 typedef struct RelayBatch
 {
@@ -78,6 +88,8 @@ typedef struct RelayBatch
 	FullTransactionId *txids;
 	int64	   *ids;
 	int			isolate_until;	/* deliver one at a time below this index */
+	int			page_max;		/* 0, or the page size a timeout halved it to */
+	int			pages_ok;		/* pages delivered in a row since page_max changed */
 	int			attempts;		/* consecutive rejections of keys[next] */
 } RelayBatch;
 
@@ -273,6 +285,8 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	batch.nkeys = n;
 	batch.next = 0;
 	batch.isolate_until = 0;
+	batch.page_max = 0;
+	batch.pages_ok = 0;
 	batch.attempts = 0;
 	batch.txids = palloc(sizeof(FullTransactionId) * Max(n, 1));
 	batch.ids = palloc(sizeof(int64) * Max(n, 1));
@@ -357,25 +371,63 @@ relay_record_error(int32 relay_id, const char *state, const char *message)
 }
 
 /*
- * Deliver the next page of the open batch.  Returns the result; on failure
- * *error says why (palloc'd).
+ * txbox_delivery_result -- what a target's error with sqlstate (five
+ * characters, NULL if unknown) means for the page of messages that raised
+ * it, remotely or here: a data error (class 22 or 23, or 54000: too large)
+ * rejects its messages, a statement timeout or cancel (57014) asks for a
+ * smaller page, anything else is retried as it is.
  */
-static DeliveryResult
-relay_deliver_page(RelayConfig *cfg, char **error)
+DeliveryResult
+txbox_delivery_result(const char *sqlstate)
+{
+	if (sqlstate == NULL)
+		return DELIVERY_RETRY;
+	if (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0 ||
+		strcmp(sqlstate, "54000") == 0)
+		return DELIVERY_REJECTED;
+	if (strcmp(sqlstate, "57014") == 0)
+		return DELIVERY_TIMEOUT;
+	return DELIVERY_RETRY;
+}
+
+/*
+ * The number of messages of the next page: batch_size, one while isolating
+ * the culprit of a rejected page, at most page_max after a timeout.
+ */
+static int
+relay_page_size(const RelayConfig *cfg)
 {
 	int			n = Min(cfg->batch_size, batch.nkeys - batch.next);
-	Datum		args[2];
-	DeliveryResult res;
 
 	if (batch.next < batch.isolate_until)
 		n = 1;
+	if (batch.page_max > 0)
+		n = Min(n, batch.page_max);
+	return n;
+}
+
+/*
+ * Deliver the next page (n messages) of the open batch.  Returns the
+ * result; on failure *error says why (palloc'd).
+ */
+static DeliveryResult
+relay_deliver_page(RelayConfig *cfg, int n, char **error)
+{
+	Datum		args[2];
+	DeliveryResult res;
 
 	if (strcmp(cfg->target, "notify") == 0)
 	{
 		/* NOTIFY and the position commit together: exactly once */
 		txbox_xact_begin("txbox relay: notify");
 		relay_key_args(batch.next, n, args);
-		txbox_notify_deliver(cfg, args[0], args[1]);
+		res = txbox_notify_deliver(cfg, args[0], args[1], error);
+		if (res != DELIVERY_OK)
+		{
+			/* nothing was sent (the notifications were rolled back) */
+			txbox_xact_commit();
+			return res;
+		}
 		relay_save(cfg, batch.next + n, n, 0, 0);
 		txbox_xact_commit();
 		batch.next += n;
@@ -451,6 +503,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	bool		topics_null;
 	char	   *error = NULL;
 	DeliveryResult res;
+	int			n;
 
 	txbox_xact_begin("txbox relay: reading position");
 	if (!relay_load(relay_id, &cfg, &topics, &topics_null, loop_cxt))
@@ -490,21 +543,39 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	}
 	txbox_xact_commit();
 
-	res = relay_deliver_page(&cfg, &error);
+	n = relay_page_size(&cfg);
+	res = relay_deliver_page(&cfg, n, &error);
 	if (res == DELIVERY_OK)
 	{
 		relay_failures = 0;
 		batch.attempts = 0;
+		/* a slow spell may be over: try twice the page after a good run */
+		if (batch.page_max > 0 && ++batch.pages_ok >= RELAY_PAGES_BEFORE_GROWTH)
+		{
+			batch.page_max = batch.page_max * 2 >= cfg.batch_size ? 0 : batch.page_max * 2;
+			batch.pages_ok = 0;
+		}
+		return 0;
+	}
+
+	if (res == DELIVERY_TIMEOUT && n > 1)
+	{
+		/* too much for the target's time: half the page, at once */
+		batch.page_max = n / 2;
+		batch.pages_ok = 0;
+		ereport(LOG,
+				(errmsg("txbox relay \"%s\": a page of %d messages timed out, retrying with %d: %s",
+						cfg.name, n, batch.page_max, error)));
+		relay_record_error(relay_id, "retrying", error);
 		return 0;
 	}
 
 	if (res == DELIVERY_REJECTED)
 	{
-		if (batch.next >= batch.isolate_until &&
-			Min(cfg.batch_size, batch.nkeys - batch.next) > 1)
+		if (n > 1)
 		{
 			/* find the culprit: one message at a time through this page */
-			batch.isolate_until = batch.next + Min(cfg.batch_size, batch.nkeys - batch.next);
+			batch.isolate_until = batch.next + n;
 			relay_record_error(relay_id, "retrying", error);
 			return 0;
 		}

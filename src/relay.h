@@ -30,8 +30,12 @@ typedef enum DeliveryResult
 {
 	DELIVERY_OK,
 	DELIVERY_RETRY,				/* target down, slow, or failing: retry later */
+	DELIVERY_TIMEOUT,			/* the page timed out: retry a smaller one */
 	DELIVERY_REJECTED			/* the target refused these messages' data */
 } DeliveryResult;
+
+/* relay.c: what a target's error with this SQLSTATE means for its page */
+extern DeliveryResult txbox_delivery_result(const char *sqlstate);
 
 /*
  * One page of messages for a remote target, as the binary send format of
@@ -56,6 +60,7 @@ extern DeliveryResult txbox_postgres_deliver(const RelayConfig *cfg,
 extern void txbox_postgres_disconnect(void);
 
 /* targets/notify.c */
-extern void txbox_notify_deliver(const RelayConfig *cfg, Datum txids, Datum ids);
+extern DeliveryResult txbox_notify_deliver(const RelayConfig *cfg, Datum txids,
+										   Datum ids, char **error);
 
 #endif							/* TXBOX_RELAY_H */

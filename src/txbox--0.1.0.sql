@@ -501,6 +501,25 @@ BEGIN
 END
 $$;
 
+-- The current snapshot, in which this transaction counts as in progress
+-- (pg_current_snapshot leaves our own xid out of xip, so that messages we
+-- published would look delivered): a relay created "from now" delivers
+-- what its creating transaction publishes, before and after creating it.
+CREATE FUNCTION txbox._snapshot_without_me()
+RETURNS pg_snapshot
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN me OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(s) THEN
+			 (LEAST(pg_catalog.pg_snapshot_xmin(s), me)::pg_catalog.text OPERATOR(pg_catalog.||) ':'
+			  OPERATOR(pg_catalog.||) pg_catalog.pg_snapshot_xmax(s)::pg_catalog.text
+			  OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||)
+			  (SELECT pg_catalog.string_agg(x::pg_catalog.text, ',' ORDER BY x)
+				 FROM (SELECT pg_catalog.pg_snapshot_xip(s) UNION SELECT me) AS xip(x)))::pg_catalog.pg_snapshot
+			ELSE s END		-- at or above xmax: in progress already
+	  FROM (SELECT pg_catalog.pg_current_snapshot(), pg_catalog.pg_current_xact_id()) AS now(s, me)
+$$;
+
 CREATE FUNCTION txbox._create_relay(caller regrole, name text, target text, topics text[],
 								   options jsonb)
 RETURNS void
@@ -538,7 +557,7 @@ BEGIN
 	INSERT INTO txbox.relays (name, target, topics, options, owner, snapshot)
 	VALUES (name, target, topics, options, caller,
 			CASE WHEN options->>'from' = 'beginning' THEN '1:1:'::pg_snapshot
-				 ELSE pg_current_snapshot() END);
+				 ELSE txbox._snapshot_without_me() END);
 	PERFORM txbox._workers_available();
 	PERFORM txbox._wake_at_commit('manager');
 END
@@ -696,8 +715,9 @@ AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.replay_dead_letter(bigint) IS
 	'send a dead letter again (relay) or retry it (handler)';
 
--- Give up on a handler's dead letter: record it processed without running
--- the handler, so its key's later messages go on.
+-- Give up on a dead letter: a handler's is recorded processed without
+-- running the handler, so its key's later messages go on; a relay's is
+-- only marked discarded (retention may then delete it).
 CREATE FUNCTION txbox._discard_dead_letter(caller regrole, dead_letter_id bigint)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE
@@ -726,7 +746,7 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_api';
 COMMENT ON FUNCTION txbox.discard_dead_letter(bigint) IS
-	'give up on a dead letter; a handler''s key goes on without it';
+	'give up on a dead letter (relay or handler); a handler''s key goes on without it';
 
 -- The dead letter, locked, not yet replayed or discarded; only members of
 -- the role owning its relay or handler (superusers, once that is dropped)
@@ -778,9 +798,10 @@ AS 'MODULE_PATHNAME', 'txbox_republish';
 -- prev), of the relay's topics, after after_id.  The late committers in
 -- prev's in-progress list are found by txid, the rest by the txid range
 -- from prev's xmax: an open transaction never makes a batch rescan.
--- (src/relay.c explains the ordering.)
-CREATE FUNCTION txbox._batch_keys(prev pg_snapshot, cur pg_snapshot, topics text[],
-								  relay text, after_id bigint DEFAULT 0)
+-- (src/relay.c explains the ordering.)  No parameter is named like a
+-- column: in a LANGUAGE sql function the column would win (sql/relay_promise.sql).
+CREATE FUNCTION txbox._batch_keys(prev pg_snapshot, cur pg_snapshot, relay_topics text[],
+								  relay_name text, after_id bigint DEFAULT 0)
 RETURNS TABLE (txid xid8, id bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -790,8 +811,8 @@ AS $$
 	 WHERE ((o.txid >= pg_snapshot_xmax(prev) AND o.txid < pg_snapshot_xmax(cur))
 			OR o.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev))))
 	   AND pg_visible_in_snapshot(o.txid, cur)
-	   AND (topics IS NULL OR o.topic = ANY (topics))
-	   AND (o.relay IS NULL OR o.relay = relay)
+	   AND (relay_topics IS NULL OR o.topic = ANY (relay_topics))
+	   AND (o.relay IS NULL OR o.relay = relay_name)
 	   AND o.id > after_id
 	 ORDER BY o.id
 $$;
@@ -833,16 +854,17 @@ COMMENT ON VIEW txbox.relay_status IS 'one row per relay: state, position, lag, 
 -- A consumer's topics, recorded so that retention waits for it.  Writes
 -- (and so may wait for a concurrent first fetch) only when the consumer is
 -- new or its topics changed.
-CREATE FUNCTION txbox._consumer_register(consumer text, topics text[], owner regrole)
+CREATE FUNCTION txbox._consumer_register(consumer_name text, consumer_topics text[],
+										 consumer_owner regrole)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	INSERT INTO txbox.consumers AS c (consumer, topics, owner)
-	SELECT consumer, topics, owner
+	SELECT consumer_name, consumer_topics, consumer_owner
 	 WHERE NOT EXISTS (SELECT 1 FROM txbox.consumers x
-						WHERE x.consumer = _consumer_register.consumer
-						  AND (x.topics IS NOT DISTINCT FROM _consumer_register.topics
+						WHERE x.consumer = consumer_name
+						  AND (x.topics IS NOT DISTINCT FROM consumer_topics
 							   OR x.handler_id IS NOT NULL))
 	ON CONFLICT (consumer) DO UPDATE SET topics = excluded.topics, low = 0
 	WHERE c.topics IS DISTINCT FROM excluded.topics AND c.handler_id IS NULL
@@ -854,7 +876,7 @@ $$;
 -- are serialized, so inbox.seq grows in commit order: whatever commits
 -- later lands above every seq seen here.  Only when the consumer's row can
 -- be locked at once: concurrent fetches never wait for each other here.
-CREATE FUNCTION txbox._consumer_advance(consumer text, topics text[], low bigint)
+CREATE FUNCTION txbox._consumer_advance(consumer_name text, consumer_topics text[], consumer_low bigint)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -862,15 +884,16 @@ AS $$
 	WITH stretch AS (
 		-- the first unprocessed message above low, or the last message
 		SELECT coalesce((SELECT i.seq - 1 FROM txbox.inbox i
-						  WHERE i.seq > low AND (topics IS NULL OR i.topic = ANY (topics))
+						  WHERE i.seq > consumer_low
+							AND (consumer_topics IS NULL OR i.topic = ANY (consumer_topics))
 							AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
-											 WHERE d.consumer = _consumer_advance.consumer
+											 WHERE d.consumer = consumer_name
 											   AND d.message_id = i.message_id::text)
 						  ORDER BY i.seq LIMIT 1),
 						(SELECT max(i.seq) FROM txbox.inbox i)) AS new_low
 	), mine AS (
 		SELECT c.consumer FROM txbox.consumers c, stretch s
-		 WHERE c.consumer = _consumer_advance.consumer AND c.low = _consumer_advance.low
+		 WHERE c.consumer = consumer_name AND c.low = consumer_low
 		   AND s.new_low > c.low
 		   FOR UPDATE OF c SKIP LOCKED
 	)
@@ -1024,13 +1047,13 @@ CREATE TABLE txbox.handler_failures (
 );
 CREATE INDEX handler_failures_key_idx ON txbox.handler_failures (handler_id, key);
 
-CREATE FUNCTION txbox._handler_check_options(options jsonb)
+CREATE FUNCTION txbox._handler_check_options(handler_options jsonb)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT txbox._check_options(
-		'handler', options,
+		'handler', handler_options,
 		ARRAY['max_attempts', 'backoff', 'batch', 'parallel', 'statement_timeout'],
 		'{"max_attempts": [1, 1000000, 10], "batch": [1, 10000, 100], "parallel": [1, 16, 2]}',
 		ARRAY['backoff', 'statement_timeout'])
@@ -1184,16 +1207,16 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_api';
 
 -- Messages a consumer has not processed yet (its backlog).
-CREATE FUNCTION txbox._consumer_backlog(consumer text, topics text[],
+CREATE FUNCTION txbox._consumer_backlog(consumer_name text, consumer_topics text[],
 										OUT messages bigint, OUT oldest timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT count(*), min(i.received_at)
 	  FROM txbox.inbox i
-	 WHERE (topics IS NULL OR i.topic = ANY (topics))
+	 WHERE (consumer_topics IS NULL OR i.topic = ANY (consumer_topics))
 	   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
-					    WHERE d.consumer = _consumer_backlog.consumer
+					    WHERE d.consumer = consumer_name
 						  AND d.message_id = i.message_id::text)
 $$;
 
@@ -1267,8 +1290,9 @@ $$;
 --    (stored again after the inbox let go of its first copy) gets its
 --    consumers' records renewed in the current generation (src/inbox.c).
 --  idempotency_keys: every key of the oldest generation expired.
---  dead_letters (not a hot table): replayed, discarded and relay dead
---    letters older than dead_letter_retention are deleted.
+--  dead_letters (not a hot table): deleted dead_letter_retention after
+--    they were resolved (replayed or discarded); an unresolved one stays
+--    until someone replays or discards it (SPEC 1.4).
 CREATE FUNCTION txbox._maintain()
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -1294,8 +1318,8 @@ BEGIN
 	PERFORM txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
 		'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())');
 	DELETE FROM txbox.dead_letters d
-	 WHERE d.failed_at < now() - current_setting('txbox.dead_letter_retention')::interval
-	   AND (d.relay IS NOT NULL OR d.replayed_at IS NOT NULL OR d.discarded_at IS NOT NULL);
+	 WHERE coalesce(d.replayed_at, d.discarded_at)
+		   < now() - current_setting('txbox.dead_letter_retention')::interval;
 END
 $$;
 

@@ -89,7 +89,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("txbox.dead_letter_retention",
-							"How long resolved dead letters (replayed, discarded, or a relay's) are kept.",
+							"How long dead letters are kept once replayed or discarded.",
 							NULL,
 							&txbox_dead_letter_retention,
 							30 * 24 * 60 * 60, 1, INT_MAX,

@@ -8,13 +8,18 @@
  * so each message is notified once per commit of the relay.  The payload is
  * JSON: message_id, topic, key, headers and the payload (binary ones as
  * payload_base64); a message over NOTIFY's 8000-byte limit is sent without
- * its payload, with "payload_omitted": true.
+ * its payload, with "payload_omitted": true.  One still over the limit
+ * without its payload (a key or headers that large) makes NOTIFY fail: the
+ * relay retries it alone and dead-letters it after max_attempts, like any
+ * message a target rejects.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/resowner.h"
 
 #include "relay.h"
 #include "txbox.h"
@@ -38,12 +43,42 @@ static TxboxPlan notify_plan = {
 /*
  * txbox_notify_deliver -- NOTIFY cfg->channel for the messages whose keys
  * are txids (xid8[]) and ids (bigint[]), in that order.  Must run in the
- * relay's transaction, connected to SPI.
+ * relay's transaction, connected to SPI.  Returns DELIVERY_OK, or, when
+ * NOTIFY raised an error, what it means for the page (the subtransaction
+ * the notifications ran in is rolled back, so none of them is sent) and
+ * *error says why (palloc'd in the caller's context).
  */
-void
-txbox_notify_deliver(const RelayConfig *cfg, Datum txids, Datum ids)
+DeliveryResult
+txbox_notify_deliver(const RelayConfig *cfg, Datum txids, Datum ids, char **error)
 {
 	Datum		args[3] = {txids, ids, CStringGetTextDatum(cfg->channel)};
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	DeliveryResult res = DELIVERY_OK;
 
-	txbox_exec(&notify_plan, args, NULL, false, 1);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		txbox_exec(&notify_plan, args, NULL, false, 1);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *sqlstate;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		*error = psprintf("NOTIFY failed (SQLSTATE %s): %s", sqlstate, edata->message);
+		res = txbox_delivery_result(sqlstate);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return res;
 }

@@ -278,22 +278,13 @@ pg_connect(const RelayConfig *cfg)
 	return NULL;
 }
 
-/* Data errors the target raises for the messages themselves. */
-static bool
-pg_sqlstate_is_rejection(const char *sqlstate)
-{
-	return sqlstate != NULL &&
-		(strncmp(sqlstate, "22", 2) == 0 ||	/* data exception */
-		 strncmp(sqlstate, "23", 2) == 0 ||	/* integrity constraint */
-		 strcmp(sqlstate, "54000") == 0);	/* program limit: too large */
-}
-
 /*
  * txbox_postgres_deliver -- store page in the target's txbox.inbox.
  *
  * Called outside any transaction.  Returns DELIVERY_OK with *inserted = the
- * number of messages that were new there, DELIVERY_REJECTED when the target
- * refused the data, DELIVERY_RETRY otherwise; *error says why.
+ * number of messages that were new there, else what the failure means for
+ * the page (DELIVERY_REJECTED, DELIVERY_TIMEOUT: the target's statement
+ * timeout or our deadline, DELIVERY_RETRY); *error says why.
  */
 DeliveryResult
 txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
@@ -349,7 +340,7 @@ txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
 		*error = flush < 0 ? pg_error("could not send to the target", PQerrorMessage(pg_conn))
 			: psprintf("timed out after %d ms sending to the target", cfg->statement_timeout_ms + 5000);
 		txbox_postgres_disconnect();
-		return DELIVERY_RETRY;
+		return flush < 0 ? DELIVERY_RETRY : DELIVERY_TIMEOUT;
 	}
 
 	/* collect every result until NULL, keeping the first failure */
@@ -359,13 +350,15 @@ txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
 		{
 			if (!pg_wait_socket(false, deadline) || !PQconsumeInput(pg_conn))
 			{
+				bool		lost = PQstatus(pg_conn) == CONNECTION_BAD || !PQconsumeInput(pg_conn);
+
 				if (*error == NULL)
-					*error = PQstatus(pg_conn) == CONNECTION_BAD || !PQconsumeInput(pg_conn)
+					*error = lost
 						? pg_error("lost the connection to the target", PQerrorMessage(pg_conn))
 						: psprintf("timed out after %d ms waiting for the target",
 								   cfg->statement_timeout_ms + 5000);
 				txbox_postgres_disconnect();
-				return DELIVERY_RETRY;
+				return lost ? DELIVERY_RETRY : DELIVERY_TIMEOUT;
 			}
 		}
 		res = PQgetResult(pg_conn);
@@ -380,7 +373,7 @@ txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
 			*error = pg_error(psprintf("the target refused the messages (SQLSTATE %s)",
 									   sqlstate ? sqlstate : "unknown"),
 							  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
-			result = pg_sqlstate_is_rejection(sqlstate) ? DELIVERY_REJECTED : DELIVERY_RETRY;
+			result = txbox_delivery_result(sqlstate);
 		}
 		PQclear(res);
 	}
