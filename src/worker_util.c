@@ -11,7 +11,6 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "access/htup_details.h"
 #include "utils/snapmgr.h"
@@ -299,7 +298,7 @@ txbox_xact_as_owner(bool owner)
  * code (a handler function): run it as the worker's role, as a
  * security-restricted operation (as index builds and autovacuum run user
  * code: no temporary objects, SET ROLE, LISTEN, PREPARE, cursors WITH
- * HOLD), with its role's search_path, in a GUC nest level of its own.
+ * HOLD, deferred triggers), with its role's search_path, in a GUC nest level of its own.
  * Returns the nest level for txbox_user_code_end.
  */
 int
@@ -316,18 +315,13 @@ txbox_user_code_begin(void)
 }
 
 /*
- * txbox_user_code_end -- after the user code returned: fire the deferred
- * triggers it queued now, still fenced (not at commit, as the worker's role
- * outside the restriction), undo every setting it made, and act as txbox's
- * owner again.  After an error, the transaction's abort does the same.
+ * txbox_user_code_end -- after the user code returned: undo every setting
+ * it made, and act as txbox's owner again.  After an error, the
+ * transaction's abort does the same.
  */
 void
 txbox_user_code_end(int nestlevel)
 {
-	ConstraintsSetStmt immediate = {.type = T_ConstraintsSetStmt, .constraints = NIL,
-	.deferred = false};
-
-	AfterTriggerSetState(&immediate);
 	AtEOXact_GUC(false, nestlevel);
 	txbox_xact_as_owner(false);
 }

@@ -108,7 +108,21 @@ $node->safe_psql(
 			END;
 		END LOOP;
 	END $$;
-	-- 6. nested: raises from deep inside blocks that do not catch it
+	-- 6. deferred: its deferred trigger would run at commit, unrestricted
+	CREATE TABLE mine.dtab (k text);
+	CREATE FUNCTION mine.dtrig() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		CREATE TEMP TABLE escaped (x int);
+		INSERT INTO mine.effects VALUES ('deferred', NEW.k, current_setting('search_path'));
+		RETURN NULL;
+	END $$;
+	CREATE CONSTRAINT TRIGGER dtrig AFTER INSERT ON mine.dtab DEFERRABLE INITIALLY DEFERRED
+		FOR EACH ROW EXECUTE FUNCTION mine.dtrig();
+	CREATE FUNCTION mine.deferred(m txbox.message) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO mine.dtab VALUES (m.key);
+	END $$;
+	-- 7. nested: raises from deep inside blocks that do not catch it
 	CREATE FUNCTION mine.nested(m txbox.message) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
 		BEGIN
@@ -130,7 +144,7 @@ $node->safe_psql(
 	ALTER ROLE mallory SET search_path = mine, public;
 });
 
-for my $h ('plain', 'setpath', 'temptype', 'acl', 'nested')
+for my $h ('plain', 'setpath', 'temptype', 'acl', 'nested', 'deferred')
 {
 	$node->safe_psql('postgres',
 		    "SET ROLE mallory; SELECT txbox.create_handler('$h', ARRAY['$h'], 'mine.$h(txbox.message)',"
@@ -141,7 +155,7 @@ $node->safe_psql('postgres',
 	  '{"max_attempts": 2, "backoff": "1s", "statement_timeout": "1s"}')});
 poll_ok($node, 'postgres',
 	q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'txbox handler %'},
-	'6', 90, 'the six handlers run');
+	'7', 90, 'the seven handlers run');
 
 # mallory loses EXECUTE on the function of handler acl
 $node->safe_psql('postgres',
@@ -157,6 +171,7 @@ $node->safe_psql(
 	SELECT public.receive('temptype', 't2');
 	SELECT public.receive('acl', 'a1');
 	SELECT public.receive('nested', 'bad'), public.receive('nested', 'good');
+	SELECT public.receive('deferred', 'd1');
 });
 
 poll_ok($node, 'postgres', q{SELECT count(*) FROM mine.effects WHERE handler = 'plain'},
@@ -170,6 +185,10 @@ poll_ok($node, 'postgres',
 	'failed|t', 90, 'handler acl without EXECUTE is failed, with the error');
 poll_ok($node, 'postgres', q{SELECT count(*) FROM mine.effects WHERE handler = 'nested'},
 	'1', 90, 'handler nested processed the good message');
+poll_ok($node, 'postgres',
+	q{SELECT count(*), bool_and(last_error LIKE '%security-restricted operation%') FROM txbox.dead_letters
+	  WHERE handler = 'deferred'},
+	'1|t', 90, 'a handler cannot queue a deferred trigger');
 
 # processing went on after the first bookkeeping queries: give the workers
 # a few more rounds, then nothing of mallory's ran as anyone but her
