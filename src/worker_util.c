@@ -246,10 +246,11 @@ txbox_backoff_ms(int attempt, long max_ms)
  * Transactions of a worker's bookkeeping.  Relay and handler workers run as
  * the role that owns their relay or handler (its user mapping, its
  * privileges for the handler function); their work in txbox's own tables
- * runs as the extension's owner.  txbox_xact_begin starts a transaction,
- * connects SPI, pushes a snapshot and switches to the extension's owner;
- * txbox_xact_as_owner switches back and forth inside it.  Memory allocated
- * meanwhile is in the caller's context and survives the commit.
+ * runs as the extension's owner.  txbox_xact_begin re-asserts the safe
+ * search_path, starts a transaction, connects SPI, pushes a snapshot and
+ * switches to the extension's owner; txbox_xact_as_owner switches back and
+ * forth inside it, txbox_user_code_begin/end around user code.  Memory
+ * allocated meanwhile is in the caller's context and survives the commit.
  */
 static MemoryContext xact_caller_cxt;
 static Oid	xact_extowner = InvalidOid;
@@ -298,8 +299,8 @@ txbox_xact_as_owner(bool owner)
  * code (a handler function): run it as the worker's role, as a
  * security-restricted operation (as index builds and autovacuum run user
  * code: no temporary objects, SET ROLE, LISTEN, PREPARE, cursors WITH
- * HOLD, deferred triggers), with its role's search_path, in a GUC nest level of its own.
- * Returns the nest level for txbox_user_code_end.
+ * HOLD, deferred triggers), with its role's search_path, in a GUC nest
+ * level of its own.  Returns the nest level for txbox_user_code_end.
  */
 int
 txbox_user_code_begin(void)
