@@ -31,6 +31,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -39,8 +40,10 @@
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -90,13 +93,15 @@ static TxboxPlan handler_load_plan = {
 	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead" HANDLER_FAILURE_IS_MINE
 	"   AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
 	"     WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
-	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::text))"
-	"SELECT name, handler::oid, topics, paused,"
-	" coalesce((options->>'max_attempts')::int, 10),"
-	" (extract(epoch FROM coalesce((options->>'backoff')::interval, '30s')) * 1000)::int,"
-	" coalesce((options->>'batch')::int, 100),"
-	" coalesce((options->>'parallel')::int, 1),"
-	" (extract(epoch FROM coalesce((options->>'statement_timeout')::interval, '60s')) * 1000)::int,"
+	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::pg_catalog.text))"
+	"SELECT name, handler::pg_catalog.oid, topics, paused,"
+	" coalesce((options OPERATOR(pg_catalog.->>) 'max_attempts')::pg_catalog.int4, 10),"
+	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'backoff')::pg_catalog.interval,"
+	"   '30s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	" coalesce((options OPERATOR(pg_catalog.->>) 'batch')::pg_catalog.int4, 100),"
+	" coalesce((options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, 1),"
+	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
+	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
 	" (SELECT p.proargtypes[0] OPERATOR(pg_catalog.<>) 'txbox.message'::pg_catalog.regtype"
 	"    FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) handler),"
 	" (SELECT pg_catalog.min(f.next_attempt_at) FROM txbox.handler_failures f"
@@ -112,19 +117,19 @@ static TxboxPlan handler_load_plan = {
 static TxboxPlan handler_window_plan = {
 	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,"
 	"           i.source, i.published_at, i.received_at)::txbox.message,"
-	"       i.message_id::text, coalesce(i.key, i.message_id::text), i.seq"
+	"       i.message_id::pg_catalog.text, coalesce(i.key, i.message_id::pg_catalog.text), i.seq"
 	"  FROM txbox.inbox i"
 	" WHERE i.seq OPERATOR(pg_catalog.>) $7 AND i.seq OPERATOR(pg_catalog.<=) $8"
-	"   AND ($1::text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::text[]))"
-	"   AND (pg_catalog.hashtext(coalesce(i.key, i.message_id::text)) OPERATOR(pg_catalog.&) 2147483647)"
+	"   AND ($1::pg_catalog.text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]))"
+	"   AND (pg_catalog.hashtext(coalesce(i.key, i.message_id::pg_catalog.text)) OPERATOR(pg_catalog.&) 2147483647)"
 	"       OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3"
 	"   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d"
 	"                    WHERE d.consumer OPERATOR(pg_catalog.=) $5"
-	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::text)"
+	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::pg_catalog.text)"
 	/* a key waits behind its failed message (that one too, until its retry) */
 	"   AND NOT EXISTS (SELECT 1 FROM txbox.handler_failures f"
 	"                    WHERE f.handler_id OPERATOR(pg_catalog.=) $4"
-	"                      AND f.key OPERATOR(pg_catalog.=) coalesce(i.key, i.message_id::text)"
+	"                      AND f.key OPERATOR(pg_catalog.=) coalesce(i.key, i.message_id::pg_catalog.text)"
 	"                      AND f.seq OPERATOR(pg_catalog.<=) i.seq"
 	"                      AND (f.dead OR f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()))"
 	" ORDER BY i.seq LIMIT $6",
@@ -154,12 +159,12 @@ static TxboxPlan handler_top_plan = {
  */
 static TxboxPlan handler_done_plan = {
 	"WITH done AS (INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
-	"   SELECT $1, $2, m, pg_catalog.clock_timestamp() FROM pg_catalog.unnest($3::text[]) m),"
+	"   SELECT $1, $2, m, pg_catalog.clock_timestamp() FROM pg_catalog.unnest($3::pg_catalog.text[]) m),"
 	" ok AS (DELETE FROM txbox.handler_failures f"
 	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $4"
-	"   AND f.message_id OPERATOR(pg_catalog.=) ANY ($3::text[]::uuid[])),"
+	"   AND f.message_id OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]::pg_catalog.uuid[])),"
 	" counted AS (UPDATE txbox.handlers"
-	"   SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($3::text[]),"
+	"   SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($3::pg_catalog.text[]),"
 	"   last_processed_at = pg_catalog.now(), state = 'running'"
 	"   WHERE handler_id OPERATOR(pg_catalog.=) $4)"
 	"SELECT",
@@ -170,7 +175,7 @@ static TxboxPlan handler_done_plan = {
 static TxboxPlan handler_failure_plan = {
 	"INSERT INTO txbox.handler_failures AS f (handler_id, message_id, key, attempts, last_error,"
 	"   next_attempt_at, dead, seq)"
-	" VALUES ($1, $2::uuid, $3, 1, $4, pg_catalog.now(), 1 OPERATOR(pg_catalog.>=) $5, $6)"
+	" VALUES ($1, $2::pg_catalog.uuid, $3, 1, $4, pg_catalog.now(), 1 OPERATOR(pg_catalog.>=) $5, $6)"
 	" ON CONFLICT (handler_id, message_id) DO UPDATE SET attempts = f.attempts OPERATOR(pg_catalog.+) 1,"
 	"   last_error = excluded.last_error,"
 	"   dead = f.attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $5"
@@ -182,7 +187,7 @@ static TxboxPlan handler_failure_plan = {
 static TxboxPlan handler_retry_at_plan = {
 	"UPDATE txbox.handler_failures SET next_attempt_at = pg_catalog.clock_timestamp()"
 	" OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3)"
-	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND message_id OPERATOR(pg_catalog.=) $2::uuid",
+	" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND message_id OPERATOR(pg_catalog.=) $2::pg_catalog.uuid",
 	3, {INT4OID, TEXTOID, FLOAT8OID}
 };
 
@@ -190,7 +195,7 @@ static TxboxPlan handler_dead_letter_plan = {
 	"WITH d AS (INSERT INTO txbox.dead_letters (handler, message_id, topic, key, headers, payload,"
 	"   payload_bytes, published_at, attempts, last_error)"
 	" SELECT $2, message_id, topic, key, headers, payload, payload_bytes, published_at, $4, $5"
-	"   FROM txbox.inbox WHERE message_id OPERATOR(pg_catalog.=) $3::uuid LIMIT 1)"
+	"   FROM txbox.inbox WHERE message_id OPERATOR(pg_catalog.=) $3::pg_catalog.uuid LIMIT 1)"
 	" UPDATE txbox.handlers SET dead_lettered = dead_lettered OPERATOR(pg_catalog.+) 1"
 	" WHERE handler_id OPERATOR(pg_catalog.=) $1",
 	5, {INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID}
@@ -207,7 +212,22 @@ static TxboxPlan handler_error_plan = {
 static char *handler_failed_id = NULL;
 static char *handler_failed_key = NULL;
 static int64 handler_failed_seq = 0;
-static bool handler_timeout_armed = false;
+
+/*
+ * The hard deadline of a call: a handler that goes on past its
+ * statement_timeout (it catches query_canceled) would hold its locks, and
+ * block inbox and dedup rotation for every consumer.  HANDLER_GRACE_MS
+ * after the timeout the worker ends (FATAL: no handler can catch it); on
+ * its way out handler_on_exit records the attempt, and the manager starts
+ * it again.
+ */
+#define HANDLER_GRACE_MS 5000
+static TimeoutId handler_deadline_timeout;
+static volatile sig_atomic_t handler_deadline_hit = false;
+static HandlerConfig *handler_exit_cfg = NULL;
+
+static LOCKTAG handler_part_tag;
+static bool handler_ran_user_code = false;
 
 /*
  * A handler taking txbox.message[] gets a whole window in one call.  When
@@ -216,7 +236,12 @@ static bool handler_timeout_armed = false;
  * recorded against the message that causes it and the others go on.
  */
 static bool handler_in_window_call = false;
-static bool handler_one_by_one = false;
+
+/*
+ * A new worker starts one by one: its predecessor may have ended at a hard
+ * deadline in a window call, which charged no message.
+ */
+static bool handler_one_by_one = true;
 
 /* this worker's floor: every message of its part below it is handled */
 static int64 handler_low = 0;
@@ -279,25 +304,40 @@ handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 	return true;
 }
 
+/* The hard deadline of a call passed: end the worker at the next interrupt check. */
+static void
+handler_deadline_reached(void)
+{
+	handler_deadline_hit = true;
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
 /*
- * Call the handler, as the handler's owner, within its statement_timeout.
- * What it returns (NULL too: a void SQL function's result) is ignored.
+ * Call the handler as user code (txbox_user_code_begin: as the handler's
+ * owner, security-restricted, nothing it sets survives it), within its
+ * statement_timeout and hard deadline.  What it returns (NULL too: a void
+ * SQL function's result) is ignored.  After an error txbox_worker_recover
+ * disarms the timeouts.
  */
 static void
 handler_call(HandlerConfig *cfg, FmgrInfo *flinfo, Datum arg)
 {
 	LOCAL_FCINFO(fcinfo, 1);
+	int			nestlevel;
 
 	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = arg;
 	fcinfo->args[0].isnull = false;
-	txbox_xact_as_owner(true);
+	handler_ran_user_code = true;
+	nestlevel = txbox_user_code_begin();
 	enable_timeout_after(STATEMENT_TIMEOUT, cfg->statement_timeout_ms);
-	handler_timeout_armed = true;
+	enable_timeout_after(handler_deadline_timeout, cfg->statement_timeout_ms + HANDLER_GRACE_MS);
 	(void) FunctionCallInvoke(fcinfo);
 	disable_timeout(STATEMENT_TIMEOUT, false);
-	handler_timeout_armed = false;
-	txbox_xact_as_owner(false);
+	disable_timeout(handler_deadline_timeout, false);
+	txbox_user_code_end(nestlevel);
 }
 
 /* A txbox.message[] of n messages (message_type: txbox.message's type). */
@@ -412,6 +452,16 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 		ids[i] = SPI_getbinval(window->vals[i], window->tupdesc, 2, &isnull);
 	}
 	message_type = SPI_gettypeid(window->tupdesc, 1);
+
+	/* as the executor does before a call: the owner may have lost the right */
+	if (pg_proc_aclcheck(cfg->function, txbox_worker_userid(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", get_func_name(cfg->function)),
+				 errdetail("Handler \"%s\" runs as role \"%s\", which has no EXECUTE on its function.",
+						   cfg->name, GetUserNameFromId(txbox_worker_userid(), false)),
+				 errhint("GRANT EXECUTE on the function to the handler's owner; its messages wait meanwhile.")));
+	InvokeFunctionExecuteHook(cfg->function);
 	fmgr_info(cfg->function, &flinfo);
 
 	if (cfg->takes_array && !handler_one_by_one)
@@ -524,6 +574,65 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	return sleep_ms;
 }
 
+/*
+ * One worker per part of a handler: it holds the part's lock, and leaves if
+ * another has it.  Session-level advisory locks a handler function took
+ * would stay with its worker: after each round that ran one, they all go
+ * (as pg_advisory_unlock_all does) and the part's lock is taken again.
+ */
+static void
+handler_lock_part(TxboxSlot *slot, bool release_all)
+{
+	if (release_all)
+		LockReleaseSession(USER_LOCKMETHOD);
+	if (LockAcquire(&handler_part_tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		/* another worker runs this part of the handler already */
+		slot->clean_exit = true;
+		proc_exit(0);
+	}
+}
+
+/*
+ * before_shmem_exit: a worker ended at a call's hard deadline records that
+ * call as a failed attempt (of its message; with none, as the handler's
+ * error), after aborting the transaction that held its locks.
+ */
+static void
+handler_on_exit(int code, Datum arg)
+{
+	MemoryContext cxt = TopMemoryContext;
+	char	   *id;
+	char	   *key;
+	char	   *error;
+
+	if (!handler_deadline_hit || handler_exit_cfg == NULL || handler_exit_cfg->name == NULL)
+		return;
+	handler_deadline_hit = false;
+	/* the frames of the ended call are no context for what follows */
+	error_context_stack = NULL;
+	MemoryContextSwitchTo(cxt);
+	id = handler_failed_id ? pstrdup(handler_failed_id) : NULL;
+	key = handler_failed_key ? pstrdup(handler_failed_key) : NULL;
+	error = psprintf("the handler ran past its hard deadline (statement_timeout %d ms + %d ms): its worker was ended",
+					 handler_exit_cfg->statement_timeout_ms, HANDLER_GRACE_MS);
+	PG_TRY();
+	{
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(cxt);
+		ereport(LOG,
+				(errmsg("txbox handler \"%s\": %s%s: %s", handler_exit_cfg->name,
+						id ? "message " : "window", id ? id : "", error),
+				 errhint("A handler must not go on after query_canceled; the attempt counts as failed.")));
+		handler_record_failure(handler_exit_cfg, id, key, handler_failed_seq, error);
+	}
+	PG_CATCH();
+	{
+		(void) txbox_worker_recover(cxt);
+	}
+	PG_END_TRY();
+}
+
 void
 txbox_handler_main(Datum arg)
 {
@@ -532,7 +641,6 @@ txbox_handler_main(Datum arg)
 	int			part = slot->part;
 	MemoryContext loop_cxt;
 	HandlerConfig cfg;
-	LOCKTAG		tag;
 	int			failures = 0;
 	bool		named = false;
 
@@ -540,15 +648,14 @@ txbox_handler_main(Datum arg)
 	/* statement_timeout of a handler cancels it like a query */
 	pqsignal(SIGINT, StatementCancelHandler);
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
+	txbox_worker_harden_session();
+	handler_deadline_timeout = RegisterTimeout(USER_TIMEOUT, handler_deadline_reached);
+	handler_exit_cfg = &cfg;
+	before_shmem_exit(handler_on_exit, (Datum) 0);
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) part, (uint32) handler_id,
+	SET_LOCKTAG_ADVISORY(handler_part_tag, MyDatabaseId, (uint32) part, (uint32) handler_id,
 						 TXBOX_LOCKTAG_HANDLER);
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-	{
-		/* another worker runs this part of the handler already */
-		slot->clean_exit = true;
-		proc_exit(0);
-	}
+	handler_lock_part(slot, false);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox handler loop", ALLOCSET_DEFAULT_SIZES);
 	memset(&cfg, 0, sizeof(cfg));
@@ -577,19 +684,12 @@ txbox_handler_main(Datum arg)
 			char	   *failed_id;
 			char	   *failed_key;
 
+			/* the failed message's id lives in the transaction: copy it first */
 			MemoryContextSwitchTo(loop_cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			if (handler_timeout_armed)
-			{
-				disable_timeout(STATEMENT_TIMEOUT, false);
-				handler_timeout_armed = false;
-			}
 			failed_id = handler_failed_id ? pstrdup(handler_failed_id) : NULL;
 			failed_key = handler_failed_key ? pstrdup(handler_failed_key) : NULL;
 			handler_failed_id = handler_failed_key = NULL;
-			txbox_xact_abort();
-			MemoryContextSwitchTo(loop_cxt);
+			edata = txbox_worker_recover(loop_cxt);
 			ereport(LOG,
 					(errmsg("txbox handler \"%s\": %s%s: %s", cfg.name ? cfg.name : "?",
 							failed_id ? "message " : handler_in_window_call ? "window" : "error",
@@ -614,6 +714,11 @@ txbox_handler_main(Datum arg)
 		}
 		PG_END_TRY();
 
+		if (handler_ran_user_code)
+		{
+			handler_ran_user_code = false;
+			handler_lock_part(slot, true);
+		}
 		if (sleep_ms < 0)
 		{
 			slot->clean_exit = true;
@@ -622,6 +727,7 @@ txbox_handler_main(Datum arg)
 		if (!named && cfg.name)
 		{
 			pgstat_report_appname(psprintf("txbox handler %s/%d", cfg.name, part));
+			txbox_worker_name("handler", cfg.name);
 			named = true;
 		}
 		if (sleep_ms > 0)

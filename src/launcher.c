@@ -229,6 +229,7 @@ txbox_launcher_main(Datum arg)
 {
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	txbox_worker_harden_session();
 	pgstat_report_appname("txbox launcher");
 
 	txbox_shared->launcher = MyProc;

@@ -298,6 +298,7 @@ txbox_manager_main(Datum arg)
 
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, InvalidOid, 0);
+	txbox_worker_harden_session();
 	pgstat_report_appname("txbox manager");
 
 	manager_adopt_workers();

@@ -101,19 +101,23 @@ static char *relay_name = NULL;
 static char *relay_source = NULL;	/* "database/relay", as the inbox records it */
 
 static TxboxPlan relay_load_plan = {
-	"SELECT name, target, owner::oid, paused, options->>'server', options->>'channel',"
-	" coalesce((options->>'batch_size')::int, $2),"
-	" coalesce((options->>'max_attempts')::int, 10),"
-	" (extract(epoch FROM coalesce((options->>'backoff_max')::interval, '30s')) * 1000)::int,"
-	" (extract(epoch FROM coalesce((options->>'connect_timeout')::interval, '10s')) * 1000)::int,"
-	" (extract(epoch FROM coalesce((options->>'statement_timeout')::interval, '60s')) * 1000)::int,"
-	" topics, snapshot::text, batch_snapshot::text, batch_last_id"
+	"SELECT name, target, owner::pg_catalog.oid, paused,"
+	" options OPERATOR(pg_catalog.->>) 'server', options OPERATOR(pg_catalog.->>) 'channel',"
+	" coalesce((options OPERATOR(pg_catalog.->>) 'batch_size')::pg_catalog.int4, $2),"
+	" coalesce((options OPERATOR(pg_catalog.->>) 'max_attempts')::pg_catalog.int4, 10),"
+	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'backoff_max')::pg_catalog.interval,"
+	"   '30s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'connect_timeout')::pg_catalog.interval,"
+	"   '10s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
+	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
 	2, {INT4OID, INT4OID}
 };
 
 static TxboxPlan relay_snapshot_plan = {
-	"SELECT pg_catalog.pg_current_snapshot()::text",
+	"SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text",
 	0, {InvalidOid}
 };
 
@@ -133,7 +137,7 @@ static TxboxPlan relay_page_plan = {
 	" pg_catalog.array_agg(o.payload_bytes ORDER BY k.ord),"
 	" pg_catalog.array_agg(o.published_at ORDER BY k.ord),"
 	" pg_catalog.count(*)"
-	" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::bigint[]))"
+	" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::pg_catalog.int8[]))"
 	" WITH ORDINALITY AS k(txid, id, ord)"
 	" JOIN txbox.outbox o ON o.txid OPERATOR(pg_catalog.=) k.txid AND o.id OPERATOR(pg_catalog.=) k.id",
 	2, {XID8ARRAYOID, INT8ARRAYOID}
@@ -519,6 +523,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 										   psprintf("%s/%s", get_database_name(MyDatabaseId),
 													cfg.name));
 		pgstat_report_appname(psprintf("txbox relay %s", cfg.name));
+		txbox_worker_name("relay", cfg.name);
 	}
 	if (batch.cur == NULL || batch.txids == NULL)
 		relay_open_batch(&cfg, topics, topics_null);
@@ -622,6 +627,7 @@ txbox_relay_main(Datum arg)
 
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
+	txbox_worker_harden_session();
 	relay_lock_or_exit(slot);
 
 	/* page fetches probe the (txid, id) index key by key */
@@ -658,11 +664,7 @@ txbox_relay_main(Datum arg)
 		{
 			ErrorData  *edata;
 
-			MemoryContextSwitchTo(loop_cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			txbox_xact_abort();
-			MemoryContextSwitchTo(loop_cxt);
+			edata = txbox_worker_recover(loop_cxt);
 			txbox_postgres_disconnect();
 			ereport(LOG,
 					(errmsg("txbox relay \"%s\" failed: %s",

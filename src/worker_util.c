@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
@@ -26,6 +27,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timeout.h"
 
 #include "txbox.h"
 #include "workers.h"
@@ -41,6 +43,87 @@ txbox_worker_init_signals(void)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+}
+
+/*
+ * The role and security context the worker connected with, the search_path
+ * its role's sessions get (ALTER ROLE/DATABASE SET, postgresql.conf) for
+ * user code, and what the errcontext of its errors names.
+ */
+static Oid	worker_userid;
+static int	worker_secctx;
+static char *worker_user_search_path = NULL;
+static char *worker_label = NULL;
+static ErrorContextCallback worker_errcontext;
+
+static void
+txbox_worker_error_context(void *arg)
+{
+	if (worker_label)
+		errcontext("%s", worker_label);
+	else if (MyBgworkerEntry)
+		errcontext("%s", MyBgworkerEntry->bgw_name);
+}
+
+/*
+ * txbox_worker_harden_session -- right after connecting.  Bookkeeping SQL
+ * (run as the extension's owner) resolves names with search_path
+ * TXBOX_SAFE_SEARCH_PATH whatever the role's or database's settings say:
+ * it is set for the session here and re-asserted by txbox_xact_begin, and
+ * user code cannot leave a change behind (txbox_user_code_end).  It is set
+ * at session level, not PGC_S_OVERRIDE, so that a handler function's own
+ * SET search_path clause still works.  Errors name the worker in their
+ * context (txbox_worker_name).
+ */
+void
+txbox_worker_harden_session(void)
+{
+	GetUserIdAndSecContext(&worker_userid, &worker_secctx);
+	worker_user_search_path = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
+	SetConfigOption("search_path", TXBOX_SAFE_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
+	worker_errcontext.callback = txbox_worker_error_context;
+	worker_errcontext.previous = error_context_stack;
+	error_context_stack = &worker_errcontext;
+}
+
+/* Errors name the worker's relay or handler: kind "relay" or "handler". */
+void
+txbox_worker_name(const char *kind, const char *name)
+{
+	char	   *label = MemoryContextStrdup(TopMemoryContext,
+											psprintf("txbox %s \"%s\"", kind, name));
+
+	if (worker_label)
+		pfree(worker_label);
+	worker_label = label;
+}
+
+/*
+ * txbox_worker_recover -- the PG_CATCH of a worker's main loop, as
+ * autovacuum's: report the error to the log in full (SQLSTATE, detail,
+ * hint, context), abort the transaction and every subtransaction user code
+ * may have left open, and return to the worker's own role with no pending
+ * cancel or timeout.  Returns a copy of the error, in cxt (also the current
+ * memory context on return), for the worker's status row.
+ */
+ErrorData *
+txbox_worker_recover(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	HOLD_INTERRUPTS();
+	disable_all_timeouts(false);
+	QueryCancelPending = false;
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	SetUserIdAndSecContext(worker_userid, worker_secctx);
+	RESUME_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return edata;
 }
 
 /*
@@ -163,16 +246,16 @@ txbox_backoff_ms(int attempt, long max_ms)
  * Transactions of a worker's bookkeeping.  Relay and handler workers run as
  * the role that owns their relay or handler (its user mapping, its
  * privileges for the handler function); their work in txbox's own tables
- * runs as the extension's owner.  txbox_xact_begin starts a transaction,
- * connects SPI, pushes a snapshot and switches to the extension's owner;
- * txbox_xact_as_owner switches back and forth inside it.  Memory allocated
- * meanwhile is in the caller's context and survives the commit.
+ * runs as the extension's owner.  txbox_xact_begin re-asserts the safe
+ * search_path, starts a transaction, connects SPI, pushes a snapshot and
+ * switches to the extension's owner; txbox_xact_as_owner switches back and
+ * forth inside it, txbox_user_code_begin/end around user code.  Memory
+ * allocated meanwhile is in the caller's context and survives the commit.
  */
 static MemoryContext xact_caller_cxt;
 static Oid	xact_extowner = InvalidOid;
 static Oid	xact_saved_userid;
 static int	xact_saved_secctx;
-static bool xact_user_switched = false;
 
 void
 txbox_xact_begin(const char *activity)
@@ -180,6 +263,8 @@ txbox_xact_begin(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 	SetCurrentStatementStartTimestamp();
 	xact_caller_cxt = CurrentMemoryContext;
+	if (strcmp(namespace_search_path, TXBOX_SAFE_SEARCH_PATH) != 0)
+		SetConfigOption("search_path", TXBOX_SAFE_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
 	StartTransactionCommand();
 	MemoryContextSwitchTo(xact_caller_cxt);
 	GetUserIdAndSecContext(&xact_saved_userid, &xact_saved_secctx);
@@ -207,7 +292,39 @@ txbox_xact_as_owner(bool owner)
 	else
 		SetUserIdAndSecContext(xact_extowner,
 							   xact_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
-	xact_user_switched = !owner;
+}
+
+/*
+ * txbox_user_code_begin -- inside txbox_xact_begin, before calling user
+ * code (a handler function): run it as the worker's role, as a
+ * security-restricted operation (as index builds and autovacuum run user
+ * code: no temporary objects, SET ROLE, LISTEN, PREPARE, cursors WITH
+ * HOLD, deferred triggers), with its role's search_path, in a GUC nest
+ * level of its own.  Returns the nest level for txbox_user_code_end.
+ */
+int
+txbox_user_code_begin(void)
+{
+	int			nestlevel;
+
+	SetUserIdAndSecContext(xact_saved_userid,
+						   xact_saved_secctx | SECURITY_RESTRICTED_OPERATION);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", worker_user_search_path, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/*
+ * txbox_user_code_end -- after the user code returned: undo every setting
+ * it made, and act as txbox's owner again.  After an error, the
+ * transaction's abort does the same.
+ */
+void
+txbox_user_code_end(int nestlevel)
+{
+	AtEOXact_GUC(false, nestlevel);
+	txbox_xact_as_owner(false);
 }
 
 void
@@ -227,14 +344,4 @@ txbox_xact_commit(void)
 	 * and txbox.handlers, and those small tables bloat.
 	 */
 	pgstat_report_stat(false);
-}
-
-/* After an error: abort whatever transaction is open, as the worker's role. */
-void
-txbox_xact_abort(void)
-{
-	AbortCurrentTransaction();
-	if (xact_user_switched)
-		txbox_xact_as_owner(true);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }

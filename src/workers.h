@@ -92,8 +92,14 @@ extern PGDLLEXPORT void txbox_manager_main(Datum arg);
 extern PGDLLEXPORT void txbox_relay_main(Datum arg);
 extern PGDLLEXPORT void txbox_handler_main(Datum arg);
 
+/* the search_path of every worker's own SQL */
+#define TXBOX_SAFE_SEARCH_PATH	"pg_catalog, pg_temp"
+
 /* worker_util.c: what every txbox worker does the same way */
 extern void txbox_worker_init_signals(void);
+extern void txbox_worker_harden_session(void);
+extern void txbox_worker_name(const char *kind, const char *name);
+extern ErrorData *txbox_worker_recover(MemoryContext cxt);
 extern bool txbox_worker_wait(long timeout_ms, uint32 wait_event);
 extern bool txbox_database_is_being_dropped(void);
 extern bool txbox_start_worker(const char *type, const char *name,
@@ -103,7 +109,8 @@ extern Oid	txbox_worker_userid(void);
 extern long txbox_backoff_ms(int attempt, long max_ms);
 extern void txbox_xact_begin(const char *activity);
 extern void txbox_xact_as_owner(bool owner);
+extern int	txbox_user_code_begin(void);
+extern void txbox_user_code_end(int nestlevel);
 extern void txbox_xact_commit(void);
-extern void txbox_xact_abort(void);
 
 #endif							/* TXBOX_WORKERS_H */

@@ -26,14 +26,14 @@
 
 static TxboxPlan notify_plan = {
 	"SELECT pg_catalog.count(pg_catalog.pg_notify($3,"
-	"   CASE WHEN pg_catalog.octet_length((m.meta OPERATOR(pg_catalog.||) m.body)::text) OPERATOR(pg_catalog.<) 7900"
-	"        THEN (m.meta OPERATOR(pg_catalog.||) m.body)::text"
-	"        ELSE (m.meta OPERATOR(pg_catalog.||) '{\"payload_omitted\": true}'::jsonb)::text END))"
+	"   CASE WHEN pg_catalog.octet_length((m.meta OPERATOR(pg_catalog.||) m.body)::pg_catalog.text) OPERATOR(pg_catalog.<) 7900"
+	"        THEN (m.meta OPERATOR(pg_catalog.||) m.body)::pg_catalog.text"
+	"        ELSE (m.meta OPERATOR(pg_catalog.||) '{\"payload_omitted\": true}'::pg_catalog.jsonb)::pg_catalog.text END))"
 	" FROM (SELECT pg_catalog.jsonb_build_object('message_id', o.message_id, 'topic', o.topic,"
 	"              'key', o.key, 'headers', o.headers) AS meta,"
 	"         CASE WHEN o.payload_bytes IS NULL THEN pg_catalog.jsonb_build_object('payload', o.payload)"
 	"              ELSE pg_catalog.jsonb_build_object('payload_base64', pg_catalog.encode(o.payload_bytes, 'base64')) END AS body"
-	"       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::bigint[]))"
+	"       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::pg_catalog.int8[]))"
 	"       WITH ORDINALITY AS k(txid, id, ord)"
 	"       JOIN txbox.outbox o ON o.txid OPERATOR(pg_catalog.=) k.txid AND o.id OPERATOR(pg_catalog.=) k.id"
 	"       ORDER BY k.ord OFFSET 0) m",
