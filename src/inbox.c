@@ -125,8 +125,8 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 }
 
 static TxboxPlan receive_size_plan = {
-	"SELECT u.message_id::text FROM ROWS FROM (pg_catalog.unnest($1::uuid[]),"
-	" pg_catalog.unnest($2::jsonb[]), pg_catalog.unnest($3::bytea[]))"
+	"SELECT u.message_id::pg_catalog.text FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]),"
+	" pg_catalog.unnest($2::pg_catalog.jsonb[]), pg_catalog.unnest($3::pg_catalog.bytea[]))"
 	" AS u(message_id, payload, payload_bytes)"
 	" WHERE coalesce(pg_catalog.pg_column_size(u.payload), pg_catalog.octet_length(u.payload_bytes))"
 	" OPERATOR(pg_catalog.>) $4 LIMIT 1",
@@ -148,9 +148,9 @@ static TxboxPlan receive_insert_plan = {
 	" source, published_at, received_at)"
 	" SELECT $1, u.message_id, u.topic, u.key, u.headers, u.payload, u.payload_bytes, $2,"
 	" u.published_at, pg_catalog.now()"
-	" FROM ROWS FROM (pg_catalog.unnest($3::uuid[]), pg_catalog.unnest($4::text[]),"
-	" pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::jsonb[]), pg_catalog.unnest($7::jsonb[]),"
-	" pg_catalog.unnest($8::bytea[]), pg_catalog.unnest($9::timestamptz[])) WITH ORDINALITY"
+	" FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.uuid[]), pg_catalog.unnest($4::pg_catalog.text[]),"
+	" pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.jsonb[]), pg_catalog.unnest($7::pg_catalog.jsonb[]),"
+	" pg_catalog.unnest($8::pg_catalog.bytea[]), pg_catalog.unnest($9::pg_catalog.timestamptz[])) WITH ORDINALITY"
 	" AS u(message_id, topic, key, headers, payload, payload_bytes, published_at, ord)"
 	" WHERE NOT EXISTS (SELECT 1 FROM txbox.inbox i"
 	"   WHERE i.message_id OPERATOR(pg_catalog.=) u.message_id AND i.gen OPERATOR(pg_catalog.<>) $1)"
