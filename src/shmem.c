@@ -12,7 +12,9 @@
  * as its main argument; the worker fills in its PGPROC, and marks the slot
  * exited when it ends; the starter then releases it (workers.h).  Readers that only want to set a latch read a slot without
  * the lock: a stale PGPROC pointer at worst wakes another process, which is
- * harmless.
+ * harmless.  Relay and handler workers claim within caps (per database, per
+ * owner) and leave txbox.reserved_manager_slots to managers; the launcher
+ * notes here why a database's manager could not start (waiting_dbs).
  *
  * Wake-ups.  A transaction that published (or changed relays) notes it in
  * backend-local flags; the transaction callback sets the latches of the
@@ -265,7 +267,7 @@ txbox_wait_reason(TxboxWait why)
 		case TXBOX_WAIT_ROLE_CAP:
 			return "waiting for a worker slot: its owner runs txbox.max_workers_per_role workers already; a superuser may raise it";
 		case TXBOX_WAIT_BGWORKER:
-			return "waiting for a worker slot: no background worker slot is free; raise max_worker_processes (server restart) or lower txbox.max_workers";
+			return "waiting for a worker slot: no background worker slot is free; raise max_worker_processes (server restart)";
 	}
 	return NULL;
 }
