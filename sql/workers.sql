@@ -20,3 +20,11 @@ SET txbox.max_workers_per_role = 0;
 -- This database's manager was not refused a slot: nothing to show.
 SELECT reason IS NULL AS manager_not_waiting, since IS NULL AS no_since
 FROM txbox._manager_waiting();
+
+-- A handler asking for more workers than txbox.max_parallel is told so.
+CREATE FUNCTION public.workers_noop(m txbox.message) RETURNS void LANGUAGE sql AS 'SELECT';
+SELECT txbox.create_handler('wide', NULL, 'public.workers_noop(txbox.message)', '{"parallel": 16}');
+SELECT txbox.create_handler('narrow', NULL, 'public.workers_noop(txbox.message)', '{"parallel": 4}');
+SELECT txbox.drop_handler('wide');
+SELECT txbox.drop_handler('narrow');
+DROP FUNCTION public.workers_noop(txbox.message);

@@ -1016,6 +1016,11 @@ BEGIN
 	END IF;
 	PERFORM txbox._check_topics(topics);
 	options := txbox._handler_check_options(coalesce(options, '{}'));
+	IF (options->>'parallel')::integer > current_setting('txbox.max_parallel', true)::integer THEN
+		RAISE WARNING 'handler "%" asks for % workers: it runs txbox.max_parallel (%)',
+			name, options->>'parallel', current_setting('txbox.max_parallel')
+			USING HINT = 'A superuser may raise txbox.max_parallel.';
+	END IF;
 	PERFORM txbox._handler_check_function(handler, txbox._caller());
 	PERFORM txbox._check_caller_can_login('handler');
 	IF EXISTS (SELECT 1 FROM txbox.handlers h WHERE h.name = create_handler.name)
