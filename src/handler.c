@@ -292,7 +292,7 @@ handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 	cfg->max_attempts = handler_int_col(tup, desc, 5);
 	cfg->backoff_ms = handler_int_col(tup, desc, 6);
 	cfg->batch = handler_int_col(tup, desc, 7);
-	cfg->parallel = handler_int_col(tup, desc, 8);
+	cfg->parallel = Min(handler_int_col(tup, desc, 8), txbox_max_parallel);
 	cfg->statement_timeout_ms = handler_int_col(tup, desc, 9);
 	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull)) && !isnull;
 	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));

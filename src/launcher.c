@@ -180,6 +180,8 @@ launcher_reap_and_start(bool reprobe)
 
 		if (reprobe && db->failures == 0 && db->slot < 0)
 			db->next_start = 0;
+		if (!db->seen && db->slot < 0)
+			txbox_set_database_waiting(db->dboid, TXBOX_WAIT_NONE);	/* dropped */
 
 	}
 
@@ -191,29 +193,38 @@ launcher_reap_and_start(bool reprobe)
 
 		if (db->seen && db->slot < 0 && now >= db->next_start)
 		{
-			int			slot = txbox_slot_claim(TXBOX_WORKER_MANAGER, db->dboid, 0, 0);
+			TxboxWait	why;
+			int			slot = txbox_slot_claim(TXBOX_WORKER_MANAGER, db->dboid, 0, 0,
+												InvalidOid, &why);
 			char		name[BGW_MAXLEN];
 
-			if (slot < 0)
+			if (slot >= 0)
 			{
+				snprintf(name, sizeof(name), "txbox manager for database %u", db->dboid);
+				db->handle = NULL;
+				if (txbox_start_worker("txbox manager", name, "txbox_manager_main",
+									   slot, InvalidOid, &db->handle))
+					db->slot = slot;
+				else
+				{
+					/* no handle: it could not even be registered */
+					why = db->handle ? TXBOX_WAIT_NONE : TXBOX_WAIT_BGWORKER;
+					txbox_slot_release(slot);
+					if (db->handle)
+						pfree(db->handle);
+					db->handle = NULL;
+				}
+			}
+			else
 				ereport(WARNING,
 						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 						 errmsg("txbox cannot start a manager for database %u: all txbox.max_workers slots are in use",
 								db->dboid),
 						 errhint("Raise txbox.max_workers (needs a restart).")));
+			/* shown by the status views of that database */
+			txbox_set_database_waiting(db->dboid, why);
+			if (db->slot < 0)
 				db->next_start = TimestampTzPlusMilliseconds(now, LAUNCHER_SCAN_MS * 2);
-				continue;
-			}
-			snprintf(name, sizeof(name), "txbox manager for database %u", db->dboid);
-			if (txbox_start_worker("txbox manager", name, "txbox_manager_main",
-								   slot, InvalidOid, &db->handle))
-				db->slot = slot;
-			else
-			{
-				txbox_slot_release(slot);
-				db->handle = NULL;
-				db->next_start = TimestampTzPlusMilliseconds(now, LAUNCHER_SCAN_MS * 2);
-			}
 		}
 	}
 }

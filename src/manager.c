@@ -10,11 +10,18 @@
  * exponential backoff; one that ended on purpose (paused or dropped) is
  * not.  Retention (txbox._maintain) runs under a short lock_timeout so it
  * never stalls writers for long.
+ *
+ * A worker that finds no slot (txbox.max_workers and its caps, see
+ * txbox_slot_claim; max_worker_processes) is tried again every few seconds;
+ * meanwhile its relay or handler shows state 'waiting' and why in its
+ * row.  One whose owner was dropped, cannot log in or may not connect here
+ * is not started and shows 'failed' and why.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -22,6 +29,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -43,6 +51,8 @@ typedef struct ManagedWorker
 	bool		wanted;			/* in this reading of relays and handlers */
 	TimestampTz next_start;
 	int			failures;
+	TxboxWait	why;			/* why it could not start last time */
+	int			shown;			/* part 0: the TxboxWait its row shows (-1: not known) */
 } ManagedWorker;
 
 static ManagedWorker *mgr_workers = NULL;
@@ -68,6 +78,7 @@ manager_worker(TxboxWorkerKind kind, int32 object_id, int part)
 	mgr_workers[mgr_nworkers].object_id = object_id;
 	mgr_workers[mgr_nworkers].part = part;
 	mgr_workers[mgr_nworkers].slot = -1;
+	mgr_workers[mgr_nworkers].shown = -1;
 	return &mgr_workers[mgr_nworkers++];
 }
 
@@ -126,43 +137,115 @@ manager_reap(TimestampTz now)
 }
 
 /*
- * The workers that should run: every relay and every parallel worker of
- * every handler that is not paused and whose owner can log in.  An owner
- * that cannot (any more) is shown in the status instead: a worker runs as
- * its relay's or handler's owner.
+ * The workers that should run: every relay and every parallel worker (at
+ * most txbox.max_parallel, $1) of every handler that is not paused and
+ * whose owner exists, can log in and may connect here.  A worker runs as
+ * its relay's or handler's owner: one whose owner cannot is marked failed
+ * instead, with the reason, by manager_owner_sql.
  */
 static const char *manager_wanted_sql =
-"SELECT 'r', r.relay_id, 0, r.owner::oid, left(r.name, 60)"
-"  FROM txbox.relays r JOIN pg_catalog.pg_authid a ON a.oid = r.owner"
+"SELECT 'r', r.relay_id, 0, r.owner::pg_catalog.oid, pg_catalog.\"left\"(r.name, 60)"
+"  FROM txbox.relays r JOIN pg_catalog.pg_authid a"
+"       ON a.oid OPERATOR(pg_catalog.=) r.owner::pg_catalog.oid"
 " WHERE NOT r.paused AND a.rolcanlogin"
+"   AND pg_catalog.has_database_privilege(a.oid, pg_catalog.current_database(), 'CONNECT')"
 " UNION ALL "
-"SELECT 'h', h.handler_id, p, h.owner::oid, left(h.name, 50)"
-"  FROM txbox.handlers h JOIN pg_catalog.pg_authid a ON a.oid = h.owner,"
-"       generate_series(0, coalesce((h.options->>'parallel')::int, 1) - 1) p"
-" WHERE NOT h.paused AND a.rolcanlogin";
+"SELECT 'h', h.handler_id, p, h.owner::pg_catalog.oid, pg_catalog.\"left\"(h.name, 50)"
+"  FROM txbox.handlers h JOIN pg_catalog.pg_authid a"
+"       ON a.oid OPERATOR(pg_catalog.=) h.owner::pg_catalog.oid,"
+"       pg_catalog.generate_series(0, LEAST("
+"         CASE WHEN (h.options OPERATOR(pg_catalog.->>) 'parallel') OPERATOR(pg_catalog.~) '^[0-9]{1,4}$'"
+"              THEN (h.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4 ELSE 1 END,"
+"         $1) OPERATOR(pg_catalog.-) 1) p"
+" WHERE NOT h.paused AND a.rolcanlogin"
+"   AND pg_catalog.has_database_privilege(a.oid, pg_catalog.current_database(), 'CONNECT')"
+" ORDER BY 1, 2, 3";
 
-static const char *manager_nologin_sql =
-"WITH r AS (UPDATE txbox.relays r SET state = 'failed', last_error_at = now(),"
-"   last_error = format('role %s cannot log in: it runs as the role that owns it', r.owner)"
-"   FROM pg_catalog.pg_authid a"
-"   WHERE a.oid = r.owner AND NOT a.rolcanlogin AND NOT r.paused"
-"   AND r.last_error IS DISTINCT FROM format('role %s cannot log in: it runs as the role that owns it', r.owner)"
-"   RETURNING 1)"
-" UPDATE txbox.handlers h SET state = 'failed', last_error_at = now(),"
-"   last_error = format('role %s cannot log in: it runs as the role that owns it', h.owner)"
-"   FROM pg_catalog.pg_authid a"
-"   WHERE a.oid = h.owner AND NOT a.rolcanlogin AND NOT h.paused"
-"   AND h.last_error IS DISTINCT FROM format('role %s cannot log in: it runs as the role that owns it', h.owner)";
+/*
+ * Relays and handlers whose owner was dropped (DROP ROLE runs in any
+ * database and cannot see our rows), cannot log in, or may not connect
+ * here: failed, with the reason, until the owner is fixed or they are
+ * dropped; then back to running.  They still hold the outbox retention.
+ */
+#define MANAGER_OWNER_PROBLEM(t) \
+"SELECT " t "_id AS id, CASE" \
+"   WHEN a.oid IS NULL THEN pg_catalog.format('owner role %s was dropped', o.owner::pg_catalog.oid)" \
+"   WHEN NOT a.rolcanlogin THEN pg_catalog.format('role %s cannot log in: it runs as the role that owns it', o.owner)" \
+"   WHEN NOT pg_catalog.has_database_privilege(a.oid, pg_catalog.current_database(), 'CONNECT')" \
+"   THEN pg_catalog.format('role %s may not connect to this database: it runs as the role that owns it', o.owner)" \
+"   END AS problem" \
+"  FROM txbox." t "s o LEFT JOIN pg_catalog.pg_authid a" \
+"       ON a.oid OPERATOR(pg_catalog.=) o.owner::pg_catalog.oid" \
+" WHERE NOT o.paused"
+
+#define MANAGER_OWNER_UPDATE(t) \
+"UPDATE txbox." t "s o SET state = CASE WHEN p.problem IS NULL THEN 'running' ELSE 'failed' END," \
+"   last_error = COALESCE(p.problem, o.last_error)," \
+"   last_error_at = CASE WHEN p.problem IS NULL THEN o.last_error_at ELSE pg_catalog.now() END" \
+"  FROM p_" t " p WHERE o." t "_id OPERATOR(pg_catalog.=) p.id AND CASE" \
+"   WHEN p.problem IS NOT NULL" \
+"   THEN o.state OPERATOR(pg_catalog.<>) 'failed' OR o.last_error IS DISTINCT FROM p.problem" \
+"   ELSE o.state OPERATOR(pg_catalog.=) 'failed' AND (o.last_error OPERATOR(pg_catalog.~) '^owner role [0-9]+ was dropped$'" \
+"     OR o.last_error OPERATOR(pg_catalog.~) '^role .* (cannot log in|may not connect to this database): it runs as the role that owns it$')" \
+"   END"
+
+static const char *manager_owner_sql =
+"WITH p_relay AS (" MANAGER_OWNER_PROBLEM("relay") "),"
+" p_handler AS (" MANAGER_OWNER_PROBLEM("handler") "),"
+" r AS (" MANAGER_OWNER_UPDATE("relay") " RETURNING 1)"
+" " MANAGER_OWNER_UPDATE("handler");
+
+/*
+ * Show in its row that a relay or handler waits for a worker slot, and
+ * why; or that it runs again.
+ */
+static void
+manager_show_waiting(ManagedWorker *w, TxboxWait why, const char *name)
+{
+	bool		relay = w->kind == TXBOX_WORKER_RELAY;
+	Datum		args[2] = {Int32GetDatum(w->object_id), 0};
+	Oid			types[2] = {INT4OID, TEXTOID};
+	const char *sql;
+
+	if (why != TXBOX_WAIT_NONE)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("txbox cannot start %s \"%s\": %s",
+						relay ? "relay" : "handler", name, txbox_wait_reason(why))));
+		args[1] = CStringGetTextDatum(txbox_wait_reason(why));
+		sql = relay ?
+			"UPDATE txbox.relays SET state = 'waiting', last_error = $2, last_error_at = pg_catalog.now()"
+			" WHERE relay_id OPERATOR(pg_catalog.=) $1"
+			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS DISTINCT FROM $2)" :
+			"UPDATE txbox.handlers SET state = 'waiting', last_error = $2, last_error_at = pg_catalog.now()"
+			" WHERE handler_id OPERATOR(pg_catalog.=) $1"
+			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS DISTINCT FROM $2)";
+	}
+	else
+		sql = relay ?
+			"UPDATE txbox.relays SET state = 'running'"
+			" WHERE relay_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'waiting'" :
+			"UPDATE txbox.handlers SET state = 'running'"
+			" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'waiting'";
+	if (SPI_execute_with_args(sql, why != TXBOX_WAIT_NONE ? 2 : 1, types, args,
+							  NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "txbox manager: cannot update the state of %s \"%s\"",
+			 relay ? "relay" : "handler", name);
+	w->shown = why;
+}
 
 /*
  * Read the relays and handlers that should run and start the missing
- * workers.  Returns false when txbox is no longer installed; sets *again
- * when it started one.
+ * workers; show those that wait for a slot.  Returns false when txbox is
+ * no longer installed; sets *again when it started one.
  */
 static bool
 manager_reconcile(TimestampTz now, bool *again)
 {
 	int			n;
+	Datum		max_parallel = Int32GetDatum(txbox_max_parallel);
+	Oid			int4type = INT4OID;
 	struct
 	{
 		TxboxWorkerKind kind;
@@ -181,8 +264,9 @@ manager_reconcile(TimestampTz now, bool *again)
 	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (SPI_execute(manager_nologin_sql, false, 0) != SPI_OK_UPDATE ||
-		SPI_execute(manager_wanted_sql, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute(manager_owner_sql, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args(manager_wanted_sql, 1, &int4type, &max_parallel,
+							  NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "txbox manager: cannot read txbox.relays and txbox.handlers");
 	n = (int) SPI_processed;
 	if (n > 0)
@@ -200,8 +284,6 @@ manager_reconcile(TimestampTz now, bool *again)
 		want[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		strlcpy(want[i].name, SPI_getvalue(tup, desc, 5), NAMEDATALEN);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
 
 	for (int i = 0; i < mgr_nworkers; i++)
 		mgr_workers[i].wanted = false;
@@ -216,14 +298,10 @@ manager_reconcile(TimestampTz now, bool *again)
 		w->wanted = true;
 		if (w->slot >= 0 || now < w->next_start)
 			continue;
-		slot = txbox_slot_claim(want[i].kind, MyDatabaseId, w->object_id, w->part);
+		slot = txbox_slot_claim(want[i].kind, MyDatabaseId, w->object_id, w->part,
+								want[i].owner, &w->why);
 		if (slot < 0)
 		{
-			ereport(WARNING,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("txbox cannot start %s \"%s\": all txbox.max_workers slots are in use",
-							relay ? "relay" : "handler", want[i].name),
-					 errhint("Raise txbox.max_workers (needs a restart), or drop unused relays and handlers.")));
 			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
 			continue;
 		}
@@ -233,17 +311,48 @@ manager_reconcile(TimestampTz now, bool *again)
 			snprintf(name, sizeof(name), "txbox handler %s/%d", want[i].name, want[i].part);
 		/* waiting for its startup may have eaten a wake-up: look again */
 		*again = true;
+		w->handle = NULL;
 		if (txbox_start_worker(relay ? "txbox relay" : "txbox handler", name,
 							   relay ? "txbox_relay_main" : "txbox_handler_main",
 							   slot, want[i].owner, &w->handle))
 			w->slot = slot;
 		else
 		{
+			/* no handle: it could not even be registered */
+			w->why = w->handle ? TXBOX_WAIT_NONE : TXBOX_WAIT_BGWORKER;
 			txbox_slot_release(slot);
+			if (w->handle)
+				pfree(w->handle);
 			w->handle = NULL;
 			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
 		}
 	}
+
+	/*
+	 * Show each relay and handler waiting for a slot (a handler: any of its
+	 * workers), or running again, when that changed.  want[] is ordered by
+	 * relay or handler, then part.
+	 */
+	for (int i = 0; i < n;)
+	{
+		ManagedWorker *first = manager_worker(want[i].kind, want[i].object_id, 0);
+		TxboxWait	why = TXBOX_WAIT_NONE;
+		int			j;
+
+		for (j = i; j < n && want[j].kind == want[i].kind &&
+			 want[j].object_id == want[i].object_id; j++)
+		{
+			ManagedWorker *w = manager_worker(want[j].kind, want[j].object_id, want[j].part);
+
+			if (w->slot < 0 && w->why != TXBOX_WAIT_NONE && why == TXBOX_WAIT_NONE)
+				why = w->why;
+		}
+		if ((int) why != first->shown)
+			manager_show_waiting(first, why, want[i].name);
+		i = j;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
 	CommitTransactionCommand();
 
 	/*
@@ -260,6 +369,8 @@ manager_reconcile(TimestampTz now, bool *again)
 			continue;
 		w->failures = 0;
 		w->next_start = 0;
+		w->why = TXBOX_WAIT_NONE;
+		w->shown = -1;
 		if (w->slot >= 0 && txbox_shared->slots[w->slot].pid != 0)
 			kill(txbox_shared->slots[w->slot].pid, SIGTERM);
 	}

@@ -2,14 +2,17 @@
  * relay_api.c
  *		C helpers of the relay SQL API (txbox.create_relay and friends are
  *		PL/pgSQL in txbox--*.sql): calling them for the role at the call,
- *		whether workers can run, and waking the worker tree at commit.
+ *		whether workers can run, waking the worker tree at commit, and why a
+ *		manager waits.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
@@ -136,4 +139,56 @@ txbox_wake_at_commit_sql(PG_FUNCTION_ARGS)
 	else
 		elog(ERROR, "txbox._wake_at_commit: unknown \"%s\"", what);
 	PG_RETURN_VOID();
+}
+
+/*
+ * txbox._manager_waiting(OUT reason text, OUT since timestamptz) -- why this
+ * database's manager could not start, and since when (the launcher notes
+ * it); NULLs while it runs.  Without a manager nothing here updates the
+ * rows of txbox.relays and txbox.handlers: the status views show this.
+ */
+PG_FUNCTION_INFO_V1(txbox_manager_waiting);
+Datum
+txbox_manager_waiting(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2] = {0, 0};
+	bool		nulls[2] = {true, true};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "txbox._manager_waiting: return type must be a row type");
+	if (txbox_shared != NULL)
+	{
+		bool		running = false;
+		TxboxWait	why = TXBOX_WAIT_NONE;
+		TimestampTz since = 0;
+
+		LWLockAcquire(txbox_shared->lock, LW_SHARED);
+		for (int i = 0; i < txbox_shared->nslots && !running; i++)
+		{
+			TxboxSlot  *s = &txbox_shared->slots[i];
+
+			running = s->in_use && s->kind == TXBOX_WORKER_MANAGER &&
+				s->dboid == MyDatabaseId;
+		}
+		for (int i = 0; i < TXBOX_MAX_WAITING_DBS && !running; i++)
+		{
+			TxboxWaitingDb *w = &txbox_shared->waiting_dbs[i];
+
+			if (w->dboid == MyDatabaseId)
+			{
+				why = w->why;
+				since = w->since;
+			}
+		}
+		LWLockRelease(txbox_shared->lock);
+		if (!running && why != TXBOX_WAIT_NONE)
+		{
+			values[0] = CStringGetTextDatum(psprintf("the txbox manager of this database is %s",
+													 txbox_wait_reason(why)));
+			values[1] = TimestampTzGetDatum(since);
+			nulls[0] = nulls[1] = false;
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -12,7 +12,9 @@
  * as its main argument; the worker fills in its PGPROC, and marks the slot
  * exited when it ends; the starter then releases it (workers.h).  Readers that only want to set a latch read a slot without
  * the lock: a stale PGPROC pointer at worst wakes another process, which is
- * harmless.
+ * harmless.  Relay and handler workers claim within caps (per database, per
+ * owner) and leave txbox.reserved_manager_slots to managers; the launcher
+ * notes here why a database's manager could not start (waiting_dbs).
  *
  * Wake-ups.  A transaction that published (or changed relays) notes it in
  * backend-local flags; the transaction callback sets the latches of the
@@ -181,13 +183,22 @@ txbox_wake_at_commit(int what)
 
 /*
  * txbox_slot_claim -- reserve a free slot for a worker of kind in dboid,
- * for relay or handler object_id (part: which of a handler's workers).
- * Returns its index, or -1 when all txbox.max_workers slots are taken.
+ * for relay or handler object_id (part: which of a handler's workers)
+ * running as owner.  Returns its index, or -1 and in *why the reason when
+ * it may not start now: no free slot, a cap (txbox.max_workers_per_database,
+ * txbox.max_workers_per_role), or only the slots kept for managers left
+ * (txbox.reserved_manager_slots, less the managers running).  Managers
+ * take any free slot and count against no cap.
  */
 int
-txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 object_id, int part)
+txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 object_id, int part,
+				 Oid owner, TxboxWait *why)
 {
 	int			found = -1;
+	int			nfree = 0;
+	int			nmanagers = 0;
+	int			ndatabase = 0;
+	int			nrole = 0;
 
 	LWLockAcquire(txbox_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < txbox_shared->nslots; i++)
@@ -196,19 +207,107 @@ txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 object_id, int part)
 
 		if (!s->in_use)
 		{
-			memset(s, 0, sizeof(TxboxSlot));
-			s->in_use = true;
-			s->kind = kind;
-			s->dboid = dboid;
-			s->object_id = object_id;
-			s->part = part;
-			s->generation = ++txbox_shared->generation;
-			found = i;
-			break;
+			if (found < 0)
+				found = i;
+			nfree++;
 		}
+		else if (s->kind == TXBOX_WORKER_MANAGER)
+			nmanagers++;
+		else
+		{
+			ndatabase += s->dboid == dboid;
+			nrole += s->owner == owner;
+		}
+	}
+	*why = TXBOX_WAIT_NONE;
+	if (found < 0)
+		*why = TXBOX_WAIT_SLOTS;
+	else if (kind != TXBOX_WORKER_MANAGER)
+	{
+		if (txbox_max_workers_per_database > 0 && ndatabase >= txbox_max_workers_per_database)
+			*why = TXBOX_WAIT_DATABASE_CAP;
+		else if (txbox_max_workers_per_role > 0 && nrole >= txbox_max_workers_per_role)
+			*why = TXBOX_WAIT_ROLE_CAP;
+		else if (nfree <= txbox_reserved_manager_slots - nmanagers)
+			*why = TXBOX_WAIT_RESERVED;
+	}
+	if (*why != TXBOX_WAIT_NONE)
+		found = -1;
+	else
+	{
+		TxboxSlot  *s = &txbox_shared->slots[found];
+
+		memset(s, 0, sizeof(TxboxSlot));
+		s->in_use = true;
+		s->kind = kind;
+		s->dboid = dboid;
+		s->object_id = object_id;
+		s->part = part;
+		s->owner = owner;
+		s->generation = ++txbox_shared->generation;
 	}
 	LWLockRelease(txbox_shared->lock);
 	return found;
+}
+
+/* Why a worker waits, in words (for last_error): what is full, and the fix. */
+const char *
+txbox_wait_reason(TxboxWait why)
+{
+	switch (why)
+	{
+		case TXBOX_WAIT_NONE:
+			break;
+		case TXBOX_WAIT_SLOTS:
+			return "waiting for a worker slot: all txbox.max_workers slots are in use; raise txbox.max_workers and max_worker_processes (server restart), or drop unused relays and handlers";
+		case TXBOX_WAIT_RESERVED:
+			return "waiting for a worker slot: the free txbox.max_workers slots are kept for database managers (txbox.reserved_manager_slots); raise txbox.max_workers and max_worker_processes (server restart)";
+		case TXBOX_WAIT_DATABASE_CAP:
+			return "waiting for a worker slot: this database runs txbox.max_workers_per_database workers already; a superuser may raise it";
+		case TXBOX_WAIT_ROLE_CAP:
+			return "waiting for a worker slot: its owner runs txbox.max_workers_per_role workers already; a superuser may raise it";
+		case TXBOX_WAIT_BGWORKER:
+			return "waiting for a worker slot: no background worker slot is free; raise max_worker_processes (server restart)";
+	}
+	return NULL;
+}
+
+/*
+ * txbox_set_database_waiting -- the launcher notes why dboid's manager
+ * could not start (TXBOX_WAIT_NONE: it started), for
+ * txbox._manager_waiting().  At most TXBOX_MAX_WAITING_DBS databases are
+ * noted; more wait unnoted.
+ */
+void
+txbox_set_database_waiting(Oid dboid, TxboxWait why)
+{
+	TxboxWaitingDb *entry = NULL;
+	TxboxWaitingDb *unused = NULL;
+
+	LWLockAcquire(txbox_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < TXBOX_MAX_WAITING_DBS; i++)
+	{
+		TxboxWaitingDb *w = &txbox_shared->waiting_dbs[i];
+
+		if (w->dboid == dboid)
+			entry = w;
+		else if (w->dboid == InvalidOid && unused == NULL)
+			unused = w;
+	}
+	if (why == TXBOX_WAIT_NONE)
+	{
+		if (entry)
+			memset(entry, 0, sizeof(TxboxWaitingDb));
+	}
+	else if (entry == NULL && unused != NULL)
+	{
+		unused->dboid = dboid;
+		unused->why = why;
+		unused->since = GetCurrentTimestamp();
+	}
+	else if (entry != NULL)
+		entry->why = why;
+	LWLockRelease(txbox_shared->lock);
 }
 
 /* Give a slot back: its worker has ended (or never started). */

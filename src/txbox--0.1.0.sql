@@ -342,6 +342,14 @@ AS 'MODULE_PATHNAME', 'txbox_workers_available';
 -- txbox._<name>(caller, ...) as the extension's owner.  That role, caller,
 -- owns what it creates and may change only what its roles own.
 
+-- Why this database's manager could not start, and since when (NULLs while
+-- it runs): then no relay or handler here runs (the status views say so).
+CREATE FUNCTION txbox._manager_waiting(OUT reason text, OUT since timestamptz)
+RETURNS record
+LANGUAGE c VOLATILE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_manager_waiting';
+
 -- Options common to every relay, and per target.
 -- Options of a relay or handler (what): a JSON object of known keys
 -- (allowed), integers within their range (integers: {"key": [min, max,
@@ -833,19 +841,24 @@ AS $$
 				AND o.id <= r.batch_last_id)
 $$;
 
+-- state 'waiting': no worker runs for lack of a worker slot, last_error
+-- says why (the manager's row update, or this database's manager itself
+-- could not start: _manager_waiting).
 CREATE VIEW txbox.relay_status AS
 SELECT r.name, r.target, r.topics, r.owner,
-	   CASE WHEN r.paused THEN 'paused' ELSE r.state END AS state,
+	   CASE WHEN r.paused THEN 'paused' WHEN m.reason IS NOT NULL THEN 'waiting' ELSE r.state END AS state,
 	   r.snapshot AS position,
 	   r.last_delivered_at,
 	   b.messages AS lag_messages,
 	   coalesce(extract(epoch FROM now() - b.oldest), 0)::double precision AS lag_seconds,
 	   now() - b.oldest AS oldest_undelivered_age,
 	   r.delivered, r.retried, r.dead_lettered, r.duplicates,
-	   r.last_error, r.last_error_at,
+	   CASE WHEN m.reason IS NOT NULL AND NOT r.paused THEN m.reason ELSE r.last_error END AS last_error,
+	   CASE WHEN m.reason IS NOT NULL AND NOT r.paused THEN m.since ELSE r.last_error_at END AS last_error_at,
 	   r.options
-  FROM txbox.relays r, LATERAL txbox._relay_backlog(r) b;
-COMMENT ON VIEW txbox.relay_status IS 'one row per relay: state, position, lag, counters, last error';
+  FROM txbox.relays r, LATERAL txbox._relay_backlog(r) b, txbox._manager_waiting() m;
+COMMENT ON VIEW txbox.relay_status IS
+	'one row per relay: state (running, retrying, failed, paused, waiting for a worker slot), position, lag, counters, last error';
 
 ------------------------------------------------------------------------
 -- Inbox consumption: SQL consumers and handler workers
@@ -1105,6 +1118,11 @@ BEGIN
 	END IF;
 	PERFORM txbox._check_topics(topics);
 	options := txbox._handler_check_options(coalesce(options, '{}'));
+	IF (options->>'parallel')::integer > current_setting('txbox.max_parallel', true)::integer THEN
+		RAISE WARNING 'handler "%" asks for % workers: it runs txbox.max_parallel (%)',
+			name, options->>'parallel', current_setting('txbox.max_parallel')
+			USING HINT = 'A superuser may raise txbox.max_parallel.';
+	END IF;
 	PERFORM txbox._handler_check_function(handler, caller);
 	PERFORM txbox._check_caller_can_login(caller, 'handler');
 	IF EXISTS (SELECT 1 FROM txbox.handlers h WHERE h.name = _create_handler.name)
@@ -1220,9 +1238,12 @@ AS $$
 						  AND d.message_id = i.message_id::text)
 $$;
 
+-- state 'waiting' and 'failed' as in relay_status.
 CREATE VIEW txbox.handler_status AS
 SELECT h.name, h.topics, h.handler, h.owner,
 	   CASE WHEN h.paused THEN 'paused'
+			WHEN m.reason IS NOT NULL THEN 'waiting'
+			WHEN h.state IN ('waiting', 'failed') THEN h.state
 			WHEN EXISTS (SELECT 1 FROM txbox.handler_failures f
 						  WHERE f.handler_id = h.handler_id AND f.dead) THEN 'blocked'
 			ELSE h.state END AS state,
@@ -1230,10 +1251,13 @@ SELECT h.name, h.topics, h.handler, h.owner,
 	   b.messages AS lag_messages,
 	   coalesce(extract(epoch FROM now() - b.oldest), 0)::double precision AS lag_seconds,
 	   (SELECT count(*) FROM txbox.handler_failures f WHERE f.handler_id = h.handler_id) AS failing,
-	   h.last_processed_at, h.last_error, h.last_error_at, h.options
-  FROM txbox.handlers h, LATERAL txbox._consumer_backlog(h.name, h.topics) b;
+	   h.last_processed_at,
+	   CASE WHEN m.reason IS NOT NULL AND NOT h.paused THEN m.reason ELSE h.last_error END AS last_error,
+	   CASE WHEN m.reason IS NOT NULL AND NOT h.paused THEN m.since ELSE h.last_error_at END AS last_error_at,
+	   h.options
+  FROM txbox.handlers h, LATERAL txbox._consumer_backlog(h.name, h.topics) b, txbox._manager_waiting() m;
 COMMENT ON VIEW txbox.handler_status IS
-	'one row per handler: state (running, paused, retrying, blocked by a dead letter), counters, lag, last error';
+	'one row per handler: state (running, paused, retrying, blocked by a dead letter, failed, waiting for a worker slot), counters, lag, last error';
 
 ------------------------------------------------------------------------
 -- Retention, run by the per-database manager (src/manager.c)

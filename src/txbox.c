@@ -26,6 +26,10 @@ int			txbox_batch_size = 1000;
 int			txbox_outbox_retention = 5 * 60;	/* seconds */
 int			txbox_inbox_retention = 24 * 60 * 60;	/* seconds */
 int			txbox_dead_letter_retention = 30 * 24 * 60 * 60;	/* seconds */
+int			txbox_max_workers_per_database = 0;	/* 0: no cap */
+int			txbox_max_workers_per_role = 0; /* 0: no cap */
+int			txbox_reserved_manager_slots = 2;
+int			txbox_max_parallel = 4;
 
 void		_PG_init(void);
 
@@ -94,6 +98,38 @@ _PG_init(void)
 							&txbox_dead_letter_retention,
 							30 * 24 * 60 * 60, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.max_workers_per_database",
+							"Most relay and handler workers one database runs at once (0: no cap).",
+							"Others wait, shown as waiting in txbox.relay_status and txbox.handler_status.",
+							&txbox_max_workers_per_database,
+							0, 0, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.max_workers_per_role",
+							"Most relay and handler workers the relays and handlers of one role run at once, in all databases (0: no cap).",
+							"Others wait, shown as waiting in txbox.relay_status and txbox.handler_status.",
+							&txbox_max_workers_per_role,
+							0, 0, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.reserved_manager_slots",
+							"txbox.max_workers slots relays and handlers leave free for database managers.",
+							"Managers running count against it: set it to the number of databases with txbox.",
+							&txbox_reserved_manager_slots,
+							2, 0, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("txbox.max_parallel",
+							"Most workers one handler runs, whatever its \"parallel\" option asks.",
+							NULL,
+							&txbox_max_parallel,
+							4, 1, 16,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	if (process_shared_preload_libraries_in_progress)

@@ -22,6 +22,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "utils/timestamp.h"
 
 typedef enum TxboxWorkerKind
 {
@@ -43,6 +44,7 @@ typedef struct TxboxSlot
 	Oid			dboid;
 	int32		object_id;		/* relay or handler id */
 	int			part;			/* handler: which of its parallel workers */
+	Oid			owner;			/* role it runs as (relay, handler) */
 	uint64		generation;		/* tells a reused slot from the old one */
 	pid_t		pid;			/* 0 until the worker attached */
 	PGPROC	   *proc;
@@ -57,12 +59,39 @@ typedef struct TxboxSlot
  * A starter that restarts adopts the running workers of its slots.
  */
 
+/*
+ * Why a worker could not start (TXBOX_WAIT_NONE: it could).  The manager
+ * shows it in the relay's or handler's row; the launcher keeps it in
+ * shared memory for a database whose manager could not start, where
+ * txbox._manager_waiting() shows it.  txbox_wait_reason() says it in words.
+ */
+typedef enum TxboxWait
+{
+	TXBOX_WAIT_NONE = 0,
+	TXBOX_WAIT_SLOTS,			/* all txbox.max_workers slots in use */
+	TXBOX_WAIT_RESERVED,		/* the free slots are kept for managers */
+	TXBOX_WAIT_DATABASE_CAP,	/* txbox.max_workers_per_database */
+	TXBOX_WAIT_ROLE_CAP,		/* txbox.max_workers_per_role */
+	TXBOX_WAIT_BGWORKER			/* no max_worker_processes slot free */
+} TxboxWait;
+
+#define TXBOX_MAX_WAITING_DBS	64
+
+typedef struct TxboxWaitingDb
+{
+	Oid			dboid;			/* InvalidOid: entry unused */
+	TxboxWait	why;
+	TimestampTz since;
+} TxboxWaitingDb;
+
 typedef struct TxboxShared
 {
 	LWLock	   *lock;			/* slot allocation */
 	PGPROC	   *launcher;
 	bool		reprobe;		/* CREATE EXTENSION txbox committed somewhere */
 	uint64		generation;
+	/* databases whose manager the launcher could not start (launcher.c) */
+	TxboxWaitingDb waiting_dbs[TXBOX_MAX_WAITING_DBS];
 	int			nslots;
 	TxboxSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } TxboxShared;
@@ -74,13 +103,20 @@ extern int	txbox_max_workers;
 extern int	txbox_poll_interval;	/* ms */
 extern int	txbox_batch_size;
 extern int	txbox_outbox_retention;	/* s */
+extern int	txbox_max_workers_per_database;	/* 0: no cap */
+extern int	txbox_max_workers_per_role;	/* 0: no cap */
+extern int	txbox_reserved_manager_slots;
+extern int	txbox_max_parallel;
 
 /* shmem.c */
 extern void txbox_shmem_init(void);
 extern void txbox_wake_launcher(void);
 extern void txbox_wake_manager(Oid dboid);
 extern void txbox_wake_at_commit(int what);
-extern int	txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 object_id, int part);
+extern int	txbox_slot_claim(TxboxWorkerKind kind, Oid dboid, int32 object_id,
+							 int part, Oid owner, TxboxWait *why);
+extern const char *txbox_wait_reason(TxboxWait why);
+extern void txbox_set_database_waiting(Oid dboid, TxboxWait why);
 extern void txbox_slot_release(int slot);
 extern TxboxSlot *txbox_slot_attach(int slot);
 extern bool txbox_slot_gone(int slot, BackgroundWorkerHandle *handle);

@@ -201,7 +201,8 @@ $node->stop;
 
 my $small = PostgreSQL::Test::Cluster->new('small');
 $small->init;
-$small->append_conf('postgresql.conf', 'txbox.max_workers = 2');
+# no slot kept back for other databases' managers: one manager, one relay
+$small->append_conf('postgresql.conf', "txbox.max_workers = 2\ntxbox.reserved_manager_slots = 0");
 $small->start;
 # no manager for postgres: the launcher skips databases that refuse connections
 $small->safe_psql('template1', 'ALTER DATABASE postgres WITH ALLOW_CONNECTIONS false');
