@@ -217,10 +217,10 @@ manager_show_waiting(ManagedWorker *w, TxboxWait why, const char *name)
 		sql = relay ?
 			"UPDATE txbox.relays SET state = 'waiting', last_error = $2, last_error_at = pg_catalog.now()"
 			" WHERE relay_id OPERATOR(pg_catalog.=) $1"
-			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS DISTINCT FROM $2)" :
+			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $2)" :
 			"UPDATE txbox.handlers SET state = 'waiting', last_error = $2, last_error_at = pg_catalog.now()"
 			" WHERE handler_id OPERATOR(pg_catalog.=) $1"
-			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS DISTINCT FROM $2)";
+			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $2)";
 	}
 	else
 		sql = relay ?
