@@ -160,7 +160,10 @@ CREATE ROLE regress_txbox_nobody;
 CREATE ROLE regress_txbox_app;
 
 -- Nothing is granted to PUBLIC: a fresh role can use no schema, table,
--- sequence or function of the extension.
+-- sequence or function of the extension; only txbox._manager_waiting(),
+-- which the status views call for whoever reads them (it tells whether this
+-- database's manager waits for a worker slot), is executable (and useless
+-- without USAGE on the schema).
 CREATE TEMP VIEW ext_objects AS
 SELECT 'schema' AS kind, 'txbox' AS name, NULL::oid AS oid
 UNION ALL

@@ -276,6 +276,21 @@ RESET search_path;
 RESET ROLE;
 SELECT count(*) AS published, max(octet_length(key)) AS longest_key FROM txbox.outbox WHERE topic = 'sr.t' AND relay IS NULL;
 
+------------------------------------------------------------------------
+-- Operators: README's grants read the status views, with rows in them.
+------------------------------------------------------------------------
+CREATE ROLE regress_sr_ops;
+GRANT USAGE ON SCHEMA txbox TO regress_sr_ops;
+GRANT SELECT ON txbox.outbox, txbox.relay_status, txbox.handler_status, txbox.dead_letters TO regress_sr_ops;
+SET ROLE regress_sr_ops;
+SELECT (SELECT count(*) FROM txbox.relay_status WHERE name = 'sr_victim_relay') AS relays,
+	(SELECT count(*) FROM txbox.handler_status WHERE name = 'sr_victim_h') AS handlers,
+	(SELECT count(*) >= 0 FROM txbox.dead_letters) AS dead_letters;
+SELECT pg_temp.try($q$SELECT count(*) FROM txbox.relays$q$) AS relays_table;
+RESET ROLE;
+DROP OWNED BY regress_sr_ops;
+DROP ROLE regress_sr_ops;
+
 -- none of the hostile objects was ever called
 SELECT what, count(*) AS hostile_calls FROM public.sr_hostile_calls GROUP BY what ORDER BY what;
 

@@ -825,22 +825,6 @@ AS $$
 	 ORDER BY o.id
 $$;
 
--- Committed messages a relay has not delivered yet (its backlog).
-CREATE FUNCTION txbox._relay_backlog(r txbox.relays, OUT messages bigint, OUT oldest timestamptz)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT count(*), min(o.published_at)
-	  FROM txbox.outbox o
-	 WHERE o.txid >= pg_snapshot_xmin(r.snapshot)
-	   AND NOT pg_visible_in_snapshot(o.txid, r.snapshot)
-	   AND (r.topics IS NULL OR o.topic = ANY (r.topics))
-	   AND (o.relay IS NULL OR o.relay = r.name)
-	   AND NOT (r.batch_snapshot IS NOT NULL
-				AND pg_visible_in_snapshot(o.txid, r.batch_snapshot)
-				AND o.id <= r.batch_last_id)
-$$;
-
 -- state 'waiting': no worker runs for lack of a worker slot, last_error
 -- says why (the manager's row update, or this database's manager itself
 -- could not start: _manager_waiting).
@@ -856,7 +840,20 @@ SELECT r.name, r.target, r.topics, r.owner,
 	   CASE WHEN m.reason IS NOT NULL AND NOT r.paused THEN m.reason ELSE r.last_error END AS last_error,
 	   CASE WHEN m.reason IS NOT NULL AND NOT r.paused THEN m.since ELSE r.last_error_at END AS last_error_at,
 	   r.options
-  FROM txbox.relays r, LATERAL txbox._relay_backlog(r) b, txbox._manager_waiting() m;
+  FROM txbox.relays r,
+	   -- its backlog: committed messages it has not delivered yet (in the
+	   -- view, not a function: the view's readers need no privilege on the
+	   -- outbox or on a helper)
+	   LATERAL (SELECT count(*) AS messages, min(o.published_at) AS oldest
+				  FROM txbox.outbox o
+				 WHERE o.txid >= pg_snapshot_xmin(r.snapshot)
+				   AND NOT pg_visible_in_snapshot(o.txid, r.snapshot)
+				   AND (r.topics IS NULL OR o.topic = ANY (r.topics))
+				   AND (o.relay IS NULL OR o.relay = r.name)
+				   AND NOT (r.batch_snapshot IS NOT NULL
+							AND pg_visible_in_snapshot(o.txid, r.batch_snapshot)
+							AND o.id <= r.batch_last_id)) b,
+	   txbox._manager_waiting() m;
 COMMENT ON VIEW txbox.relay_status IS
 	'one row per relay: state (running, retrying, failed, paused, waiting for a worker slot), position, lag, counters, last error';
 
@@ -1224,20 +1221,6 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_api';
 
--- Messages a consumer has not processed yet (its backlog).
-CREATE FUNCTION txbox._consumer_backlog(consumer_name text, consumer_topics text[],
-										OUT messages bigint, OUT oldest timestamptz)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT count(*), min(i.received_at)
-	  FROM txbox.inbox i
-	 WHERE (consumer_topics IS NULL OR i.topic = ANY (consumer_topics))
-	   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
-					    WHERE d.consumer = consumer_name
-						  AND d.message_id = i.message_id::text)
-$$;
-
 -- state 'waiting' and 'failed' as in relay_status.
 CREATE VIEW txbox.handler_status AS
 SELECT h.name, h.topics, h.handler, h.owner,
@@ -1255,7 +1238,15 @@ SELECT h.name, h.topics, h.handler, h.owner,
 	   CASE WHEN m.reason IS NOT NULL AND NOT h.paused THEN m.reason ELSE h.last_error END AS last_error,
 	   CASE WHEN m.reason IS NOT NULL AND NOT h.paused THEN m.since ELSE h.last_error_at END AS last_error_at,
 	   h.options
-  FROM txbox.handlers h, LATERAL txbox._consumer_backlog(h.name, h.topics) b, txbox._manager_waiting() m;
+  FROM txbox.handlers h,
+	   -- its backlog: inbox messages of its topics it has not processed
+	   LATERAL (SELECT count(*) AS messages, min(i.received_at) AS oldest
+				  FROM txbox.inbox i
+				 WHERE (h.topics IS NULL OR i.topic = ANY (h.topics))
+				   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+								    WHERE d.consumer = h.name
+									  AND d.message_id = i.message_id::text)) b,
+	   txbox._manager_waiting() m;
 COMMENT ON VIEW txbox.handler_status IS
 	'one row per handler: state (running, paused, retrying, blocked by a dead letter, failed, waiting for a worker slot), counters, lag, last error';
 
@@ -1354,6 +1345,9 @@ $$;
 REVOKE ALL ON ALL TABLES IN SCHEMA txbox FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA txbox FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA txbox FROM PUBLIC;
+-- the status views call it for whoever reads them; it tells only whether
+-- this database's manager waits for a worker slot, and why
+GRANT EXECUTE ON FUNCTION txbox._manager_waiting() TO PUBLIC;
 
 -- A new txbox database: have the launcher start its manager at commit.
 SELECT txbox._wake_at_commit('launcher');
