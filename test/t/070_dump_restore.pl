@@ -22,9 +22,9 @@ my $conf = qq{max_worker_processes = 16\n};
 
 sub new_node
 {
-	my ($name, $db) = @_;
+	my ($name, $db, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf', $conf);
 	$node->start;
 	$node->safe_psql('postgres', "CREATE DATABASE $db");
@@ -115,13 +115,35 @@ $src1->command_ok([ 'pg_dump', '-Fc', '-d', 'shop', '-f', $src_dump ], 'pg_dump 
 my $sysid1 = $src1->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
 $src1->stop;
 
+# every message of public.sent at src (poison excepted) has exactly one
+# effect at tgt, once the handler has processed all it can (the poison
+# message stays a dead letter)
+sub check_effects
+{
+	my ($src, $tgt, $n, $what) = @_;
+	poll_ok($tgt, 'billing',
+		q{SELECT (SELECT count(*) FROM effects) || ' ' || lag_messages FROM txbox.handler_status WHERE name = 'apply'},
+		"$n 1", 90, "$what: the handler processed every message");
+	my %sent = map { $_ => 0 } split /\n/, $src->safe_psql('shop',
+		'SELECT message_id FROM public.sent WHERE NOT poison');
+	my ($doubled, $foreign) = (0, 0);
+	for my $id (split /\n/, $tgt->safe_psql('billing', 'SELECT message_id FROM public.effects'))
+	{
+		if (!exists $sent{$id}) { $foreign++; next; }
+		$doubled++ if $sent{$id}++;
+	}
+	my $missing = grep { $_ == 0 } values %sent;
+	is("$missing missing, $doubled doubled, $foreign not sent", '0 missing, 0 doubled, 0 not sent',
+		"$what: exactly one effect per message sent (" . scalar(keys %sent) . ')');
+}
+
 ######################################################################
 # The new pair, restored from the dumps as a user would
 ######################################################################
 
 my $tgt2 = new_node('tgt2', 'billing');
 $tgt2->command_ok([ 'pg_restore', '-d', 'billing', $tgt_dump ], 'pg_restore of the target');
-my $src2 = new_node('src2', 'shop');
+my $src2 = new_node('src2', 'shop', allows_streaming => 1);
 $src2->command_ok([ 'pg_restore', '-d', 'shop', $src_dump ], 'pg_restore of the source');
 
 isnt($src2->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
@@ -154,21 +176,13 @@ $src2->safe_psql('shop',
 $tgt2->safe_psql('billing', q{SELECT txbox.resume_handler('apply')});
 publish($src2, 41, 50);
 
-poll_ok($tgt2, 'billing', 'SELECT count(*) FROM effects', '50', 90,
-	'new pair: an effect for every message');
-my $sent = $src2->safe_psql('shop',
-	q{SELECT string_agg(message_id::text, ',' ORDER BY message_id) FROM public.sent WHERE NOT poison});
-is( $tgt2->safe_psql(
-		'billing', q{SELECT string_agg(message_id::text, ',' ORDER BY message_id) FROM public.effects}),
-	$sent, 'exactly one effect per message sent, none missing, none doubled');
-is($tgt2->safe_psql('billing', 'SELECT count(*) FROM effects WHERE n <> 0'), '50', 'no poison effect');
-
 # the relay delivered everything again; the restored target dropped what
 # it had (A and B)
 poll_ok($src2, 'shop', q{SELECT lag_messages = 0 AND duplicates >= 21 FROM txbox.relay_status},
-	't', 90, 'the restored target dropped the redelivered messages');
+	't', 90, 'new pair: relay done, the restored target dropped the redelivered messages');
 ok($src2->log_contains(qr/txbox relay "to_billing": position saved on cluster:timeline/),
 	'the relay adopted its position from another cluster');
+check_effects($src2, $tgt2, 50, 'new pair');
 is( $src2->safe_psql(
 		'shop', q{SELECT min(id) > (SELECT max(id) FROM txbox.outbox o JOIN public.sent s USING (message_id) WHERE s.n <= 40)
 				  FROM txbox.outbox o JOIN public.sent s USING (message_id) WHERE s.n > 40}),
@@ -180,6 +194,26 @@ $tgt2->safe_psql('billing',
 is($tgt2->safe_psql('billing', q{SELECT handler_id FROM txbox.handlers WHERE name = 'apply2'}),
 	'2', 'new handler after the restore');
 
-$src2->stop;
+######################################################################
+# Failover: a streaming standby of the restored source is promoted (a new
+# timeline); its relay starts again from what the outbox retains.
+######################################################################
+
+$src2->backup('bk');
+my $standby = PostgreSQL::Test::Cluster->new('src2_standby');
+$standby->init_from_backup($src2, 'bk', has_streaming => 1);
+$standby->start;
+publish($src2, 51, 55);
+$src2->wait_for_catchup($standby);
+$src2->stop('immediate');
+$standby->promote;
+publish($standby, 56, 60);
+poll_ok($standby, 'shop', q{SELECT lag_messages = 0 AND delivered > 51 FROM txbox.relay_status},
+	't', 90, 'after failover: the relay delivers again');
+ok($standby->log_contains(qr/txbox relay "to_billing": position saved on cluster:timeline \d+:1, this is \d+:2/),
+	'after failover: the relay adopted its position from the old timeline');
+check_effects($standby, $tgt2, 60, 'after failover');
+
+$standby->stop;
 $tgt2->stop;
 done_testing();
