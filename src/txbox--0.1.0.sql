@@ -1263,38 +1263,50 @@ AS $$
 $$;
 
 -- pg_restore loads txbox's state (marked below) with COPY after CREATE
--- EXTENSION.  These triggers fire for restored rows only: txbox writes
--- txid and ended_xid as pg_current_xact_id() and created_at as now(),
--- while a restored row carries a transaction id and a time from before
--- (publishing pays one comparison).
---  outbox, idempotency_keys: a restored txid belongs to the dumped cluster;
---    the row takes the restoring transaction's, so its message is new to
---    every relay position and is delivered (again); targets drop duplicates.
---  _generation_end: likewise, and a restored generation ends now.
+-- EXTENSION, and these triggers adapt what it loads:
+--  outbox, idempotency_keys: restored txids belong to the dumped cluster.
+--    Restored rows take the restoring transaction's: their messages are new
+--    to every relay position and are delivered (again), and the targets
+--    drop the duplicates; a restored generation ends now, by this
+--    transaction.  Statement triggers on the partitions: pg_restore writes
+--    into them, txbox only through the parent, which fires none of them
+--    (publishing pays nothing).
+--  _generation_end: restored rows likewise (txbox writes ended_xid as
+--    pg_current_xact_id(); a restored row carries an older one).
 --  _generation: the install script's rows take the restored generations;
 --    no rotation until the retention intervals passed from now.
 --  relays, handlers: a restored copy must not deliver to the original's
 --    targets, nor handle messages before the restore is complete: restored
---    relays and handlers are paused until txbox.resume_relay/_handler.
-CREATE FUNCTION txbox._restored_txid()
+--    relays and handlers (created_at is not now) are paused until
+--    txbox.resume_relay / txbox.resume_handler.
+CREATE FUNCTION txbox._restored_rows()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	n bigint;
 BEGIN
-	NEW.txid := pg_current_xact_id();
-	IF TG_ARGV[0] = 'outbox' THEN
-		PERFORM txbox._generation_restored('outbox', NEW.gen);
+	EXECUTE format('UPDATE txbox.%I SET txid = pg_current_xact_id()
+					 WHERE xmin = pg_current_xact_id()::xid AND txid <> pg_current_xact_id()',
+				   TG_TABLE_NAME);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 AND TG_ARGV[0] = 'outbox' THEN
+		PERFORM txbox._generation_restored('outbox', TG_ARGV[1]::smallint);
 	END IF;
-	RETURN NEW;
+	RETURN NULL;
 END
 $$;
-CREATE TRIGGER restored BEFORE INSERT ON txbox.outbox FOR EACH ROW
-	WHEN (NEW.txid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id())
-	EXECUTE FUNCTION txbox._restored_txid('outbox');
-CREATE TRIGGER restored BEFORE INSERT ON txbox.idempotency_keys FOR EACH ROW
-	WHEN (NEW.txid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id())
-	EXECUTE FUNCTION txbox._restored_txid('idempotency_keys');
+CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_0 FOR EACH STATEMENT
+	EXECUTE FUNCTION txbox._restored_rows('outbox', '0');
+CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_1 FOR EACH STATEMENT
+	EXECUTE FUNCTION txbox._restored_rows('outbox', '1');
+CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_2 FOR EACH STATEMENT
+	EXECUTE FUNCTION txbox._restored_rows('outbox', '2');
+CREATE TRIGGER restored AFTER INSERT ON txbox.idempotency_keys_0 FOR EACH STATEMENT
+	EXECUTE FUNCTION txbox._restored_rows('idempotency_keys', '0');
+CREATE TRIGGER restored AFTER INSERT ON txbox.idempotency_keys_1 FOR EACH STATEMENT
+	EXECUTE FUNCTION txbox._restored_rows('idempotency_keys', '1');
 
 CREATE FUNCTION txbox._restored_generation_end()
 RETURNS trigger
