@@ -27,6 +27,10 @@ COPY txbox.outbox_1 (gen, id, txid, message_id, topic, payload, published_at) FR
 1	9001	987654321	01a2325c-8924-74fb-9086-de08acfa04b3	restored	{"n": 1}	2026-01-01 00:00:00+00
 1	9002	987654322	01a2325c-8924-74fb-9086-de08acfa04b4	restored	{"n": 2}	2026-01-01 00:00:01+00
 \.
+-- as pg_dump --inserts writes them
+INSERT INTO txbox.outbox_1 (gen, id, txid, message_id, topic, payload, published_at)
+VALUES (1, 9003, '987654323', '01a2325c-8924-74fb-9086-de08acfa04b5', 'restored', '{"n": 3}',
+		'2026-01-01 00:00:02+00');
 SELECT id, txid = pg_current_xact_id() AS restoring_txid
   FROM txbox.outbox WHERE topic = 'restored' ORDER BY id;
 SELECT gen, ended_xid = pg_current_xact_id() AS ended_by_restore, ended_at = now() AS ended_now

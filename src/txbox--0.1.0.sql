@@ -1268,9 +1268,9 @@ $$;
 --    Restored rows take the restoring transaction's: their messages are new
 --    to every relay position and are delivered (again), and the targets
 --    drop the duplicates; a restored generation ends now, by this
---    transaction.  Statement triggers on the partitions: pg_restore writes
---    into them, txbox only through the parent, which fires none of them
---    (publishing pays nothing).
+--    transaction.  Statement triggers on the partitions, with the rows of
+--    the statement: pg_restore writes into the partitions, txbox only
+--    through the parent, which fires none of them (publishing pays nothing).
 --  _generation_end: restored rows likewise (txbox writes ended_xid as
 --    pg_current_xact_id(); a restored row carries an older one).
 --  _generation: the install script's rows take the restored generations;
@@ -1287,9 +1287,11 @@ AS $$
 DECLARE
 	n bigint;
 BEGIN
-	EXECUTE format('UPDATE txbox.%I SET txid = pg_current_xact_id()
-					 WHERE xmin = pg_current_xact_id()::xid AND txid <> pg_current_xact_id()',
-				   TG_TABLE_NAME);
+	EXECUTE format('UPDATE txbox.%I t SET txid = pg_current_xact_id() FROM restored r WHERE %s
+					   AND r.txid <> pg_current_xact_id()',
+				   TG_TABLE_NAME, CASE TG_ARGV[0]
+				   WHEN 'outbox' THEN 't.txid = r.txid AND t.id = r.id'
+				   ELSE 't.scope = r.scope AND t.key = r.key AND t.gen = r.gen' END);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF n > 0 AND TG_ARGV[0] = 'outbox' THEN
 		PERFORM txbox._generation_restored('outbox', TG_ARGV[1]::smallint);
@@ -1297,16 +1299,16 @@ BEGIN
 	RETURN NULL;
 END
 $$;
-CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_0 FOR EACH STATEMENT
-	EXECUTE FUNCTION txbox._restored_rows('outbox', '0');
-CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_1 FOR EACH STATEMENT
-	EXECUTE FUNCTION txbox._restored_rows('outbox', '1');
-CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_2 FOR EACH STATEMENT
-	EXECUTE FUNCTION txbox._restored_rows('outbox', '2');
-CREATE TRIGGER restored AFTER INSERT ON txbox.idempotency_keys_0 FOR EACH STATEMENT
-	EXECUTE FUNCTION txbox._restored_rows('idempotency_keys', '0');
-CREATE TRIGGER restored AFTER INSERT ON txbox.idempotency_keys_1 FOR EACH STATEMENT
-	EXECUTE FUNCTION txbox._restored_rows('idempotency_keys', '1');
+CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_0 REFERENCING NEW TABLE AS restored
+	FOR EACH STATEMENT EXECUTE FUNCTION txbox._restored_rows('outbox', '0');
+CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_1 REFERENCING NEW TABLE AS restored
+	FOR EACH STATEMENT EXECUTE FUNCTION txbox._restored_rows('outbox', '1');
+CREATE TRIGGER restored AFTER INSERT ON txbox.outbox_2 REFERENCING NEW TABLE AS restored
+	FOR EACH STATEMENT EXECUTE FUNCTION txbox._restored_rows('outbox', '2');
+CREATE TRIGGER restored AFTER INSERT ON txbox.idempotency_keys_0 REFERENCING NEW TABLE AS restored
+	FOR EACH STATEMENT EXECUTE FUNCTION txbox._restored_rows('idempotency_keys', '0');
+CREATE TRIGGER restored AFTER INSERT ON txbox.idempotency_keys_1 REFERENCING NEW TABLE AS restored
+	FOR EACH STATEMENT EXECUTE FUNCTION txbox._restored_rows('idempotency_keys', '1');
 
 CREATE FUNCTION txbox._restored_generation_end()
 RETURNS trigger
