@@ -111,9 +111,15 @@ static TxboxPlan relay_load_plan = {
 	"   '10s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
 	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
 	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id"
+	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id,"
+	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster()"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
 	2, {INT4OID, INT4OID}
+};
+
+static TxboxPlan relay_adopt_plan = {
+	"SELECT txbox._relays_adopt()",
+	0, {InvalidOid}
 };
 
 static TxboxPlan relay_snapshot_plan = {
@@ -190,8 +196,9 @@ relay_int_col(int col)
 
 /*
  * Read the relay's configuration (into cfg, in cxt) and, when no batch is
- * open in memory, its saved position.  Returns false if the relay is gone or
- * paused.  Must run inside relay_xact_begin.
+ * open in memory, its saved position; a position saved on another cluster
+ * or timeline is adopted first (txbox._relays_adopt).  Returns false if the
+ * relay is gone or paused.  Must run inside relay_xact_begin.
  */
 static bool
 relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
@@ -221,7 +228,15 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 	if (!*topics_null)
 		*topics = SPI_datumTransfer(*topics, false, -1);
 
-	if (batch.prev == NULL)
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 16, &isnull)))
+	{
+		/* saved on another cluster or timeline: start from the beginning */
+		txbox_exec(&relay_adopt_plan, NULL, NULL, false, 0);
+		MemoryContextReset(relay_batch_cxt);
+		memset(&batch, 0, sizeof(batch));
+		batch.prev = MemoryContextStrdup(relay_batch_cxt, "1:1:");
+	}
+	else if (batch.prev == NULL)
 	{
 		batch.prev = relay_text_col(13, relay_batch_cxt);
 		batch.cur = relay_text_col(14, relay_batch_cxt);
