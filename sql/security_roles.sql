@@ -11,23 +11,6 @@ RESET client_min_messages;
 \set SHOW_CONTEXT never
 
 \i sql/include/try.sql
--- the same, with its own SQL qualified: under the hostile search_path below
--- only txbox's SQL is tested
-CREATE OR REPLACE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st text;
-	msg text;
-	hint text;
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		hint = PG_EXCEPTION_HINT;
-	RETURN st OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) msg OPERATOR(pg_catalog.||)
-		CASE WHEN hint IS NULL OR hint OPERATOR(pg_catalog.=) '' THEN ''
-			 ELSE ' (HINT: ' OPERATOR(pg_catalog.||) hint OPERATOR(pg_catalog.||) ')' END;
-END $$;
 
 -- (roles left over by an interrupted earlier run)
 DO $$

@@ -13,5 +13,8 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
 	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
 		hint = PG_EXCEPTION_HINT;
-	RETURN st || ' ' || msg || coalesce(' (HINT: ' || nullif(hint, '') || ')', '');
+	-- qualified: tests run it under hostile search_paths too
+	RETURN st OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) msg OPERATOR(pg_catalog.||)
+		CASE WHEN hint IS NULL OR hint OPERATOR(pg_catalog.=) '' THEN ''
+			 ELSE ' (HINT: ' OPERATOR(pg_catalog.||) hint OPERATOR(pg_catalog.||) ')' END;
 END $$;
