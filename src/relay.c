@@ -66,7 +66,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "relay.h"
+#include "targets/target.h"
 #include "txbox.h"
 #include "workers.h"
 
@@ -99,6 +99,7 @@ static int	relay_failures = 0;	/* consecutive failed iterations */
 static int	relay_backoff_max_ms = 30000;	/* the relay's backoff_max */
 static char *relay_name = NULL;
 static char *relay_source = NULL;	/* "database/relay", as the inbox records it */
+static const TargetCallbacks *relay_target = NULL;	/* once the relay is loaded */
 
 static TxboxPlan relay_load_plan = {
 	"SELECT name, target, owner::pg_catalog.oid, paused,"
@@ -390,26 +391,6 @@ relay_record_error(int32 relay_id, const char *state, const char *message)
 }
 
 /*
- * txbox_delivery_result -- what a target's error with sqlstate (five
- * characters, NULL if unknown) means for the page of messages that raised
- * it, remotely or here: a data error (class 22 or 23, or 54000: too large)
- * rejects its messages, a statement timeout or cancel (57014) asks for a
- * smaller page, anything else is retried as it is.
- */
-DeliveryResult
-txbox_delivery_result(const char *sqlstate)
-{
-	if (sqlstate == NULL)
-		return DELIVERY_RETRY;
-	if (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0 ||
-		strcmp(sqlstate, "54000") == 0)
-		return DELIVERY_REJECTED;
-	if (strcmp(sqlstate, "57014") == 0)
-		return DELIVERY_TIMEOUT;
-	return DELIVERY_RETRY;
-}
-
-/*
  * The number of messages of the next page: batch_size, one while isolating
  * the culprit of a rejected page, at most page_max after a timeout.
  */
@@ -426,36 +407,44 @@ relay_page_size(const RelayConfig *cfg)
 }
 
 /*
- * Deliver the next page (n messages) of the open batch.  Returns the
- * result; on failure *error says why (palloc'd).
+ * Deliver the next page (n messages) of the open batch through the relay's
+ * target.  Returns the result; on failure *error says why (palloc'd).
  */
 static DeliveryResult
 relay_deliver_page(RelayConfig *cfg, int n, char **error)
 {
 	Datum		args[2];
+	RelayPage	page = {0};
+	int			duplicates = 0;
 	DeliveryResult res;
 
-	if (strcmp(cfg->target, "notify") == 0)
+	if (relay_target->connect != NULL)
 	{
-		/* NOTIFY and the position commit together: exactly once */
-		txbox_xact_begin("txbox relay: notify");
+		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
+		*error = relay_target->connect(cfg);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (*error != NULL)
+			return DELIVERY_RETRY;
+	}
+
+	if (relay_target->in_relay_xact)
+	{
+		/* delivery and the position commit together: exactly once */
+		txbox_xact_begin("txbox relay: delivering");
 		relay_key_args(batch.next, n, args);
-		res = txbox_notify_deliver(cfg, args[0], args[1], error);
+		page.count = n;
+		page.txids = args[0];
+		page.ids = args[1];
+		res = relay_target->deliver(cfg, &page, &duplicates, error);
 		if (res != DELIVERY_OK)
 		{
-			/* nothing was sent (the notifications were rolled back) */
+			/* the target undid what it did (nothing was sent) */
 			txbox_xact_commit();
 			return res;
 		}
-		relay_save(cfg, batch.next + n, n, 0, 0);
-		txbox_xact_commit();
-		batch.next += n;
-		return DELIVERY_OK;
 	}
 	else
 	{
-		RelayPage	page;
-		int			inserted = 0;
 		bool		isnull;
 
 		/* read the page into memory, then deliver outside any transaction */
@@ -466,7 +455,7 @@ relay_deliver_page(RelayConfig *cfg, int n, char **error)
 												 RELAY_PAGE_COLUMNS + 1, &isnull));
 		if (page.count != n)
 			elog(ERROR, "txbox relay \"%s\": %d of %d messages of a batch are missing from the outbox",
-				 cfg->name, n - (int) page.count, n);
+				 cfg->name, n - page.count, n);
 		for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
 		{
 			Datum		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -478,17 +467,16 @@ relay_deliver_page(RelayConfig *cfg, int n, char **error)
 		txbox_xact_commit();
 
 		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
-		res = txbox_postgres_deliver(cfg, relay_source, &page, &inserted, error);
+		res = relay_target->deliver(cfg, &page, &duplicates, error);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		if (res != DELIVERY_OK)
 			return res;
-
 		txbox_xact_begin("txbox relay: saving position");
-		relay_save(cfg, batch.next + n, n, 0, n - inserted);
-		txbox_xact_commit();
-		batch.next += n;
-		return DELIVERY_OK;
 	}
+	relay_save(cfg, batch.next + n, n, 0, duplicates);
+	txbox_xact_commit();
+	batch.next += n;
+	return DELIVERY_OK;
 }
 
 /* keys[next] was rejected max_attempts times: dead-letter it and go on. */
@@ -540,6 +528,8 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		pgstat_report_appname(psprintf("txbox relay %s", cfg.name));
 		txbox_worker_name("relay", cfg.name);
 	}
+	cfg.source = relay_source;
+	relay_target = txbox_target_lookup(cfg.target);
 	if (batch.cur == NULL || batch.txids == NULL)
 		relay_open_batch(&cfg, topics, topics_null);
 	if (batch.nkeys == batch.next)
@@ -680,7 +670,8 @@ txbox_relay_main(Datum arg)
 			ErrorData  *edata;
 
 			edata = txbox_worker_recover(loop_cxt);
-			txbox_postgres_disconnect();
+			if (relay_target != NULL && relay_target->disconnect != NULL)
+				relay_target->disconnect();
 			ereport(LOG,
 					(errmsg("txbox relay \"%s\" failed: %s",
 							relay_name ? relay_name : "?", edata->message)));

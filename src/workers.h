@@ -8,7 +8,7 @@
  *	manager.c	one per database; starts the relay and handler workers,
  *				restarts them with backoff, runs retention
  *	relay.c		one per relay; moves committed outbox messages to its
- *				target (targets/postgres.c, targets/notify.c)
+ *				target, through targets/target.h
  *	handler.c	"parallel" per handler; calls the handler function for
  *				each inbox message, exactly once
  *	shmem.c		worker slots and commit-time wake-ups

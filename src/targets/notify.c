@@ -3,9 +3,10 @@
  *		The notify target: NOTIFY a channel for every message, for
  *		listeners in the same database.
  *
- * Runs inside the relay's own transaction, which also saves the relay's
- * position: the notifications are sent if and only if the position moves,
- * so each message is notified once per commit of the relay.  The payload is
+ * Runs inside the relay's own transaction (in_relay_xact, target.h), which
+ * also saves the relay's position: the notifications are sent if and only
+ * if the position moves, so each message is notified once per commit of
+ * the relay.  The payload is
  * JSON: message_id, topic, key, headers and the payload (binary ones as
  * payload_base64); a message over NOTIFY's 8000-byte limit is sent without
  * its payload, with "payload_omitted": true.  One still over the limit
@@ -21,7 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/resowner.h"
 
-#include "relay.h"
+#include "target.h"
 #include "txbox.h"
 
 static TxboxPlan notify_plan = {
@@ -41,20 +42,24 @@ static TxboxPlan notify_plan = {
 };
 
 /*
- * txbox_notify_deliver -- NOTIFY cfg->channel for the messages whose keys
- * are txids (xid8[]) and ids (bigint[]), in that order.  Must run in the
- * relay's transaction, connected to SPI.  Returns DELIVERY_OK, or, when
- * NOTIFY raised an error, what it means for the page (the subtransaction
- * the notifications ran in is rolled back, so none of them is sent) and
- * *error says why (palloc'd in the caller's context).
+ * notify_deliver -- the deliver callback: NOTIFY cfg->channel for the
+ * page's messages, in its order.  Runs in the relay's transaction,
+ * connected to SPI (in_relay_xact).  Returns DELIVERY_OK (no duplicates:
+ * what is notified is not notified again), or, when NOTIFY raised an error,
+ * what it means for the page (the subtransaction the notifications ran in
+ * is rolled back, so none of them is sent) and *error says why (palloc'd in
+ * the caller's context).
  */
-DeliveryResult
-txbox_notify_deliver(const RelayConfig *cfg, Datum txids, Datum ids, char **error)
+static DeliveryResult
+notify_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
+			   char **error)
 {
-	Datum		args[3] = {txids, ids, CStringGetTextDatum(cfg->channel)};
+	Datum		args[3] = {page->txids, page->ids, CStringGetTextDatum(cfg->channel)};
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	DeliveryResult res = DELIVERY_OK;
+
+	*duplicates = 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -82,3 +87,9 @@ txbox_notify_deliver(const RelayConfig *cfg, Datum txids, Datum ids, char **erro
 	CurrentResourceOwner = owner;
 	return res;
 }
+
+const TargetCallbacks txbox_notify_target = {
+	.name = "notify",
+	.in_relay_xact = true,
+	.deliver = notify_deliver,
+};

@@ -3,6 +3,9 @@
  *		The postgres target: deliver a relay's messages into another
  *		PostgreSQL database's txbox.inbox, over libpq.
  *
+ * Delivers outside the relay's transaction (target.h): the relay reads a
+ * page into memory, connects, sends it, then saves its position.
+ *
  * The endpoint is a FOREIGN SERVER of txbox_fdw and the credentials the
  * relay owner's USER MAPPING, as postgres_fdw keeps them (fdw.c validates
  * the options).  A relay owned by a non-superuser must authenticate with
@@ -18,9 +21,9 @@
  * COMMITTED receive.
  *
  * libpq is used without ever blocking: PQconnectStartParams/PQconnectPoll
- * and PQsendQueryParams/PQconsumeInput, each wait a WaitLatchOrSocket with
- * a deadline, so SIGTERM, pg_terminate_backend and postmaster death are
- * honoured at once even when the target hangs.  TCP keepalives are on.  A
+ * and PQsendQueryParams/PQconsumeInput, each wait on the socket with a
+ * deadline (txbox_target_wait_socket), so SIGTERM, pg_terminate_backend
+ * and postmaster death are honoured at once even when the target hangs.  TCP keepalives are on.  A
  * page of messages is one statement, SELECT txbox._inbox_receive(...) with
  * one binary array per column, run as its own remote transaction: the
  * remote inbox drops message ids it already has, so repeating a page after
@@ -33,42 +36,40 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
 #include "libpq-fe.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "relay.h"
+#include "target.h"
 #include "txbox.h"
-#include "workers.h"
 
-static PGconn *pg_conn = NULL;
-static char *pg_conn_key = NULL;	/* server and options pg_conn was made with */
-static bool pg_conn_stale = false;	/* a server or user mapping changed since */
-static bool pg_callbacks_registered = false;
+static PGconn *remote_conn = NULL;
+static char *remote_conn_key = NULL;	/* server and options remote_conn was made with */
+static bool remote_conn_stale = false;	/* a server or user mapping changed since */
+static bool remote_callbacks_registered = false;
 
-static const char *pg_receive_sql =
+static const char *remote_receive_sql =
 "SELECT txbox._inbox_receive($1, $2::pg_catalog.uuid[], $3::pg_catalog.text[],"
 " $4::pg_catalog.text[], $5::pg_catalog.jsonb[], $6::pg_catalog.jsonb[],"
 " $7::pg_catalog.bytea[], $8::pg_catalog.timestamptz[])";
 
-void
-txbox_postgres_disconnect(void)
+static void
+remote_disconnect(void)
 {
-	if (pg_conn != NULL)
-		PQfinish(pg_conn);
-	pg_conn = NULL;
-	if (pg_conn_key != NULL)
-		pfree(pg_conn_key);
-	pg_conn_key = NULL;
+	if (remote_conn != NULL)
+		PQfinish(remote_conn);
+	remote_conn = NULL;
+	if (remote_conn_key != NULL)
+		pfree(remote_conn_key);
+	remote_conn_key = NULL;
 }
 
 /*
@@ -76,14 +77,14 @@ txbox_postgres_disconnect(void)
  * whom we connect: reconnect before the next delivery, as postgres_fdw does.
  */
 static void
-pg_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+remote_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	pg_conn_stale = true;
+	remote_conn_stale = true;
 }
 
 /* *error = a copy of libpq's message, one line, prefixed with what failed */
 static char *
-pg_error(const char *what, const char *msg)
+remote_error(const char *what, const char *msg)
 {
 	char	   *s = psprintf("%s: %s", what, msg ? msg : "unknown error");
 	int			len = strlen(s);
@@ -96,38 +97,9 @@ pg_error(const char *what, const char *msg)
 	return s;
 }
 
-/*
- * Wait until the socket is ready for reading or writing, or the deadline.
- * Returns false on timeout.  Our latch (a commit, a reload) does not end
- * the wait; interrupts (SIGTERM) do, through CHECK_FOR_INTERRUPTS.
- */
-static bool
-pg_wait_socket(bool for_write, TimestampTz deadline)
-{
-	for (;;)
-	{
-		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		int			rc;
-
-		if (timeout <= 0)
-			return false;
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH |
-							   (for_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE),
-							   PQsocket(pg_conn), timeout, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-			return true;
-	}
-}
-
 /* Look up the server and the owner's user mapping: libpq keywords/values. */
 static void
-pg_conn_params(const RelayConfig *cfg, const char ***keywords, const char ***values,
+remote_conn_params(const RelayConfig *cfg, const char ***keywords, const char ***values,
 			   bool *has_password, bool *password_required)
 {
 	ForeignServer *server = GetForeignServerByName(cfg->server, false);
@@ -191,7 +163,7 @@ pg_conn_params(const RelayConfig *cfg, const char ***keywords, const char ***val
  * without a password) are raised as ERRORs: the relay records them.
  */
 static char *
-pg_connect(const RelayConfig *cfg)
+remote_connect(const RelayConfig *cfg)
 {
 	const char **keywords;
 	const char **values;
@@ -203,20 +175,20 @@ pg_connect(const RelayConfig *cfg)
 
 	char	   *key = psprintf("%s/%d", cfg->server, cfg->statement_timeout_ms);
 
-	if (!pg_callbacks_registered)
+	if (!remote_callbacks_registered)
 	{
-		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, pg_inval_callback, (Datum) 0);
-		CacheRegisterSyscacheCallback(USERMAPPINGOID, pg_inval_callback, (Datum) 0);
-		pg_callbacks_registered = true;
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, remote_inval_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(USERMAPPINGOID, remote_inval_callback, (Datum) 0);
+		remote_callbacks_registered = true;
 	}
 	/* reuse the connection unless the server, its options or ours changed */
-	if (pg_conn != NULL && !pg_conn_stale && pg_conn_key != NULL &&
-		strcmp(pg_conn_key, key) == 0 && PQstatus(pg_conn) == CONNECTION_OK)
+	if (remote_conn != NULL && !remote_conn_stale && remote_conn_key != NULL &&
+		strcmp(remote_conn_key, key) == 0 && PQstatus(remote_conn) == CONNECTION_OK)
 		return NULL;
-	txbox_postgres_disconnect();
-	pg_conn_stale = false;
+	remote_disconnect();
+	remote_conn_stale = false;
 
-	pg_conn_params(cfg, &keywords, &values, &has_password, &password_required);
+	remote_conn_params(cfg, &keywords, &values, &has_password, &password_required);
 	if (!superuser && password_required && !has_password)
 		ereport(ERROR,
 				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
@@ -225,14 +197,14 @@ pg_connect(const RelayConfig *cfg)
 						   cfg->name, cfg->server),
 				 errhint("Add the option password to the user mapping (ALTER USER MAPPING ... OPTIONS (ADD password '...')).")));
 
-	pg_conn = PQconnectStartParams(keywords, values, false);
-	if (pg_conn == NULL)
+	remote_conn = PQconnectStartParams(keywords, values, false);
+	if (remote_conn == NULL)
 		return pstrdup("could not connect: out of memory");
-	if (PQstatus(pg_conn) == CONNECTION_BAD)
+	if (PQstatus(remote_conn) == CONNECTION_BAD)
 	{
-		char	   *e = pg_error("could not connect to the target", PQerrorMessage(pg_conn));
+		char	   *e = remote_error("could not connect to the target", PQerrorMessage(remote_conn));
 
-		txbox_postgres_disconnect();
+		remote_disconnect();
 		return e;
 	}
 
@@ -243,23 +215,23 @@ pg_connect(const RelayConfig *cfg)
 			break;
 		if (st == PGRES_POLLING_FAILED)
 		{
-			char	   *e = pg_error("could not connect to the target", PQerrorMessage(pg_conn));
+			char	   *e = remote_error("could not connect to the target", PQerrorMessage(remote_conn));
 
-			txbox_postgres_disconnect();
+			remote_disconnect();
 			return e;
 		}
-		if (!pg_wait_socket(st == PGRES_POLLING_WRITING, deadline))
+		if (!txbox_target_wait_socket(PQsocket(remote_conn), st == PGRES_POLLING_WRITING, deadline))
 		{
-			txbox_postgres_disconnect();
+			remote_disconnect();
 			return psprintf("could not connect to the target: timed out after %d ms",
 							cfg->connect_timeout_ms);
 		}
-		st = PQconnectPoll(pg_conn);
+		st = PQconnectPoll(remote_conn);
 	}
 
-	if (!superuser && password_required && !PQconnectionUsedPassword(pg_conn))
+	if (!superuser && password_required && !PQconnectionUsedPassword(remote_conn))
 	{
-		txbox_postgres_disconnect();
+		remote_disconnect();
 		ereport(ERROR,
 				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
 				 errmsg("password is required"),
@@ -267,28 +239,48 @@ pg_connect(const RelayConfig *cfg)
 						   cfg->name),
 				 errhint("Target server's authentication method must be changed, or a superuser may set password_required 'false' in the user mapping.")));
 	}
-	if (PQsetnonblocking(pg_conn, 1) != 0)
+	if (PQsetnonblocking(remote_conn, 1) != 0)
 	{
-		char	   *e = pg_error("could not configure the connection", PQerrorMessage(pg_conn));
+		char	   *e = remote_error("could not configure the connection", PQerrorMessage(remote_conn));
 
-		txbox_postgres_disconnect();
+		remote_disconnect();
 		return e;
 	}
-	pg_conn_key = MemoryContextStrdup(TopMemoryContext, key);
+	remote_conn_key = MemoryContextStrdup(TopMemoryContext, key);
 	return NULL;
 }
 
 /*
- * txbox_postgres_deliver -- store page in the target's txbox.inbox.
- *
- * Called outside any transaction.  Returns DELIVERY_OK with *inserted = the
- * number of messages that were new there, else what the failure means for
- * the page (DELIVERY_REJECTED, DELIVERY_TIMEOUT: the target's statement
- * timeout or our deadline, DELIVERY_RETRY); *error says why.
+ * postgres_connect -- the connect callback: reuse the connection or make a
+ * new one, outside any transaction.
  */
-DeliveryResult
-txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
-					   const RelayPage *page, int *inserted, char **error)
+static char *
+postgres_connect(const RelayConfig *cfg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *error;
+
+	/* catalog lookups for the connection need a transaction */
+	StartTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	error = remote_connect(cfg);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	return error;
+}
+
+/*
+ * postgres_deliver -- the deliver callback: store page in the target's
+ * txbox.inbox, over the connection postgres_connect made.
+ *
+ * Called outside any transaction.  Returns DELIVERY_OK with *duplicates =
+ * the number of messages the target already had, else what the failure
+ * means for the page (DELIVERY_REJECTED, DELIVERY_TIMEOUT: the target's
+ * statement timeout or our deadline, DELIVERY_RETRY); *error says why.
+ */
+static DeliveryResult
+postgres_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
+				 char **error)
 {
 	const char *values[RELAY_PAGE_COLUMNS + 1];
 	int			lengths[RELAY_PAGE_COLUMNS + 1];
@@ -299,18 +291,9 @@ txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
 	PGresult   *res;
 	DeliveryResult result = DELIVERY_OK;
 	int			flush;
-	MemoryContext caller = CurrentMemoryContext;
 
-	/* catalog lookups for the connection need a transaction */
-	StartTransactionCommand();
-	MemoryContextSwitchTo(caller);
-	*error = pg_connect(cfg);
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(caller);
-	if (*error != NULL)
-		return DELIVERY_RETRY;
-
-	values[0] = source;
+	*error = NULL;
+	values[0] = cfg->source;
 	lengths[0] = 0;
 	formats[0] = 0;
 	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
@@ -323,61 +306,69 @@ txbox_postgres_deliver(const RelayConfig *cfg, const char *source,
 	/* the statement may take statement_timeout there; allow a little more */
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   cfg->statement_timeout_ms + 5000);
-	if (!PQsendQueryParams(pg_conn, pg_receive_sql, RELAY_PAGE_COLUMNS + 1, types,
+	if (!PQsendQueryParams(remote_conn, remote_receive_sql, RELAY_PAGE_COLUMNS + 1, types,
 						   values, lengths, formats, 0))
 	{
-		*error = pg_error("could not send to the target", PQerrorMessage(pg_conn));
-		txbox_postgres_disconnect();
+		*error = remote_error("could not send to the target", PQerrorMessage(remote_conn));
+		remote_disconnect();
 		return DELIVERY_RETRY;
 	}
-	while ((flush = PQflush(pg_conn)) == 1)
+	while ((flush = PQflush(remote_conn)) == 1)
 	{
-		if (!pg_wait_socket(true, deadline))
+		if (!txbox_target_wait_socket(PQsocket(remote_conn), true, deadline))
 			break;
 	}
 	if (flush != 0)
 	{
-		*error = flush < 0 ? pg_error("could not send to the target", PQerrorMessage(pg_conn))
+		*error = flush < 0 ? remote_error("could not send to the target", PQerrorMessage(remote_conn))
 			: psprintf("timed out after %d ms sending to the target", cfg->statement_timeout_ms + 5000);
-		txbox_postgres_disconnect();
+		remote_disconnect();
 		return flush < 0 ? DELIVERY_RETRY : DELIVERY_TIMEOUT;
 	}
 
 	/* collect every result until NULL, keeping the first failure */
 	for (;;)
 	{
-		while (PQisBusy(pg_conn))
+		while (PQisBusy(remote_conn))
 		{
-			if (!pg_wait_socket(false, deadline) || !PQconsumeInput(pg_conn))
+			if (!txbox_target_wait_socket(PQsocket(remote_conn), false, deadline) || !PQconsumeInput(remote_conn))
 			{
-				bool		lost = PQstatus(pg_conn) == CONNECTION_BAD || !PQconsumeInput(pg_conn);
+				bool		lost = PQstatus(remote_conn) == CONNECTION_BAD || !PQconsumeInput(remote_conn);
 
 				if (*error == NULL)
 					*error = lost
-						? pg_error("lost the connection to the target", PQerrorMessage(pg_conn))
+						? remote_error("lost the connection to the target", PQerrorMessage(remote_conn))
 						: psprintf("timed out after %d ms waiting for the target",
 								   cfg->statement_timeout_ms + 5000);
-				txbox_postgres_disconnect();
+				remote_disconnect();
 				return lost ? DELIVERY_RETRY : DELIVERY_TIMEOUT;
 			}
 		}
-		res = PQgetResult(pg_conn);
+		res = PQgetResult(remote_conn);
 		if (res == NULL)
 			break;
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-			*inserted = atoi(PQgetvalue(res, 0, 0));
+			*duplicates = page->count - atoi(PQgetvalue(res, 0, 0));
 		else if (*error == NULL)
 		{
 			const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-			*error = pg_error(psprintf("the target refused the messages (SQLSTATE %s)",
+			*error = remote_error(psprintf("the target refused the messages (SQLSTATE %s)",
 									   sqlstate ? sqlstate : "unknown"),
 							  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 			result = txbox_delivery_result(sqlstate);
 		}
 		PQclear(res);
 	}
-	if (PQstatus(pg_conn) == CONNECTION_BAD)
-		txbox_postgres_disconnect();
+	if (PQstatus(remote_conn) == CONNECTION_BAD)
+		remote_disconnect();
 	return result;
 }
+
+const TargetCallbacks txbox_postgres_target = {
+	.name = "postgres",
+	.in_relay_xact = false,
+	.connect = postgres_connect,
+	.deliver = postgres_deliver,
+	.disconnect = remote_disconnect,
+};
