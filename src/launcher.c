@@ -201,19 +201,11 @@ launcher_reap_and_start(bool reprobe)
 			if (slot >= 0)
 			{
 				snprintf(name, sizeof(name), "txbox manager for database %u", db->dboid);
-				db->handle = NULL;
 				if (txbox_start_worker("txbox manager", name, "txbox_manager_main",
-									   slot, InvalidOid, &db->handle))
+									   slot, InvalidOid, &db->handle, &why))
 					db->slot = slot;
 				else
-				{
-					/* no handle: it could not even be registered */
-					why = db->handle ? TXBOX_WAIT_NONE : TXBOX_WAIT_BGWORKER;
 					txbox_slot_release(slot);
-					if (db->handle)
-						pfree(db->handle);
-					db->handle = NULL;
-				}
 			}
 			else
 				ereport(WARNING,

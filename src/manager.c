@@ -197,8 +197,17 @@ static const char *manager_owner_sql =
 
 /*
  * Show in its row that a relay or handler waits for a worker slot, and
- * why; or that it runs again.
+ * why ($2); or that it runs again.
  */
+#define MANAGER_WAITING_SQL(t) \
+"UPDATE txbox." t "s SET state = 'waiting', last_error = $2, last_error_at = pg_catalog.now()" \
+" WHERE " t "_id OPERATOR(pg_catalog.=) $1" \
+"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $2)"
+
+#define MANAGER_RUNNING_SQL(t) \
+"UPDATE txbox." t "s SET state = 'running'" \
+" WHERE " t "_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'waiting'"
+
 static void
 manager_show_waiting(ManagedWorker *w, TxboxWait why, const char *name)
 {
@@ -214,20 +223,10 @@ manager_show_waiting(ManagedWorker *w, TxboxWait why, const char *name)
 				 errmsg("txbox cannot start %s \"%s\": %s",
 						relay ? "relay" : "handler", name, txbox_wait_reason(why))));
 		args[1] = CStringGetTextDatum(txbox_wait_reason(why));
-		sql = relay ?
-			"UPDATE txbox.relays SET state = 'waiting', last_error = $2, last_error_at = pg_catalog.now()"
-			" WHERE relay_id OPERATOR(pg_catalog.=) $1"
-			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $2)" :
-			"UPDATE txbox.handlers SET state = 'waiting', last_error = $2, last_error_at = pg_catalog.now()"
-			" WHERE handler_id OPERATOR(pg_catalog.=) $1"
-			"   AND (state OPERATOR(pg_catalog.<>) 'waiting' OR last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $2)";
+		sql = relay ? MANAGER_WAITING_SQL("relay") : MANAGER_WAITING_SQL("handler");
 	}
 	else
-		sql = relay ?
-			"UPDATE txbox.relays SET state = 'running'"
-			" WHERE relay_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'waiting'" :
-			"UPDATE txbox.handlers SET state = 'running'"
-			" WHERE handler_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'waiting'";
+		sql = relay ? MANAGER_RUNNING_SQL("relay") : MANAGER_RUNNING_SQL("handler");
 	if (SPI_execute_with_args(sql, why != TXBOX_WAIT_NONE ? 2 : 1, types, args,
 							  NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "txbox manager: cannot update the state of %s \"%s\"",
@@ -311,19 +310,13 @@ manager_reconcile(TimestampTz now, bool *again)
 			snprintf(name, sizeof(name), "txbox handler %s/%d", want[i].name, want[i].part);
 		/* waiting for its startup may have eaten a wake-up: look again */
 		*again = true;
-		w->handle = NULL;
 		if (txbox_start_worker(relay ? "txbox relay" : "txbox handler", name,
 							   relay ? "txbox_relay_main" : "txbox_handler_main",
-							   slot, want[i].owner, &w->handle))
+							   slot, want[i].owner, &w->handle, &w->why))
 			w->slot = slot;
 		else
 		{
-			/* no handle: it could not even be registered */
-			w->why = w->handle ? TXBOX_WAIT_NONE : TXBOX_WAIT_BGWORKER;
 			txbox_slot_release(slot);
-			if (w->handle)
-				pfree(w->handle);
-			w->handle = NULL;
 			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
 		}
 	}

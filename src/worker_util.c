@@ -170,12 +170,15 @@ txbox_database_is_being_dropped(void)
 /*
  * txbox_start_worker -- register a dynamic worker running function (in this
  * library) with slot as its argument, connecting as userid, and wait until
- * it started.  Returns false, with a warning, when no background worker
- * slot is free.  *handle is allocated in TopMemoryContext.
+ * it started.  Returns true with *handle (in TopMemoryContext) when it did.
+ * Otherwise *handle is NULL and *why says whether no background worker
+ * slot was free (TXBOX_WAIT_BGWORKER, with a warning) or the worker ended
+ * at once (TXBOX_WAIT_NONE); the caller releases its txbox slot.
  */
 bool
 txbox_start_worker(const char *type, const char *name, const char *function,
-				   int slot, Oid userid, BackgroundWorkerHandle **handle)
+				   int slot, Oid userid, BackgroundWorkerHandle **handle,
+				   TxboxWait *why)
 {
 	BackgroundWorker worker;
 	pid_t		pid;
@@ -195,11 +198,13 @@ txbox_start_worker(const char *type, const char *name, const char *function,
 	worker.bgw_notify_pid = MyProcPid;
 
 	/* the handle outlives the caller's transaction */
+	*handle = NULL;
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, handle);
 	MemoryContextSwitchTo(old);
 	if (!registered)
 	{
+		*why = TXBOX_WAIT_BGWORKER;
 		ereport(WARNING,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("txbox could not start \"%s\": no background worker slot is free", name),
@@ -207,7 +212,12 @@ txbox_start_worker(const char *type, const char *name, const char *function,
 		return false;
 	}
 	if (WaitForBackgroundWorkerStartup(*handle, &pid) != BGWH_STARTED)
+	{
+		*why = TXBOX_WAIT_NONE;
+		pfree(*handle);
+		*handle = NULL;
 		return false;
+	}
 	return true;
 }
 

@@ -140,7 +140,7 @@ extern bool txbox_worker_wait(long timeout_ms, uint32 wait_event);
 extern bool txbox_database_is_being_dropped(void);
 extern bool txbox_start_worker(const char *type, const char *name,
 							   const char *function, int slot, Oid userid,
-							   BackgroundWorkerHandle **handle);
+							   BackgroundWorkerHandle **handle, TxboxWait *why);
 extern Oid	txbox_worker_userid(void);
 extern long txbox_backoff_ms(int attempt, long max_ms);
 extern void txbox_xact_begin(const char *activity);
