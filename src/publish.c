@@ -63,6 +63,13 @@ publish_check_topic(text *topic)
 	}
 }
 
+/* A varlena argument's size as stored, uncompressed, without detoasting it. */
+static Size
+publish_stored_size(Datum datum)
+{
+	return toast_raw_datum_size(datum) - VARHDRSZ;
+}
+
 /*
  * Headers are NULL or a flat JSON object whose values are all strings, of
  * at most TXBOX_HEADERS_MAX bytes as stored.
@@ -70,7 +77,7 @@ publish_check_topic(text *topic)
 static void
 publish_check_headers(Datum datum)
 {
-	Size		size = toast_raw_datum_size(datum) - VARHDRSZ;
+	Size		size = publish_stored_size(datum);
 	Jsonb	   *headers;
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -115,6 +122,7 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 	Datum		values[9];
 	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
 	Size		payload_size;
+	Size		key_size;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -130,8 +138,7 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 	topic = PG_GETARG_TEXT_PP(0);
 	publish_check_topic(topic);
 
-	/* the payload's size as stored, uncompressed, without detoasting it */
-	payload_size = toast_raw_datum_size(PG_GETARG_DATUM(1)) - VARHDRSZ;
+	payload_size = publish_stored_size(PG_GETARG_DATUM(1));
 	if (payload_size > (Size) txbox_max_payload_size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -139,12 +146,12 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 						payload_size, txbox_max_payload_size),
 				 errhint("Publish a reference to the data instead, or raise txbox.max_payload_size.")));
 
-	if (!PG_ARGISNULL(2) &&
-		toast_raw_datum_size(PG_GETARG_DATUM(2)) - VARHDRSZ > TXBOX_KEY_MAX)
+	key_size = PG_ARGISNULL(2) ? 0 : publish_stored_size(PG_GETARG_DATUM(2));
+	if (key_size > TXBOX_KEY_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("message key of %zu bytes exceeds the limit of %d bytes",
-						toast_raw_datum_size(PG_GETARG_DATUM(2)) - VARHDRSZ, TXBOX_KEY_MAX),
+						key_size, TXBOX_KEY_MAX),
 				 errhint("Use a short key that names the entity, such as its id; hash a longer one.")));
 
 	if (!PG_ARGISNULL(3))
