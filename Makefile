@@ -4,7 +4,12 @@
 EXTENSION  = txbox
 MODULE_big = txbox
 OBJS       = $(patsubst %.c,%.o,$(wildcard src/*.c src/targets/*.c))
-DATA       = src/txbox--0.1.0.sql
+EXTVERSION = 0.2.0
+# The install script is built from src/sql/*.sql; src/upgrade/ holds the
+# released install scripts and the upgrade scripts between releases.
+DATA_built = txbox--$(EXTVERSION).sql
+DATA       = $(wildcard src/upgrade/txbox--*.sql)
+EXTRA_CLEAN = txbox--$(EXTVERSION).sql
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 
@@ -13,6 +18,9 @@ SHLIB_LINK_INTERNAL = $(libpq)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+txbox--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@
 
 # CI and `make test` build with WERROR=1: any warning fails the build.
 ifdef WERROR

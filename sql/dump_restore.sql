@@ -3,7 +3,7 @@ CREATE EXTENSION IF NOT EXISTS txbox;
 RESET client_min_messages;
 --
 -- dump_restore: what pg_dump keeps of txbox (SPEC 4), and how the rows
--- pg_restore loads are adapted (end of src/txbox--0.1.0.sql).  Each case
+-- pg_restore loads are adapted (src/sql/10_dump_restore.sql).  Each case
 -- loads rows as pg_restore does (COPY, in a transaction rolled back).
 -- test/t/070_dump_restore.pl dumps and restores real clusters.
 --
