@@ -183,6 +183,11 @@ line(l) AS (
 	SELECT 'extension ' || extversion || ' relocatable=' || extrelocatable
 		   || ' schema=' || extnamespace::regnamespace FROM ext
 	UNION ALL
+	SELECT 'requires ' || pg_describe_object(d.refclassid, d.refobjid, 0)
+	  FROM pg_depend d, ext
+	 WHERE d.classid = 'pg_extension'::regclass AND d.objid = ext.oid
+	   AND d.refclassid = 'pg_extension'::regclass
+	UNION ALL
 	SELECT 'config ' || c::regclass || ' ' || coalesce(w, '')
 	  FROM ext, unnest(extconfig, extcondition) AS u(c, w)
 	UNION ALL
