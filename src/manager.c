@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  * manager.c
- *		The per-database txbox manager: keeps one relay worker running for
- *		every relay that is not paused, and runs the outbox retention.
+ *		The per-database txbox manager: keeps one worker running for every
+ *		relay and "parallel" workers for every handler that is not paused,
+ *		and runs the outbox retention.
  *
  * Started by the launcher in every database; exits at once where txbox is
  * not installed (marking its slot, so the launcher probes less often).  It
- * is woken when relays change (create/resume/alter commit) and by its own
- * timer.  A worker that ended by error or termination is restarted with
+ * is woken when relays or handlers change (create/resume/alter commit) and
+ * by its own timer.  A worker that ended by error or termination is restarted with
  * exponential backoff; one that ended on purpose (paused or dropped) is
  * not.  Retention (txbox._maintain) runs under a short lock_timeout so it
  * never stalls writers for long.

@@ -1,17 +1,14 @@
 /*-------------------------------------------------------------------------
  * txbox.h
- *		Declarations shared by the txbox C modules.
- *
- * One C file per concern: txbox.c (module load, GUCs), generation.c
- * (rotated tables), publish.c (outbox), uuid7.c (message ids), inbox.c
- * (dedup claims), idempotency.c (idempotency keys), spi_util.c (cached
- * SPI plans).
+ *		Declarations shared by the txbox C modules (README "Layout" lists
+ *		them): settings, SQLSTATEs, lock tags, limits, the rotated tables,
+ *		message ids and saved SPI plans.  The worker tree has its own header,
+ *		workers.h, and the relay's targets targets/target.h.  Like
+ *		PostgreSQL's own headers, it expects postgres.h to be included first.
  *-------------------------------------------------------------------------
  */
 #ifndef TXBOX_H
 #define TXBOX_H
-
-#include "postgres.h"
 
 #include "executor/spi.h"
 #include "utils/uuid.h"

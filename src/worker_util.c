@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  * worker_util.c
  *		What every txbox background worker does the same way: signals,
- *		latch waits, noticing DROP DATABASE, starting workers, backoff.
+ *		latch waits, noticing DROP DATABASE, starting workers, backoff, its
+ *		bookkeeping transactions as txbox's owner, fences around user code,
+ *		and recovering from an error.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -1,23 +1,25 @@
 /*-------------------------------------------------------------------------
  * workers.h
  *		The background worker tree: launcher -> per-database manager ->
- *		relay workers, and the shared memory they coordinate through.
+ *		relay and handler workers, and the shared memory they coordinate
+ *		through.
  *
  *	launcher.c	one per cluster; starts a manager for every database
  *				that has txbox installed
  *	manager.c	one per database; starts the relay and handler workers,
- *				restarts them with backoff, runs retention
+ *				restarts them with backoff, runs the outbox retention
  *	relay.c		one per relay; moves committed outbox messages to its
  *				target, through targets/target.h
  *	handler.c	"parallel" per handler; calls the handler function for
  *				each inbox message, exactly once
  *	shmem.c		worker slots and commit-time wake-ups
+ *	worker_util.c	what every worker does the same way: signals, waits,
+ *				starting workers, transactions as txbox's owner, user code
+ *				fences, error recovery
  *-------------------------------------------------------------------------
  */
 #ifndef TXBOX_WORKERS_H
 #define TXBOX_WORKERS_H
-
-#include "postgres.h"
 
 #include "postmaster/bgworker.h"
 #include "storage/lwlock.h"

@@ -33,8 +33,6 @@
 #ifndef TXBOX_TARGET_H
 #define TXBOX_TARGET_H
 
-#include "postgres.h"
-
 #include "datatype/timestamp.h"
 
 /* A relay's configuration, re-read at every iteration. */
