@@ -260,8 +260,9 @@ txbox_backoff_ms(int attempt, long max_ms)
  * privileges for the handler function); their work in txbox's own tables
  * runs as the extension's owner.  txbox_xact_begin re-asserts the safe
  * search_path, starts a transaction, connects SPI, pushes a snapshot and
- * switches to the extension's owner; txbox_xact_as_owner switches back and
- * forth inside it, txbox_user_code_begin/end around user code.  Memory
+ * switches to the extension's owner; txbox_xact_as_worker_role and
+ * txbox_xact_as_extension_owner switch back and forth inside it,
+ * txbox_user_code_begin/end around user code.  Memory
  * allocated meanwhile is in the caller's context and survives the commit.
  */
 static MemoryContext xact_caller_cxt;
@@ -290,20 +291,27 @@ txbox_xact_begin(const char *activity)
 		xact_extowner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 		ReleaseSysCache(tup);
 	}
-	txbox_xact_as_owner(false);
+	txbox_xact_as_extension_owner();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
-/* Inside txbox_xact_begin: act as the worker's role (true) or txbox's owner. */
+/* Inside txbox_xact_begin: act as the role that owns the extension. */
 void
-txbox_xact_as_owner(bool owner)
+txbox_xact_as_extension_owner(void)
 {
-	if (owner)
-		SetUserIdAndSecContext(xact_saved_userid, xact_saved_secctx);
-	else
-		SetUserIdAndSecContext(xact_extowner,
-							   xact_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(xact_extowner,
+						   xact_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/*
+ * Inside txbox_xact_begin: act as the role the worker runs as (its relay's
+ * or handler's owner), as it connected.
+ */
+void
+txbox_xact_as_worker_role(void)
+{
+	SetUserIdAndSecContext(xact_saved_userid, xact_saved_secctx);
 }
 
 /*
@@ -336,7 +344,7 @@ void
 txbox_user_code_end(int nestlevel)
 {
 	AtEOXact_GUC(false, nestlevel);
-	txbox_xact_as_owner(false);
+	txbox_xact_as_extension_owner();
 }
 
 void
@@ -344,7 +352,7 @@ txbox_xact_commit(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
-	txbox_xact_as_owner(true);
+	txbox_xact_as_worker_role();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(xact_caller_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -146,7 +146,8 @@ extern bool txbox_start_worker(const char *type, const char *name,
 extern Oid	txbox_worker_userid(void);
 extern long txbox_backoff_ms(int attempt, long max_ms);
 extern void txbox_xact_begin(const char *activity);
-extern void txbox_xact_as_owner(bool owner);
+extern void txbox_xact_as_extension_owner(void);
+extern void txbox_xact_as_worker_role(void);
 extern int	txbox_user_code_begin(void);
 extern void txbox_user_code_end(int nestlevel);
 extern void txbox_xact_commit(void);
