@@ -585,12 +585,8 @@ handler_lock_part(TxboxSlot *slot, bool release_all)
 {
 	if (release_all)
 		LockReleaseSession(USER_LOCKMETHOD);
-	if (LockAcquire(&handler_part_tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-	{
-		/* another worker runs this part of the handler already */
-		slot->clean_exit = true;
-		proc_exit(0);
-	}
+	txbox_worker_exit_if_gone(slot, LockAcquire(&handler_part_tag, ExclusiveLock, true, true) ==
+							  LOCKACQUIRE_NOT_AVAIL);
 }
 
 /*
@@ -633,100 +629,118 @@ handler_on_exit(int code, Datum arg)
 	PG_END_TRY();
 }
 
-void
-txbox_handler_main(Datum arg)
+/*
+ * Connect to the handler's database as its owner, arm the hard deadline of
+ * a call, and take the lock of our part; exit if another worker has it.
+ */
+static void
+handler_connect(TxboxSlot *slot, HandlerConfig *cfg)
 {
-	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
-	int32		handler_id = slot->object_id;
-	int			part = slot->part;
-	MemoryContext loop_cxt;
-	HandlerConfig cfg;
-	int			failures = 0;
-	bool		named = false;
-
 	txbox_worker_init_signals();
 	/* statement_timeout of a handler cancels it like a query */
 	pqsignal(SIGINT, StatementCancelHandler);
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
 	txbox_worker_harden_session();
 	handler_deadline_timeout = RegisterTimeout(USER_TIMEOUT, handler_deadline_reached);
-	handler_exit_cfg = &cfg;
+	handler_exit_cfg = cfg;
 	before_shmem_exit(handler_on_exit, (Datum) 0);
 
-	SET_LOCKTAG_ADVISORY(handler_part_tag, MyDatabaseId, (uint32) part, (uint32) handler_id,
-						 TXBOX_LOCKTAG_HANDLER);
+	SET_LOCKTAG_ADVISORY(handler_part_tag, MyDatabaseId, (uint32) slot->part,
+						 (uint32) slot->object_id, TXBOX_LOCKTAG_HANDLER);
 	handler_lock_part(slot, false);
+}
 
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox handler loop", ALLOCSET_DEFAULT_SIZES);
+/*
+ * One round (handler_iterate) in loop_cxt, with cfg read afresh.  A failure
+ * is recorded against the message it struck (which is then blocked for
+ * its backoff while the others go on), or, in a call with a whole window,
+ * makes the next round go one message at a time; another error backs off
+ * (*failures counts them in a row).  Returns what handler_iterate does.
+ */
+static long
+handler_run_once(TxboxSlot *slot, HandlerConfig *cfg, MemoryContext loop_cxt, int *failures)
+{
+	long		sleep_ms;
+
+	MemoryContextReset(loop_cxt);
+	MemoryContextSwitchTo(loop_cxt);
+	memset(cfg, 0, sizeof(*cfg));	/* its strings lived in loop_cxt */
+	PG_TRY();
+	{
+		sleep_ms = handler_iterate(slot->object_id, slot->part, cfg, loop_cxt);
+		*failures = 0;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *failed_id;
+		char	   *failed_key;
+
+		/* the failed message's id lives in the transaction: copy it first */
+		MemoryContextSwitchTo(loop_cxt);
+		failed_id = handler_failed_id ? pstrdup(handler_failed_id) : NULL;
+		failed_key = handler_failed_key ? pstrdup(handler_failed_key) : NULL;
+		handler_failed_id = handler_failed_key = NULL;
+		edata = txbox_worker_recover(loop_cxt);
+		ereport(LOG,
+				(errmsg("txbox handler \"%s\": %s%s: %s", cfg->name ? cfg->name : "?",
+						failed_id ? "message " : handler_in_window_call ? "window" : "error",
+						failed_id ? failed_id : "", edata->message),
+				 handler_in_window_call ? errdetail("Its messages are tried again one at a time.") : 0));
+		if (cfg->name == NULL)
+			ReThrowError(edata);	/* could not even read the handler */
+		if (handler_in_window_call)
+		{
+			/* find the message it was: the window again, one by one */
+			handler_in_window_call = false;
+			handler_one_by_one = true;
+			sleep_ms = 0;
+		}
+		else
+		{
+			handler_record_failure(cfg, failed_id, failed_key, handler_failed_seq, edata->message);
+			handler_one_by_one = false;
+			/* a failed message is blocked for its backoff; others go on now */
+			sleep_ms = failed_id ? 0 : txbox_backoff_ms(++(*failures), cfg->backoff_ms);
+		}
+	}
+	PG_END_TRY();
+	return sleep_ms;
+}
+
+void
+txbox_handler_main(Datum arg)
+{
+	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
+	MemoryContext loop_cxt;
+	HandlerConfig cfg;
+	int			failures = 0;
+	bool		named = false;
+	long		sleep_ms = 0;
+
+	/* 1. Connect as the handler's owner; one worker per part. */
 	memset(&cfg, 0, sizeof(cfg));
+	handler_connect(slot, &cfg);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox handler loop", ALLOCSET_DEFAULT_SIZES);
 
+	/*
+	 * 2. Handle window after window, sleeping when nothing is waiting, until
+	 * the handler is paused or dropped or its database goes.
+	 */
 	for (;;)
 	{
-		long		sleep_ms;
+		txbox_worker_exit_if_gone(slot, sleep_ms < 0);	/* < 0: paused or dropped */
+		sleep_ms = handler_run_once(slot, &cfg, loop_cxt, &failures);
 
-		if (txbox_database_is_being_dropped())
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-		MemoryContextReset(loop_cxt);
-		MemoryContextSwitchTo(loop_cxt);
-		memset(&cfg, 0, sizeof(cfg));	/* its strings lived in loop_cxt */
-
-		PG_TRY();
-		{
-			sleep_ms = handler_iterate(handler_id, part, &cfg, loop_cxt);
-			failures = 0;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-			char	   *failed_id;
-			char	   *failed_key;
-
-			/* the failed message's id lives in the transaction: copy it first */
-			MemoryContextSwitchTo(loop_cxt);
-			failed_id = handler_failed_id ? pstrdup(handler_failed_id) : NULL;
-			failed_key = handler_failed_key ? pstrdup(handler_failed_key) : NULL;
-			handler_failed_id = handler_failed_key = NULL;
-			edata = txbox_worker_recover(loop_cxt);
-			ereport(LOG,
-					(errmsg("txbox handler \"%s\": %s%s: %s", cfg.name ? cfg.name : "?",
-							failed_id ? "message " : handler_in_window_call ? "window" : "error",
-							failed_id ? failed_id : "", edata->message),
-					 handler_in_window_call ? errdetail("Its messages are tried again one at a time.") : 0));
-			if (cfg.name == NULL)
-				ReThrowError(edata);	/* could not even read the handler */
-			if (handler_in_window_call)
-			{
-				/* find the message it was: the window again, one by one */
-				handler_in_window_call = false;
-				handler_one_by_one = true;
-				sleep_ms = 0;
-			}
-			else
-			{
-				handler_record_failure(&cfg, failed_id, failed_key, handler_failed_seq, edata->message);
-				handler_one_by_one = false;
-				/* a failed message is blocked for its backoff; others go on now */
-				sleep_ms = failed_id ? 0 : txbox_backoff_ms(++failures, cfg.backoff_ms);
-			}
-		}
-		PG_END_TRY();
-
+		/* session-level advisory locks the handler function took go */
 		if (handler_ran_user_code)
 		{
 			handler_ran_user_code = false;
 			handler_lock_part(slot, true);
 		}
-		if (sleep_ms < 0)
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
 		if (!named && cfg.name)
 		{
-			pgstat_report_appname(psprintf("txbox handler %s/%d", cfg.name, part));
+			pgstat_report_appname(psprintf("txbox handler %s/%d", cfg.name, slot->part));
 			txbox_worker_name("handler", cfg.name);
 			named = true;
 		}

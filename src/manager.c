@@ -28,7 +28,6 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -397,37 +396,32 @@ txbox_manager_main(Datum arg)
 	TimestampTz last_maintain = 0;
 	TimestampTz last_reconcile = 0;
 	bool		woken = true;
-	bool		again;
-	TimestampTz restart_due;
-	long		timeout;
 
+	/* 1. Connect to our database; adopt the workers a predecessor started. */
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, InvalidOid, 0);
 	txbox_worker_harden_session();
 	pgstat_report_appname("txbox manager");
-
 	manager_adopt_workers();
+
+	/*
+	 * 2. Until txbox or the database goes: release the slots of ended
+	 * workers, start the missing ones when woken or due, run retention.
+	 */
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
+		bool		again = false;
+		TimestampTz restart_due;
+		long		timeout;
 
-		if (txbox_database_is_being_dropped())
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-
+		txbox_worker_exit_if_gone(slot, false);
 		restart_due = manager_reap(now);
-		again = false;
 		if (woken || (restart_due != 0 && now >= restart_due) ||
 			TimestampDifferenceExceeds(last_reconcile, now, MANAGER_WAKE_MS))
 		{
-			if (!manager_reconcile(now, &again))
-			{
-				/* txbox is not (or no longer) installed here */
-				slot->clean_exit = true;
-				proc_exit(0);
-			}
+			/* false: txbox is not (or no longer) installed here */
+			txbox_worker_exit_if_gone(slot, !manager_reconcile(now, &again));
 			last_reconcile = now;
 		}
 		/* retention runs every 10 s, or faster when the retention is short */
@@ -438,7 +432,8 @@ txbox_manager_main(Datum arg)
 			manager_maintain();
 			last_maintain = now;
 		}
-		/* wake at least every second to notice DROP DATABASE */
+
+		/* 3. Sleep until woken, a restart is due, or a second passed (DROP DATABASE) */
 		timeout = 1000;
 		if (restart_due != 0)
 			timeout = Max(0, Min(timeout, TimestampDifferenceMilliseconds(now, restart_due)));

@@ -52,7 +52,6 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/array.h"
@@ -607,34 +606,27 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	return txbox_backoff_ms(relay_failures, cfg.backoff_max_ms);
 }
 
+/*
+ * Connect to the relay's database as its owner, and take the relay's lock;
+ * exit if another worker runs it already.
+ */
 static void
-relay_lock_or_exit(TxboxSlot *slot)
+relay_connect(TxboxSlot *slot)
 {
 	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) slot->object_id, TXBOX_LOCKTAG_RELAY);
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-	{
-		/* another worker runs this relay already */
-		slot->clean_exit = true;
-		proc_exit(0);
-	}
-}
-
-void
-txbox_relay_main(Datum arg)
-{
-	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
-	int32		relay_id = slot->object_id;
-	MemoryContext loop_cxt;
-	TimestampTz last_save = 0;
-	long		sleep_ms = 0;
 
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
 	txbox_worker_harden_session();
-	relay_lock_or_exit(slot);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) slot->object_id, TXBOX_LOCKTAG_RELAY);
+	txbox_worker_exit_if_gone(slot,
+							  LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL);
+}
 
+/* The session settings of a relay worker. */
+static void
+relay_session_settings(void)
+{
 	/* page fetches probe the (txid, id) index key by key */
 	SetConfigOption("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION);
@@ -646,68 +638,93 @@ txbox_relay_main(Datum arg)
 	 * message delivered, and that one is synchronous.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+}
 
+/*
+ * One unit of work (relay_iterate) in loop_cxt; an error is recorded in the
+ * relay's row, drops the connection and the open batch, and backs off.
+ * Returns what relay_iterate does.
+ */
+static long
+relay_run_once(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
+{
+	long		sleep_ms;
+
+	MemoryContextReset(loop_cxt);
+	MemoryContextSwitchTo(loop_cxt);
+	PG_TRY();
+	{
+		sleep_ms = relay_iterate(relay_id, loop_cxt, last_save);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		edata = txbox_worker_recover(loop_cxt);
+		if (relay_target != NULL && relay_target->disconnect != NULL)
+			relay_target->disconnect();
+		ereport(LOG,
+				(errmsg("txbox relay \"%s\" failed: %s",
+						relay_name ? relay_name : "?", edata->message)));
+		relay_failures++;
+		relay_record_error(relay_id, "failed", edata->message);
+		/* the open batch is re-read from the saved position */
+		MemoryContextReset(relay_batch_cxt);
+		memset(&batch, 0, sizeof(batch));
+		sleep_ms = txbox_backoff_ms(relay_failures, relay_backoff_max_ms);
+	}
+	PG_END_TRY();
+	return sleep_ms;
+}
+
+/*
+ * Sleep sleep_ms, waking at least every second to notice DROP DATABASE.  A
+ * commit (our latch) cuts an idle sleep short, not a backoff.
+ */
+static void
+relay_sleep(long sleep_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
+
+	if (sleep_ms <= 0)
+		return;
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION) &&
+			relay_failures == 0)
+			break;
+		if (left <= 1000)
+			break;
+		if (txbox_database_is_being_dropped())
+			break;
+	}
+}
+
+void
+txbox_relay_main(Datum arg)
+{
+	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
+	MemoryContext loop_cxt;
+	TimestampTz last_save = 0;
+	long		sleep_ms = 0;
+
+	/* 1. Connect as the relay's owner; one worker per relay. */
+	relay_connect(slot);
+	relay_session_settings();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay loop", ALLOCSET_DEFAULT_SIZES);
 	relay_batch_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay batch", ALLOCSET_DEFAULT_SIZES);
 
+	/*
+	 * 2. Deliver page after page, sleeping when there is nothing to deliver
+	 * or after a failure, until the relay is paused or dropped or its
+	 * database goes.
+	 */
 	for (;;)
 	{
-		if (txbox_database_is_being_dropped())
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-
-		MemoryContextReset(loop_cxt);
-		MemoryContextSwitchTo(loop_cxt);
-
-		PG_TRY();
-		{
-			sleep_ms = relay_iterate(relay_id, loop_cxt, &last_save);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			edata = txbox_worker_recover(loop_cxt);
-			if (relay_target != NULL && relay_target->disconnect != NULL)
-				relay_target->disconnect();
-			ereport(LOG,
-					(errmsg("txbox relay \"%s\" failed: %s",
-							relay_name ? relay_name : "?", edata->message)));
-			relay_failures++;
-			relay_record_error(relay_id, "failed", edata->message);
-			/* the open batch is re-read from the saved position */
-			MemoryContextReset(relay_batch_cxt);
-			memset(&batch, 0, sizeof(batch));
-			sleep_ms = txbox_backoff_ms(relay_failures, relay_backoff_max_ms);
-		}
-		PG_END_TRY();
-
-		if (sleep_ms < 0)
-		{
-			/* paused or dropped */
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-		if (sleep_ms > 0)
-		{
-			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
-
-			/* wake at least every second to notice DROP DATABASE */
-			for (;;)
-			{
-				long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
-
-				/* a commit cuts an idle sleep short, not a backoff */
-				if (txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION) &&
-					relay_failures == 0)
-					break;
-				if (left <= 1000)
-					break;
-				if (txbox_database_is_being_dropped())
-					break;
-			}
-		}
+		txbox_worker_exit_if_gone(slot, sleep_ms < 0);	/* < 0: paused or dropped */
+		sleep_ms = relay_run_once(slot->object_id, loop_cxt, &last_save);
+		relay_sleep(sleep_ms);
 	}
 }

@@ -24,6 +24,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
@@ -167,6 +168,23 @@ txbox_database_is_being_dropped(void)
 		return true;
 	LockRelease(&tag, AccessShareLock, false);
 	return false;
+}
+
+/*
+ * txbox_worker_exit_if_gone -- end the worker on purpose when what it works
+ * for is gone: gone says so for its relay or handler (paused, dropped,
+ * already run by another worker) or for txbox (not installed here), and
+ * its database may be being dropped.  Its slot says clean_exit, so its
+ * starter does not back off and starts it again only if it is wanted.
+ */
+void
+txbox_worker_exit_if_gone(TxboxSlot *slot, bool gone)
+{
+	if (gone || txbox_database_is_being_dropped())
+	{
+		slot->clean_exit = true;
+		proc_exit(0);
+	}
 }
 
 /*

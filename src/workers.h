@@ -140,6 +140,7 @@ extern void txbox_worker_name(const char *kind, const char *name);
 extern ErrorData *txbox_worker_recover(MemoryContext cxt);
 extern bool txbox_worker_wait(long timeout_ms, uint32 wait_event);
 extern bool txbox_database_is_being_dropped(void);
+extern void txbox_worker_exit_if_gone(TxboxSlot *slot, bool gone);
 extern bool txbox_start_worker(const char *type, const char *name,
 							   const char *function, int slot, Oid userid,
 							   BackgroundWorkerHandle **handle, TxboxWait *why);
