@@ -46,11 +46,8 @@ typedef struct ManagedWorker
 	TxboxWorkerKind kind;
 	int32		object_id;		/* relay_id or handler_id */
 	int			part;
-	int			slot;			/* -1: not running */
-	BackgroundWorkerHandle *handle;	/* NULL for an adopted worker */
+	TxboxTracked worker;
 	bool		wanted;			/* in this reading of relays and handlers */
-	TimestampTz next_start;
-	int			failures;
 	TxboxWait	why;			/* why it could not start last time */
 	int			shown;			/* part 0: the TxboxWait its row shows (-1: not known) */
 } ManagedWorker;
@@ -77,7 +74,7 @@ manager_worker(TxboxWorkerKind kind, int32 object_id, int part)
 	mgr_workers[mgr_nworkers].kind = kind;
 	mgr_workers[mgr_nworkers].object_id = object_id;
 	mgr_workers[mgr_nworkers].part = part;
-	mgr_workers[mgr_nworkers].slot = -1;
+	mgr_workers[mgr_nworkers].worker.slot = -1;
 	mgr_workers[mgr_nworkers].shown = -1;
 	return &mgr_workers[mgr_nworkers++];
 }
@@ -91,7 +88,7 @@ manager_adopt_workers(void)
 		TxboxSlot  *s = &txbox_shared->slots[i];
 
 		if (s->in_use && s->kind != TXBOX_WORKER_MANAGER && s->dboid == MyDatabaseId)
-			manager_worker(s->kind, s->object_id, s->part)->slot = i;
+			manager_worker(s->kind, s->object_id, s->part)->worker.slot = i;
 	}
 }
 
@@ -105,32 +102,12 @@ manager_reap(TimestampTz now)
 	TimestampTz due = 0;
 
 	for (int i = 0; i < mgr_nworkers; i++)
-	{
-		ManagedWorker *w = &mgr_workers[i];
-		TxboxSlot  *s;
-
-		if (w->slot < 0 || !txbox_slot_gone(w->slot, w->handle))
-			continue;
-		s = &txbox_shared->slots[w->slot];
-		if (s->clean_exit)		/* ended on purpose: paused, dropped */
-			w->failures = 0;
-		else
-		{
-			w->failures++;
-			w->next_start = TimestampTzPlusMilliseconds(now,
-														txbox_backoff_ms(w->failures, 30000));
-		}
-		txbox_slot_release(w->slot);
-		if (w->handle)
-			pfree(w->handle);
-		w->handle = NULL;
-		w->slot = -1;
-	}
+		(void) txbox_tracked_reap(&mgr_workers[i].worker, now);
 	for (int i = 0; i < mgr_nworkers; i++)
 	{
-		ManagedWorker *w = &mgr_workers[i];
+		TxboxTracked *w = &mgr_workers[i].worker;
 
-		if (w->wanted && w->slot < 0 && (due == 0 || w->next_start < due))
+		if (mgr_workers[i].wanted && w->slot < 0 && (due == 0 || w->next_start < due))
 			due = w->next_start;
 	}
 	return due;
@@ -237,10 +214,10 @@ manager_show_waiting(ManagedWorker *w, TxboxWait why, const char *name)
 /*
  * Read the relays and handlers that should run and start the missing
  * workers; show those that wait for a slot.  Returns false when txbox is
- * no longer installed; sets *again when it started one.
+ * no longer installed.
  */
 static bool
-manager_reconcile(TimestampTz now, bool *again)
+manager_reconcile(TimestampTz now)
 {
 	int			n;
 	Datum		max_parallel = Int32GetDatum(txbox_max_parallel);
@@ -291,34 +268,19 @@ manager_reconcile(TimestampTz now, bool *again)
 	{
 		ManagedWorker *w = manager_worker(want[i].kind, want[i].object_id, want[i].part);
 		bool		relay = want[i].kind == TXBOX_WORKER_RELAY;
-		int			slot;
 		char		name[BGW_MAXLEN];
 
 		w->wanted = true;
-		if (w->slot >= 0 || now < w->next_start)
+		if (w->worker.slot >= 0 || now < w->worker.next_start)
 			continue;
-		slot = txbox_slot_claim(want[i].kind, MyDatabaseId, w->object_id, w->part,
-								want[i].owner, &w->why);
-		if (slot < 0)
-		{
-			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
-			continue;
-		}
 		if (relay)
 			snprintf(name, sizeof(name), "txbox relay %s", want[i].name);
 		else
 			snprintf(name, sizeof(name), "txbox handler %s/%d", want[i].name, want[i].part);
-		/* waiting for its startup may have eaten a wake-up: look again */
-		*again = true;
-		if (txbox_start_worker(relay ? "txbox relay" : "txbox handler", name,
-							   relay ? "txbox_relay_main" : "txbox_handler_main",
-							   slot, want[i].owner, &w->handle, &w->why))
-			w->slot = slot;
-		else
-		{
-			txbox_slot_release(slot);
-			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
-		}
+		if (!txbox_tracked_start(&w->worker, want[i].kind, MyDatabaseId, w->object_id, w->part,
+								 want[i].owner, relay ? "txbox relay" : "txbox handler", name,
+								 relay ? "txbox_relay_main" : "txbox_handler_main", &w->why))
+			w->worker.next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
 	}
 
 	/*
@@ -337,7 +299,7 @@ manager_reconcile(TimestampTz now, bool *again)
 		{
 			ManagedWorker *w = manager_worker(want[j].kind, want[j].object_id, want[j].part);
 
-			if (w->slot < 0 && w->why != TXBOX_WAIT_NONE && why == TXBOX_WAIT_NONE)
+			if (w->worker.slot < 0 && w->why != TXBOX_WAIT_NONE && why == TXBOX_WAIT_NONE)
 				why = w->why;
 		}
 		if ((int) why != first->shown)
@@ -360,12 +322,12 @@ manager_reconcile(TimestampTz now, bool *again)
 
 		if (w->wanted)
 			continue;
-		w->failures = 0;
-		w->next_start = 0;
+		w->worker.failures = 0;
+		w->worker.next_start = 0;
 		w->why = TXBOX_WAIT_NONE;
 		w->shown = -1;
-		if (w->slot >= 0 && txbox_shared->slots[w->slot].pid != 0)
-			kill(txbox_shared->slots[w->slot].pid, SIGTERM);
+		if (w->worker.slot >= 0 && txbox_shared->slots[w->worker.slot].pid != 0)
+			kill(txbox_shared->slots[w->worker.slot].pid, SIGTERM);
 	}
 	return true;
 }
@@ -411,7 +373,6 @@ txbox_manager_main(Datum arg)
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
-		bool		again = false;
 		TimestampTz restart_due;
 		long		timeout;
 
@@ -421,7 +382,7 @@ txbox_manager_main(Datum arg)
 			TimestampDifferenceExceeds(last_reconcile, now, MANAGER_WAKE_MS))
 		{
 			/* false: txbox is not (or no longer) installed here */
-			txbox_worker_exit_if_gone(slot, !manager_reconcile(now, &again));
+			txbox_worker_exit_if_gone(slot, !manager_reconcile(now));
 			last_reconcile = now;
 		}
 		/* retention runs every 10 s, or faster when the retention is short */
@@ -433,10 +394,13 @@ txbox_manager_main(Datum arg)
 			last_maintain = now;
 		}
 
-		/* 3. Sleep until woken, a restart is due, or a second passed (DROP DATABASE) */
+		/*
+		 * 3. Sleep until woken (starting a worker wakes us too), a restart is
+		 * due, or a second passed (DROP DATABASE)
+		 */
 		timeout = 1000;
 		if (restart_due != 0)
 			timeout = Max(0, Min(timeout, TimestampDifferenceMilliseconds(now, restart_due)));
-		woken = txbox_worker_wait(again ? 0 : timeout, PG_WAIT_EXTENSION) || again;
+		woken = txbox_worker_wait(timeout, PG_WAIT_EXTENSION);
 	}
 }

@@ -348,6 +348,56 @@ txbox_slot_gone(int slot, BackgroundWorkerHandle *handle)
 }
 
 /*
+ * txbox_tracked_reap -- if t's worker has ended, release its slot and
+ * return true.  One that ended by error or termination is started again
+ * after a backoff (next_start, failures); one that ended on purpose
+ * (clean_exit) resets failures.
+ */
+bool
+txbox_tracked_reap(TxboxTracked *t, TimestampTz now)
+{
+	if (t->slot < 0 || !txbox_slot_gone(t->slot, t->handle))
+		return false;
+	if (txbox_shared->slots[t->slot].clean_exit)
+		t->failures = 0;
+	else
+	{
+		t->failures++;
+		t->next_start = TimestampTzPlusMilliseconds(now, txbox_backoff_ms(t->failures, 30000));
+	}
+	txbox_slot_release(t->slot);
+	if (t->handle)
+		pfree(t->handle);
+	t->handle = NULL;
+	t->slot = -1;
+	return true;
+}
+
+/*
+ * txbox_tracked_start -- claim a slot for t's worker (txbox_slot_claim's
+ * arguments) and start it (txbox_start_worker's, running as owner).
+ * Returns whether it runs; if not, *why says why it may not start now
+ * (TXBOX_WAIT_NONE: it ended at once).
+ */
+bool
+txbox_tracked_start(TxboxTracked *t, TxboxWorkerKind kind, Oid dboid, int32 object_id,
+					int part, Oid owner, const char *type, const char *name,
+					const char *function, TxboxWait *why)
+{
+	int			slot = txbox_slot_claim(kind, dboid, object_id, part, owner, why);
+
+	if (slot < 0)
+		return false;
+	if (!txbox_start_worker(type, name, function, slot, owner, &t->handle, why))
+	{
+		txbox_slot_release(slot);
+		return false;
+	}
+	t->slot = slot;
+	return true;
+}
+
+/*
  * txbox_slot_attach -- called by a starting worker: record our PGPROC in the
  * slot our starter reserved, and release it when we exit.
  */

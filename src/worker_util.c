@@ -193,7 +193,9 @@ txbox_worker_exit_if_gone(TxboxSlot *slot, bool gone)
  * it started.  Returns true with *handle (in TopMemoryContext) when it did.
  * Otherwise *handle is NULL and *why says whether no background worker
  * slot was free (TXBOX_WAIT_BGWORKER, with a warning) or the worker ended
- * at once (TXBOX_WAIT_NONE); the caller releases its txbox slot.
+ * at once (TXBOX_WAIT_NONE); the caller releases its txbox slot.  Our latch
+ * is set on return: the wait for the startup may have eaten a wake-up, so
+ * the caller's next wait looks at its work again at once.
  */
 bool
 txbox_start_worker(const char *type, const char *name, const char *function,
@@ -203,6 +205,7 @@ txbox_start_worker(const char *type, const char *name, const char *function,
 	BackgroundWorker worker;
 	pid_t		pid;
 	bool		registered;
+	bool		started;
 	MemoryContext old;
 
 	memset(&worker, 0, sizeof(worker));
@@ -231,14 +234,15 @@ txbox_start_worker(const char *type, const char *name, const char *function,
 				 errhint("Raise max_worker_processes (each relay needs one, plus one manager per database and the launcher).")));
 		return false;
 	}
-	if (WaitForBackgroundWorkerStartup(*handle, &pid) != BGWH_STARTED)
+	started = WaitForBackgroundWorkerStartup(*handle, &pid) == BGWH_STARTED;
+	SetLatch(MyLatch);
+	if (!started)
 	{
 		*why = TXBOX_WAIT_NONE;
 		pfree(*handle);
 		*handle = NULL;
-		return false;
 	}
-	return true;
+	return started;
 }
 
 /* The role a worker was started to run as (bgw_extra). */

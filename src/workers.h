@@ -100,6 +100,18 @@ typedef struct TxboxShared
 
 extern TxboxShared *txbox_shared;
 
+/*
+ * A worker a starter keeps running (the launcher: a manager per database; a
+ * manager: its relay and handler workers), and when to start it again.
+ */
+typedef struct TxboxTracked
+{
+	int			slot;			/* -1: not running */
+	BackgroundWorkerHandle *handle;	/* NULL for an adopted worker */
+	TimestampTz next_start;		/* not before this */
+	int			failures;		/* ended by error or termination, in a row */
+} TxboxTracked;
+
 /* settings only the workers use (txbox.c) */
 extern int	txbox_max_workers;
 extern int	txbox_poll_interval;	/* ms */
@@ -122,6 +134,10 @@ extern void txbox_set_database_waiting(Oid dboid, TxboxWait why);
 extern void txbox_slot_release(int slot);
 extern TxboxSlot *txbox_slot_attach(int slot);
 extern bool txbox_slot_gone(int slot, BackgroundWorkerHandle *handle);
+extern bool txbox_tracked_reap(TxboxTracked *t, TimestampTz now);
+extern bool txbox_tracked_start(TxboxTracked *t, TxboxWorkerKind kind, Oid dboid,
+								int32 object_id, int part, Oid owner, const char *type,
+								const char *name, const char *function, TxboxWait *why);
 
 /* launcher.c, manager.c, relay.c: worker entry points */
 extern void txbox_launcher_register(void);
