@@ -211,56 +211,66 @@ manager_show_waiting(ManagedWorker *w, TxboxWait why, const char *name)
 	w->shown = why;
 }
 
-/*
- * Read the relays and handlers that should run and start the missing
- * workers; show those that wait for a slot.  Returns false when txbox is
- * no longer installed.
- */
-static bool
-manager_reconcile(TimestampTz now)
+/* A worker that should run (manager_read_wanted). */
+typedef struct WantedWorker
 {
-	int			n;
+	TxboxWorkerKind kind;
+	int32		object_id;
+	int			part;
+	Oid			owner;
+	char		name[NAMEDATALEN];
+} WantedWorker;
+
+/*
+ * Read the workers that should run (manager_wanted_sql, its columns below),
+ * after marking those whose owner cannot run them failed
+ * (manager_owner_sql).  Returns how many, in *want (in the transaction's
+ * memory).  Must run in a transaction, with SPI.
+ */
+#define Anum_wanted_kind		1
+#define Anum_wanted_object_id	2
+#define Anum_wanted_part		3
+#define Anum_wanted_owner		4
+#define Anum_wanted_name		5
+
+static int
+manager_read_wanted(WantedWorker **want)
+{
 	Datum		max_parallel = Int32GetDatum(txbox_max_parallel);
 	Oid			int4type = INT4OID;
-	struct
-	{
-		TxboxWorkerKind kind;
-		int32		object_id;
-		int			part;
-		Oid			owner;
-		char		name[NAMEDATALEN];
-	}		   *want = NULL;
+	int			n;
 
-	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
-	StartTransactionCommand();
-	if (!OidIsValid(get_extension_oid("txbox", true)))
-	{
-		CommitTransactionCommand();
-		return false;
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
 	if (SPI_execute(manager_owner_sql, false, 0) != SPI_OK_UPDATE ||
 		SPI_execute_with_args(manager_wanted_sql, 1, &int4type, &max_parallel,
 							  NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "txbox manager: cannot read txbox.relays and txbox.handlers");
 	n = (int) SPI_processed;
-	if (n > 0)
-		want = MemoryContextAlloc(TopTransactionContext, n * sizeof(*want));
+	*want = MemoryContextAlloc(TopTransactionContext, Max(n, 1) * sizeof(WantedWorker));
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+		WantedWorker *w = &(*want)[i];
 
-		want[i].kind = strcmp(SPI_getvalue(tup, desc, 1), "r") == 0 ?
+		w->kind = strcmp(SPI_getvalue(tup, desc, Anum_wanted_kind), "r") == 0 ?
 			TXBOX_WORKER_RELAY : TXBOX_WORKER_HANDLER;
-		want[i].object_id = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		want[i].part = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		want[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-		strlcpy(want[i].name, SPI_getvalue(tup, desc, 5), NAMEDATALEN);
+		w->object_id = DatumGetInt32(SPI_getbinval(tup, desc, Anum_wanted_object_id, &isnull));
+		w->part = DatumGetInt32(SPI_getbinval(tup, desc, Anum_wanted_part, &isnull));
+		w->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_wanted_owner, &isnull));
+		strlcpy(w->name, SPI_getvalue(tup, desc, Anum_wanted_name), NAMEDATALEN);
 	}
+	return n;
+}
 
+/*
+ * Start the wanted workers that are not running and are due, and show in
+ * their rows the relays and handlers that wait for a slot (or run again).
+ * Marks every wanted worker wanted.  Must run in a transaction, with SPI.
+ */
+static void
+manager_start_wanted(const WantedWorker *want, int n, TimestampTz now)
+{
 	for (int i = 0; i < mgr_nworkers; i++)
 		mgr_workers[i].wanted = false;
 
@@ -306,16 +316,17 @@ manager_reconcile(TimestampTz now)
 			manager_show_waiting(first, why, want[i].name);
 		i = j;
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+}
 
-	/*
-	 * Workers of relays and handlers that were paused or dropped (or a
-	 * handler's parallel workers beyond its new "parallel"): end them now,
-	 * even in the middle of a delivery to a hung target (at-least-once makes
-	 * that safe); resuming starts afresh without backoff.
-	 */
+/*
+ * End the workers no longer wanted: of relays and handlers that were paused
+ * or dropped (or a handler's parallel workers beyond its new "parallel").
+ * Now, even in the middle of a delivery to a hung target (at-least-once
+ * makes that safe); resuming starts afresh without backoff.
+ */
+static void
+manager_stop_unwanted(void)
+{
 	for (int i = 0; i < mgr_nworkers; i++)
 	{
 		ManagedWorker *w = &mgr_workers[i];
@@ -329,6 +340,34 @@ manager_reconcile(TimestampTz now)
 		if (w->worker.slot >= 0 && txbox_shared->slots[w->worker.slot].pid != 0)
 			kill(txbox_shared->slots[w->worker.slot].pid, SIGTERM);
 	}
+}
+
+/*
+ * Bring the running workers in line with txbox.relays and txbox.handlers:
+ * read which should run, start the missing ones, stop the others.  Returns
+ * false when txbox is no longer installed.
+ */
+static bool
+manager_reconcile(TimestampTz now)
+{
+	WantedWorker *want;
+	int			n;
+
+	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
+	StartTransactionCommand();
+	if (!OidIsValid(get_extension_oid("txbox", true)))
+	{
+		CommitTransactionCommand();
+		return false;
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	n = manager_read_wanted(&want);
+	manager_start_wanted(want, n, now);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	manager_stop_unwanted();
 	return true;
 }
 
