@@ -113,6 +113,19 @@ static TxboxPlan handler_load_plan = {
 	" FROM txbox.handlers WHERE handler_id OPERATOR(pg_catalog.=) $1",
 	2, {INT4OID, INT4OID}
 };
+/* its columns */
+#define Anum_handler_name				1
+#define Anum_handler_function			2
+#define Anum_handler_topics				3
+#define Anum_handler_paused				4
+#define Anum_handler_max_attempts		5
+#define Anum_handler_backoff_ms			6
+#define Anum_handler_batch				7
+#define Anum_handler_parallel			8
+#define Anum_handler_statement_timeout_ms 9
+#define Anum_handler_takes_array		10
+#define Anum_handler_next_retry			11
+#define Anum_handler_retry_floor		12
 
 static TxboxPlan handler_window_plan = {
 	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,"
@@ -137,6 +150,11 @@ static TxboxPlan handler_window_plan = {
 	/* one plan for every window: nested loops through indexes, see below */
 	NULL, CURSOR_OPT_GENERIC_PLAN
 };
+/* its columns */
+#define Anum_window_message		1
+#define Anum_window_message_id	2
+#define Anum_window_key			3
+#define Anum_window_seq			4
 static const char *const handler_window_plan_off[] = {
 	"enable_seqscan", "enable_bitmapscan", "enable_material", "enable_hashjoin", "enable_mergejoin"
 };
@@ -182,6 +200,8 @@ static TxboxPlan handler_failure_plan = {
 	" RETURNING attempts, dead",
 	6, {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID}
 };
+#define Anum_failure_attempts	1
+#define Anum_failure_dead		2
 
 /* the next attempt, after the backoff */
 static TxboxPlan handler_retry_at_plan = {
@@ -281,24 +301,25 @@ handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+	if (DatumGetBool(SPI_getbinval(tup, desc, Anum_handler_paused, &isnull)))
 		return false;
 	cfg->handler_id = handler_id;
-	cfg->name = handler_text_col(tup, desc, 1, cxt);
-	cfg->function = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-	cfg->topics = SPI_getbinval(tup, desc, 3, &cfg->topics_null);
+	cfg->name = handler_text_col(tup, desc, Anum_handler_name, cxt);
+	cfg->function = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_handler_function, &isnull));
+	cfg->topics = SPI_getbinval(tup, desc, Anum_handler_topics, &cfg->topics_null);
 	if (!cfg->topics_null)
 		cfg->topics = SPI_datumTransfer(cfg->topics, false, -1);
-	cfg->max_attempts = handler_int_col(tup, desc, 5);
-	cfg->backoff_ms = handler_int_col(tup, desc, 6);
-	cfg->batch = handler_int_col(tup, desc, 7);
-	cfg->parallel = Min(handler_int_col(tup, desc, 8), txbox_max_parallel);
-	cfg->statement_timeout_ms = handler_int_col(tup, desc, 9);
-	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull)) && !isnull;
-	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
+	cfg->max_attempts = handler_int_col(tup, desc, Anum_handler_max_attempts);
+	cfg->backoff_ms = handler_int_col(tup, desc, Anum_handler_backoff_ms);
+	cfg->batch = handler_int_col(tup, desc, Anum_handler_batch);
+	cfg->parallel = Min(handler_int_col(tup, desc, Anum_handler_parallel), txbox_max_parallel);
+	cfg->statement_timeout_ms = handler_int_col(tup, desc, Anum_handler_statement_timeout_ms);
+	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, Anum_handler_takes_array, &isnull)) &&
+		!isnull;
+	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_handler_next_retry, &isnull));
 	if (isnull)
 		*next_retry = 0;
-	floor = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+	floor = DatumGetInt64(SPI_getbinval(tup, desc, Anum_handler_retry_floor, &isnull));
 	if (!isnull && floor < handler_low)
 		handler_low = floor;
 	return true;
@@ -440,7 +461,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	window = SPI_tuptable;		/* stays valid until SPI_finish */
 	/* a full window may leave work below top; otherwise all up to top is done */
 	*new_low = n < cfg->batch ? top :
-		DatumGetInt64(SPI_getbinval(window->vals[n - 1], window->tupdesc, 4, &isnull));
+		DatumGetInt64(SPI_getbinval(window->vals[n - 1], window->tupdesc, Anum_window_seq, &isnull));
 	if (n == 0)
 		return 0;
 
@@ -448,10 +469,10 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	ids = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
-		messages[i] = SPI_getbinval(window->vals[i], window->tupdesc, 1, &isnull);
-		ids[i] = SPI_getbinval(window->vals[i], window->tupdesc, 2, &isnull);
+		messages[i] = SPI_getbinval(window->vals[i], window->tupdesc, Anum_window_message, &isnull);
+		ids[i] = SPI_getbinval(window->vals[i], window->tupdesc, Anum_window_message_id, &isnull);
 	}
-	message_type = SPI_gettypeid(window->tupdesc, 1);
+	message_type = SPI_gettypeid(window->tupdesc, Anum_window_message);
 
 	/* as the executor does before a call: the owner may have lost the right */
 	if (pg_proc_aclcheck(cfg->function, txbox_worker_userid(), ACL_EXECUTE) != ACLCHECK_OK)
@@ -477,9 +498,12 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 		{
 			HeapTuple	tup = window->vals[i];
 
-			handler_failed_id = handler_text_col(tup, window->tupdesc, 2, TopTransactionContext);
-			handler_failed_key = handler_text_col(tup, window->tupdesc, 3, TopTransactionContext);
-			handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, 4, &isnull));
+			handler_failed_id = handler_text_col(tup, window->tupdesc, Anum_window_message_id,
+												 TopTransactionContext);
+			handler_failed_key = handler_text_col(tup, window->tupdesc, Anum_window_key,
+												  TopTransactionContext);
+			handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, Anum_window_seq,
+															 &isnull));
 			handler_call(cfg, &flinfo, !cfg->takes_array ? messages[i] :
 						 handler_message_array(&messages[i], 1, message_type));
 		}
@@ -515,8 +539,10 @@ handler_record_failure(HandlerConfig *cfg, const char *message_id, const char *k
 		args[4] = Int32GetDatum(cfg->max_attempts);
 		args[5] = Int64GetDatum(seq);
 		txbox_exec(&handler_failure_plan, args, NULL, false, 1);
-		attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   Anum_failure_attempts, &isnull));
+		dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  Anum_failure_dead, &isnull));
 		retried = 1;
 		args[2] = Float8GetDatum(txbox_backoff_ms(attempts, cfg->backoff_ms) / 1000.0);
 		txbox_exec(&handler_retry_at_plan, args, NULL, false, 0);

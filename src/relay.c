@@ -116,6 +116,23 @@ static TxboxPlan relay_load_plan = {
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
 	2, {INT4OID, INT4OID}
 };
+/* its columns */
+#define Anum_relay_name					1
+#define Anum_relay_target				2
+#define Anum_relay_owner				3
+#define Anum_relay_paused				4
+#define Anum_relay_server				5
+#define Anum_relay_channel				6
+#define Anum_relay_batch_size			7
+#define Anum_relay_max_attempts			8
+#define Anum_relay_backoff_max_ms		9
+#define Anum_relay_connect_timeout_ms	10
+#define Anum_relay_statement_timeout_ms	11
+#define Anum_relay_topics				12
+#define Anum_relay_snapshot				13
+#define Anum_relay_batch_snapshot		14
+#define Anum_relay_batch_last_id		15
+#define Anum_relay_foreign_position		16
 
 static TxboxPlan relay_adopt_plan = {
 	"SELECT txbox._relays_adopt()",
@@ -132,6 +149,8 @@ static TxboxPlan relay_keys_plan = {
 	" $2::pg_catalog.pg_snapshot, $3, $4, $5)",
 	5, {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, INT8OID}
 };
+#define Anum_relay_key_txid		1
+#define Anum_relay_key_id		2
 
 /* one page as arrays (for a remote target), in delivery order */
 static TxboxPlan relay_page_plan = {
@@ -209,26 +228,30 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 
 	if (txbox_exec(&relay_load_plan, args, NULL, false, 1) != 1)
 		return false;
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_relay_paused, &isnull)))
 		return false;
 
 	cfg->relay_id = relay_id;
-	cfg->name = relay_text_col(1, cxt);
-	cfg->target = relay_text_col(2, cxt);
-	cfg->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	cfg->server = relay_text_col(5, cxt);
-	cfg->channel = relay_text_col(6, cxt);
-	cfg->batch_size = relay_int_col(7);
-	cfg->max_attempts = relay_int_col(8);
-	cfg->backoff_max_ms = relay_int_col(9);
-	cfg->connect_timeout_ms = relay_int_col(10);
-	cfg->statement_timeout_ms = relay_int_col(11);
+	cfg->name = relay_text_col(Anum_relay_name, cxt);
+	cfg->target = relay_text_col(Anum_relay_target, cxt);
+	cfg->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												Anum_relay_owner, &isnull));
+	cfg->server = relay_text_col(Anum_relay_server, cxt);
+	cfg->channel = relay_text_col(Anum_relay_channel, cxt);
+	cfg->batch_size = relay_int_col(Anum_relay_batch_size);
+	cfg->max_attempts = relay_int_col(Anum_relay_max_attempts);
+	cfg->backoff_max_ms = relay_int_col(Anum_relay_backoff_max_ms);
+	cfg->connect_timeout_ms = relay_int_col(Anum_relay_connect_timeout_ms);
+	cfg->statement_timeout_ms = relay_int_col(Anum_relay_statement_timeout_ms);
 
-	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, topics_null);
+	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_relay_topics,
+							topics_null);
 	if (!*topics_null)
 		*topics = SPI_datumTransfer(*topics, false, -1);
 
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 16, &isnull)))
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_relay_foreign_position, &isnull)))
 	{
 		/* saved on another cluster or timeline: start from the beginning */
 		txbox_exec(&relay_adopt_plan, NULL, NULL, false, 0);
@@ -238,11 +261,12 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 	}
 	else if (batch.prev == NULL)
 	{
-		batch.prev = relay_text_col(13, relay_batch_cxt);
-		batch.cur = relay_text_col(14, relay_batch_cxt);
-		SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull);
-		batch.last_id = isnull ? 0 :
-			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull));
+		Datum		last_id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											Anum_relay_batch_last_id, &isnull);
+
+		batch.prev = relay_text_col(Anum_relay_snapshot, relay_batch_cxt);
+		batch.cur = relay_text_col(Anum_relay_batch_snapshot, relay_batch_cxt);
+		batch.last_id = isnull ? 0 : DatumGetInt64(last_id);
 	}
 	return true;
 }
@@ -314,9 +338,10 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 		bool		isnull;
 
 		batch.txids[i] = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull));
-		batch.ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-												   SPI_tuptable->tupdesc, 2, &isnull));
+																 SPI_tuptable->tupdesc,
+																 Anum_relay_key_txid, &isnull));
+		batch.ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   Anum_relay_key_id, &isnull));
 	}
 	MemoryContextSwitchTo(old);
 }
