@@ -10,7 +10,7 @@
  * hashes to p, so all messages of a key go through one worker, in inbox
  * arrival order (txbox.inbox.seq).
  *
- * Each round reads a window of up to "batch" unprocessed messages -- no
+ * Each round reads a window of up to "batch_size" unprocessed messages -- no
  * dedup record for the handler's name, the same records as inbox_claim and
  * inbox_done -- in arrival order, leaving out the keys that are blocked, and
  * runs them all in one transaction: the handler function for each (as the
@@ -22,7 +22,7 @@
  * rolls back (no partial effect of any message), and a second short
  * transaction records the attempt in txbox.handler_failures: its error, and
  * the time of the next attempt (txbox_backoff_ms: exponential with jitter,
- * capped by the "backoff" option).  Until then its key is blocked -- later messages
+ * capped by the "backoff_max" option).  Until then its key is blocked -- later messages
  * of the key wait behind it, other keys go on in the next round.  After
  * max_attempts it becomes a dead letter (txbox.dead_letters) and its key
  * stays blocked until the dead letter is replayed or discarded.
@@ -84,7 +84,7 @@ typedef struct HandlerConfig
  */
 #define HANDLER_FAILURE_IS_MINE \
 	" AND (pg_catalog.hashtext(f.key) OPERATOR(pg_catalog.&) 2147483647) OPERATOR(pg_catalog.%)" \
-	"   (SELECT coalesce((p.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, 1)" \
+	"   (SELECT coalesce((p.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, $3)" \
 	"      FROM txbox.handlers p WHERE p.handler_id OPERATOR(pg_catalog.=) $1)" \
 	"   OPERATOR(pg_catalog.=) $2"
 
@@ -94,14 +94,7 @@ static TxboxPlan handler_load_plan = {
 	"   AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
 	"     WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
 	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::pg_catalog.text))"
-	"SELECT name, handler::pg_catalog.oid, topics, paused,"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'max_attempts')::pg_catalog.int4, 10),"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'backoff')::pg_catalog.interval,"
-	"   '30s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'batch')::pg_catalog.int4, 100),"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, 1),"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
-	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	"SELECT name, handler::pg_catalog.oid, topics, paused, options,"
 	" (SELECT p.proargtypes[0] OPERATOR(pg_catalog.<>) 'txbox.message'::pg_catalog.regtype"
 	"    FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) handler),"
 	" (SELECT pg_catalog.min(f.next_attempt_at) FROM txbox.handler_failures f"
@@ -111,21 +104,17 @@ static TxboxPlan handler_load_plan = {
 	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead" HANDLER_FAILURE_IS_MINE
 	"   AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
 	" FROM txbox.handlers WHERE handler_id OPERATOR(pg_catalog.=) $1",
-	2, {INT4OID, INT4OID}
+	3, {INT4OID, INT4OID, INT4OID}
 };
 /* its columns */
 #define Anum_handler_name				1
 #define Anum_handler_function			2
 #define Anum_handler_topics				3
 #define Anum_handler_paused				4
-#define Anum_handler_max_attempts		5
-#define Anum_handler_backoff_ms			6
-#define Anum_handler_batch				7
-#define Anum_handler_parallel			8
-#define Anum_handler_statement_timeout_ms 9
-#define Anum_handler_takes_array		10
-#define Anum_handler_next_retry			11
-#define Anum_handler_retry_floor		12
+#define Anum_handler_options			5
+#define Anum_handler_takes_array		6
+#define Anum_handler_next_retry			7
+#define Anum_handler_retry_floor		8
 
 static TxboxPlan handler_window_plan = {
 	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,"
@@ -274,14 +263,6 @@ handler_text_col(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 	return v ? MemoryContextStrdup(cxt, v) : NULL;
 }
 
-static int32
-handler_int_col(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-
-	return DatumGetInt32(SPI_getbinval(tup, desc, col, &isnull));
-}
-
 /*
  * Read the handler's configuration; false if it is gone or paused.  Sets
  * *next_retry to when a blocked key's retry is due (0: none), and drops
@@ -291,11 +272,13 @@ static bool
 handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 			 TimestampTz *next_retry)
 {
-	Datum		args[2] = {Int32GetDatum(handler_id), Int32GetDatum(part)};
+	Datum		args[3] = {Int32GetDatum(handler_id), Int32GetDatum(part),
+	Int32GetDatum(txbox_option_int(NULL, "handler", "parallel"))};
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 	int64		floor;
+	Jsonb	   *options;
 
 	if (txbox_exec(&handler_load_plan, args, NULL, false, 1) != 1)
 		return false;
@@ -309,11 +292,12 @@ handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 	cfg->topics = SPI_getbinval(tup, desc, Anum_handler_topics, &cfg->topics_null);
 	if (!cfg->topics_null)
 		cfg->topics = SPI_datumTransfer(cfg->topics, false, -1);
-	cfg->max_attempts = handler_int_col(tup, desc, Anum_handler_max_attempts);
-	cfg->backoff_ms = handler_int_col(tup, desc, Anum_handler_backoff_ms);
-	cfg->batch = handler_int_col(tup, desc, Anum_handler_batch);
-	cfg->parallel = Min(handler_int_col(tup, desc, Anum_handler_parallel), txbox_max_parallel);
-	cfg->statement_timeout_ms = handler_int_col(tup, desc, Anum_handler_statement_timeout_ms);
+	options = DatumGetJsonbP(SPI_getbinval(tup, desc, Anum_handler_options, &isnull));
+	cfg->max_attempts = txbox_option_int(options, "handler", "max_attempts");
+	cfg->backoff_ms = txbox_option_ms(options, "handler", "backoff_max");
+	cfg->batch = txbox_option_int(options, "handler", "batch_size");
+	cfg->parallel = Min(txbox_option_int(options, "handler", "parallel"), txbox_max_parallel);
+	cfg->statement_timeout_ms = txbox_option_ms(options, "handler", "statement_timeout");
 	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, Anum_handler_takes_array, &isnull)) &&
 		!isnull;
 	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_handler_next_retry, &isnull));

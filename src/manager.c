@@ -115,7 +115,7 @@ manager_reap(TimestampTz now)
 
 /*
  * The workers that should run: every relay and every parallel worker (at
- * most txbox.max_parallel, $1) of every handler that is not paused and
+ * most txbox.max_parallel, $1; "parallel" by default: $2) of every handler that is not paused and
  * whose owner exists, can log in and may connect here.  A worker runs as
  * its relay's or handler's owner: one whose owner cannot is marked failed
  * instead, with the reason, by manager_owner_sql.
@@ -132,7 +132,7 @@ static const char *manager_wanted_sql =
 "       ON a.oid OPERATOR(pg_catalog.=) h.owner::pg_catalog.oid,"
 "       pg_catalog.generate_series(0, LEAST("
 "         CASE WHEN (h.options OPERATOR(pg_catalog.->>) 'parallel') OPERATOR(pg_catalog.~) '^[0-9]{1,4}$'"
-"              THEN (h.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4 ELSE 1 END,"
+"              THEN (h.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4 ELSE $2 END,"
 "         $1) OPERATOR(pg_catalog.-) 1) p"
 " WHERE NOT h.paused AND a.rolcanlogin"
 "   AND pg_catalog.has_database_privilege(a.oid, pg_catalog.current_database(), 'CONNECT')"
@@ -236,12 +236,13 @@ typedef struct WantedWorker
 static int
 manager_read_wanted(WantedWorker **want)
 {
-	Datum		max_parallel = Int32GetDatum(txbox_max_parallel);
-	Oid			int4type = INT4OID;
+	Datum		args[2] = {Int32GetDatum(txbox_max_parallel),
+	Int32GetDatum(txbox_option_int(NULL, "handler", "parallel"))};
+	Oid			types[2] = {INT4OID, INT4OID};
 	int			n;
 
 	if (SPI_execute(manager_owner_sql, false, 0) != SPI_OK_UPDATE ||
-		SPI_execute_with_args(manager_wanted_sql, 1, &int4type, &max_parallel,
+		SPI_execute_with_args(manager_wanted_sql, 2, types, args,
 							  NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "txbox manager: cannot read txbox.relays and txbox.handlers");
 	n = (int) SPI_processed;

@@ -101,38 +101,23 @@ static char *relay_source = NULL;	/* "database/relay", as the inbox records it *
 static const TargetCallbacks *relay_target = NULL;	/* once the relay is loaded */
 
 static TxboxPlan relay_load_plan = {
-	"SELECT name, target, owner::pg_catalog.oid, paused,"
-	" options OPERATOR(pg_catalog.->>) 'server', options OPERATOR(pg_catalog.->>) 'channel',"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'batch_size')::pg_catalog.int4, $2),"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'max_attempts')::pg_catalog.int4, 10),"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'backoff_max')::pg_catalog.interval,"
-	"   '30s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'connect_timeout')::pg_catalog.interval,"
-	"   '10s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
-	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	"SELECT name, target, owner::pg_catalog.oid, paused, options,"
 	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id,"
 	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster()"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
-	2, {INT4OID, INT4OID}
+	1, {INT4OID}
 };
 /* its columns */
 #define Anum_relay_name					1
 #define Anum_relay_target				2
 #define Anum_relay_owner				3
 #define Anum_relay_paused				4
-#define Anum_relay_server				5
-#define Anum_relay_channel				6
-#define Anum_relay_batch_size			7
-#define Anum_relay_max_attempts			8
-#define Anum_relay_backoff_max_ms		9
-#define Anum_relay_connect_timeout_ms	10
-#define Anum_relay_statement_timeout_ms	11
-#define Anum_relay_topics				12
-#define Anum_relay_snapshot				13
-#define Anum_relay_batch_snapshot		14
-#define Anum_relay_batch_last_id		15
-#define Anum_relay_foreign_position		16
+#define Anum_relay_options				5
+#define Anum_relay_topics				6
+#define Anum_relay_snapshot				7
+#define Anum_relay_batch_snapshot		8
+#define Anum_relay_batch_last_id		9
+#define Anum_relay_foreign_position		10
 
 static TxboxPlan relay_adopt_plan = {
 	"SELECT txbox._relays_adopt()",
@@ -205,14 +190,6 @@ relay_text_col(int col, MemoryContext cxt)
 	return v ? MemoryContextStrdup(cxt, v) : NULL;
 }
 
-static int32
-relay_int_col(int col)
-{
-	bool		isnull;
-
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull));
-}
-
 /*
  * Read the relay's configuration (into cfg, in cxt) and, when no batch is
  * open in memory, its saved position; a position saved on another cluster
@@ -223,10 +200,12 @@ static bool
 relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 		   MemoryContext cxt)
 {
-	Datum		args[2] = {Int32GetDatum(relay_id), Int32GetDatum(txbox_batch_size)};
+	Datum		arg = Int32GetDatum(relay_id);
 	bool		isnull;
+	Jsonb	   *options;
+	MemoryContext old;
 
-	if (txbox_exec(&relay_load_plan, args, NULL, false, 1) != 1)
+	if (txbox_exec(&relay_load_plan, &arg, NULL, false, 1) != 1)
 		return false;
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 								   Anum_relay_paused, &isnull)))
@@ -237,13 +216,17 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 	cfg->target = relay_text_col(Anum_relay_target, cxt);
 	cfg->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 												Anum_relay_owner, &isnull));
-	cfg->server = relay_text_col(Anum_relay_server, cxt);
-	cfg->channel = relay_text_col(Anum_relay_channel, cxt);
-	cfg->batch_size = relay_int_col(Anum_relay_batch_size);
-	cfg->max_attempts = relay_int_col(Anum_relay_max_attempts);
-	cfg->backoff_max_ms = relay_int_col(Anum_relay_backoff_max_ms);
-	cfg->connect_timeout_ms = relay_int_col(Anum_relay_connect_timeout_ms);
-	cfg->statement_timeout_ms = relay_int_col(Anum_relay_statement_timeout_ms);
+	options = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   Anum_relay_options, &isnull));
+	old = MemoryContextSwitchTo(cxt);
+	cfg->server = txbox_option_text(options, "postgres", "server");
+	cfg->channel = txbox_option_text(options, "notify", "channel");
+	MemoryContextSwitchTo(old);
+	cfg->batch_size = txbox_option_int(options, "relay", "batch_size");
+	cfg->max_attempts = txbox_option_int(options, "relay", "max_attempts");
+	cfg->backoff_max_ms = txbox_option_ms(options, "relay", "backoff_max");
+	cfg->connect_timeout_ms = txbox_option_ms(options, "relay", "connect_timeout");
+	cfg->statement_timeout_ms = txbox_option_ms(options, "relay", "statement_timeout");
 
 	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_relay_topics,
 							topics_null);

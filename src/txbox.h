@@ -11,6 +11,7 @@
 #define TXBOX_H
 
 #include "executor/spi.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #if PG_VERSION_NUM < 150000
@@ -56,6 +57,11 @@ typedef enum TxboxRotated
 
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern void txbox_generation_init(void);
+
+/* options.c: the options of relays and handlers, in a relay's or handler's options */
+extern int	txbox_option_int(Jsonb *options, const char *applies_to, const char *name);
+extern int	txbox_option_ms(Jsonb *options, const char *applies_to, const char *name);
+extern char *txbox_option_text(Jsonb *options, const char *applies_to, const char *name);
 
 /* uuid7.c */
 extern void txbox_uuid7_generate(pg_uuid_t *uuid);

@@ -115,7 +115,6 @@ typedef struct TxboxTracked
 /* settings only the workers use (txbox.c) */
 extern int	txbox_max_workers;
 extern int	txbox_poll_interval;	/* ms */
-extern int	txbox_batch_size;
 extern int	txbox_outbox_retention;	/* s */
 extern int	txbox_max_workers_per_database;	/* 0: no cap */
 extern int	txbox_max_workers_per_role;	/* 0: no cap */
