@@ -8,20 +8,22 @@
  * here is a no-op without it, so the SQL API works either way.
  *
  * Slots.  txbox.max_workers slots; a starter claims one for each worker it
- * starts (kind, database, relay or handler id) and hands the slot number to the worker
- * as its main argument; the worker fills in its PGPROC, and marks the slot
- * exited when it ends; the starter then releases it (workers.h).  Readers that only want to set a latch read a slot without
- * the lock: a stale PGPROC pointer at worst wakes another process, which is
- * harmless.  Relay and handler workers claim within caps (per database, per
- * owner) and leave txbox.reserved_manager_slots to managers; the launcher
- * notes here why a database's manager could not start (waiting_dbs).
+ * starts (kind, database, relay or handler id) and hands the slot number to
+ * the worker as its main argument; the worker fills in its PGPROC, and
+ * marks the slot exited when it ends; the starter then releases it
+ * (txbox_tracked_reap, workers.h).  Readers that only want to set a latch
+ * read a slot without the lock: a stale PGPROC pointer at worst wakes
+ * another process, which is harmless.  Relay and handler workers claim
+ * within caps (per database, per owner) and leave
+ * txbox.reserved_manager_slots to managers; the launcher notes here why a
+ * database's manager could not start (waiting_dbs).
  *
  * Wake-ups.  A transaction that published or received messages (or changed
  * relays or handlers) notes it in backend-local flags; the transaction
  * callback sets the latches of the relay or handler workers (or manager,
- * launcher) of this database only once the
- * commit is visible, so a woken worker sees the new rows.  Nothing is done
- * per publish: a flag and, at commit, a scan of max_workers slots.
+ * launcher) of this database only once the commit is visible, so a woken
+ * worker sees the new rows.  Nothing is done per publish: a flag and, at
+ * commit, a scan of max_workers slots.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
