@@ -94,6 +94,10 @@ SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'good(txbox.message)
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'good(txbox.message)', '{"max_attempts": 0}')$$) AS no_attempts;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'good(txbox.message)', '{"batch": "x"}')$$) AS batch_text;
 SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'good(txbox.message)', '{"backoff": "later"}')$$) AS backoff_not_interval;
+-- batch and backoff are the 0.1.0 names of batch_size and backoff_max (txbox.options())
+SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'good(txbox.message)', '{"batch": 5, "batch_size": 5}')$$) AS name_and_alias;
+SELECT pg_temp.try($$SELECT txbox.create_handler('h', NULL, 'good(txbox.message)', '{"batch_size": 0}')$$) AS batch_size_zero;
+SELECT name, alias, kind, min, max, default_value FROM txbox.options() WHERE applies_to = 'handler';
 SELECT pg_temp.try($$SELECT txbox.create_handler('billing', NULL, 'good(txbox.message)')$$) AS name_of_a_consumer;
 SELECT count(*) AS handlers_after_errors FROM txbox.handlers;
 

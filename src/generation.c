@@ -62,6 +62,8 @@ static TxboxPlan gen_read_plan = {
 	" FROM txbox._generation g WHERE g.relname OPERATOR(pg_catalog.=) $1",
 	1, {NAMEOID}
 };
+#define Anum_gen_read_current		1
+#define Anum_gen_read_others_empty	2
 
 /* Relcache callback: forget what a switch (or DROP EXTENSION) changed. */
 static void
@@ -130,11 +132,11 @@ txbox_current_generation(TxboxRotated table, bool *others_empty)
 		if (txbox_exec(&gen_read_plan, &name, NULL, true, 1) != 1)
 			elog(ERROR, "txbox: no generation row for txbox.%s", c->relname);
 		c->current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 1,
-												 &isnull));
+												 SPI_tuptable->tupdesc,
+												 Anum_gen_read_current, &isnull));
 		c->others_empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-													 SPI_tuptable->tupdesc, 2,
-													 &isnull));
+													 SPI_tuptable->tupdesc,
+													 Anum_gen_read_others_empty, &isnull));
 		c->relid = generation_parent_relid(c);
 		c->valid = true;
 	}
@@ -148,6 +150,8 @@ static TxboxPlan gen_info_plan = {
 	" WHERE relname OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 	1, {NAMEOID}
 };
+#define Anum_gen_info_current		1
+#define Anum_gen_info_generations	2
 /*
  * make $2 current; $3 ends now, by this transaction (txbox._generation_end).
  * ended_at is read after the lock that waited for the writers: no write
@@ -204,10 +208,10 @@ txbox_switch_generation(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (txbox_exec(&gen_info_plan, (Datum *) &relname, NULL, false, 1) != 1)
 		elog(ERROR, "txbox: no generation row for txbox.%s", c->relname);
-	current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-	generations = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 2, &isnull));
+	current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  Anum_gen_info_current, &isnull));
+	generations = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  Anum_gen_info_generations, &isnull));
 	next = (current + 1) % generations;
 
 	partname = psprintf("TRUNCATE txbox.%s_%d", c->relname, next);

@@ -10,7 +10,7 @@
  * hashes to p, so all messages of a key go through one worker, in inbox
  * arrival order (txbox.inbox.seq).
  *
- * Each round reads a window of up to "batch" unprocessed messages -- no
+ * Each round reads a window of up to "batch_size" unprocessed messages -- no
  * dedup record for the handler's name, the same records as inbox_claim and
  * inbox_done -- in arrival order, leaving out the keys that are blocked, and
  * runs them all in one transaction: the handler function for each (as the
@@ -22,7 +22,7 @@
  * rolls back (no partial effect of any message), and a second short
  * transaction records the attempt in txbox.handler_failures: its error, and
  * the time of the next attempt (txbox_backoff_ms: exponential with jitter,
- * capped by the "backoff" option).  Until then its key is blocked -- later messages
+ * capped by the "backoff_max" option).  Until then its key is blocked -- later messages
  * of the key wait behind it, other keys go on in the next round.  After
  * max_attempts it becomes a dead letter (txbox.dead_letters) and its key
  * stays blocked until the dead letter is replayed or discarded.
@@ -84,7 +84,7 @@ typedef struct HandlerConfig
  */
 #define HANDLER_FAILURE_IS_MINE \
 	" AND (pg_catalog.hashtext(f.key) OPERATOR(pg_catalog.&) 2147483647) OPERATOR(pg_catalog.%)" \
-	"   (SELECT coalesce((p.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, 1)" \
+	"   (SELECT coalesce((p.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, $3)" \
 	"      FROM txbox.handlers p WHERE p.handler_id OPERATOR(pg_catalog.=) $1)" \
 	"   OPERATOR(pg_catalog.=) $2"
 
@@ -94,14 +94,7 @@ static TxboxPlan handler_load_plan = {
 	"   AND EXISTS (SELECT 1 FROM txbox.inbox_dedup d, txbox.handlers h"
 	"     WHERE h.handler_id OPERATOR(pg_catalog.=) $1 AND d.consumer OPERATOR(pg_catalog.=) h.name"
 	"       AND d.message_id OPERATOR(pg_catalog.=) f.message_id::pg_catalog.text))"
-	"SELECT name, handler::pg_catalog.oid, topics, paused,"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'max_attempts')::pg_catalog.int4, 10),"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'backoff')::pg_catalog.interval,"
-	"   '30s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'batch')::pg_catalog.int4, 100),"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4, 1),"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
-	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	"SELECT name, handler::pg_catalog.oid, topics, paused, options,"
 	" (SELECT p.proargtypes[0] OPERATOR(pg_catalog.<>) 'txbox.message'::pg_catalog.regtype"
 	"    FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) handler),"
 	" (SELECT pg_catalog.min(f.next_attempt_at) FROM txbox.handler_failures f"
@@ -111,8 +104,17 @@ static TxboxPlan handler_load_plan = {
 	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead" HANDLER_FAILURE_IS_MINE
 	"   AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
 	" FROM txbox.handlers WHERE handler_id OPERATOR(pg_catalog.=) $1",
-	2, {INT4OID, INT4OID}
+	3, {INT4OID, INT4OID, INT4OID}
 };
+/* its columns */
+#define Anum_handler_name				1
+#define Anum_handler_function			2
+#define Anum_handler_topics				3
+#define Anum_handler_paused				4
+#define Anum_handler_options			5
+#define Anum_handler_takes_array		6
+#define Anum_handler_next_retry			7
+#define Anum_handler_retry_floor		8
 
 static TxboxPlan handler_window_plan = {
 	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,"
@@ -137,6 +139,11 @@ static TxboxPlan handler_window_plan = {
 	/* one plan for every window: nested loops through indexes, see below */
 	NULL, CURSOR_OPT_GENERIC_PLAN
 };
+/* its columns */
+#define Anum_window_message		1
+#define Anum_window_message_id	2
+#define Anum_window_key			3
+#define Anum_window_seq			4
 static const char *const handler_window_plan_off[] = {
 	"enable_seqscan", "enable_bitmapscan", "enable_material", "enable_hashjoin", "enable_mergejoin"
 };
@@ -182,6 +189,8 @@ static TxboxPlan handler_failure_plan = {
 	" RETURNING attempts, dead",
 	6, {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID}
 };
+#define Anum_failure_attempts	1
+#define Anum_failure_dead		2
 
 /* the next attempt, after the backoff */
 static TxboxPlan handler_retry_at_plan = {
@@ -254,14 +263,6 @@ handler_text_col(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 	return v ? MemoryContextStrdup(cxt, v) : NULL;
 }
 
-static int32
-handler_int_col(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-
-	return DatumGetInt32(SPI_getbinval(tup, desc, col, &isnull));
-}
-
 /*
  * Read the handler's configuration; false if it is gone or paused.  Sets
  * *next_retry to when a blocked key's retry is due (0: none), and drops
@@ -271,34 +272,38 @@ static bool
 handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 			 TimestampTz *next_retry)
 {
-	Datum		args[2] = {Int32GetDatum(handler_id), Int32GetDatum(part)};
+	Datum		args[3] = {Int32GetDatum(handler_id), Int32GetDatum(part),
+	Int32GetDatum(txbox_option_int(NULL, "handler", "parallel"))};
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 	int64		floor;
+	Jsonb	   *options;
 
 	if (txbox_exec(&handler_load_plan, args, NULL, false, 1) != 1)
 		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+	if (DatumGetBool(SPI_getbinval(tup, desc, Anum_handler_paused, &isnull)))
 		return false;
 	cfg->handler_id = handler_id;
-	cfg->name = handler_text_col(tup, desc, 1, cxt);
-	cfg->function = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-	cfg->topics = SPI_getbinval(tup, desc, 3, &cfg->topics_null);
+	cfg->name = handler_text_col(tup, desc, Anum_handler_name, cxt);
+	cfg->function = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_handler_function, &isnull));
+	cfg->topics = SPI_getbinval(tup, desc, Anum_handler_topics, &cfg->topics_null);
 	if (!cfg->topics_null)
 		cfg->topics = SPI_datumTransfer(cfg->topics, false, -1);
-	cfg->max_attempts = handler_int_col(tup, desc, 5);
-	cfg->backoff_ms = handler_int_col(tup, desc, 6);
-	cfg->batch = handler_int_col(tup, desc, 7);
-	cfg->parallel = Min(handler_int_col(tup, desc, 8), txbox_max_parallel);
-	cfg->statement_timeout_ms = handler_int_col(tup, desc, 9);
-	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull)) && !isnull;
-	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
+	options = DatumGetJsonbP(SPI_getbinval(tup, desc, Anum_handler_options, &isnull));
+	cfg->max_attempts = txbox_option_int(options, "handler", "max_attempts");
+	cfg->backoff_ms = txbox_option_ms(options, "handler", "backoff_max");
+	cfg->batch = txbox_option_int(options, "handler", "batch_size");
+	cfg->parallel = Min(txbox_option_int(options, "handler", "parallel"), txbox_max_parallel);
+	cfg->statement_timeout_ms = txbox_option_ms(options, "handler", "statement_timeout");
+	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, Anum_handler_takes_array, &isnull)) &&
+		!isnull;
+	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_handler_next_retry, &isnull));
 	if (isnull)
 		*next_retry = 0;
-	floor = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+	floor = DatumGetInt64(SPI_getbinval(tup, desc, Anum_handler_retry_floor, &isnull));
 	if (!isnull && floor < handler_low)
 		handler_low = floor;
 	return true;
@@ -440,7 +445,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	window = SPI_tuptable;		/* stays valid until SPI_finish */
 	/* a full window may leave work below top; otherwise all up to top is done */
 	*new_low = n < cfg->batch ? top :
-		DatumGetInt64(SPI_getbinval(window->vals[n - 1], window->tupdesc, 4, &isnull));
+		DatumGetInt64(SPI_getbinval(window->vals[n - 1], window->tupdesc, Anum_window_seq, &isnull));
 	if (n == 0)
 		return 0;
 
@@ -448,10 +453,10 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	ids = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
-		messages[i] = SPI_getbinval(window->vals[i], window->tupdesc, 1, &isnull);
-		ids[i] = SPI_getbinval(window->vals[i], window->tupdesc, 2, &isnull);
+		messages[i] = SPI_getbinval(window->vals[i], window->tupdesc, Anum_window_message, &isnull);
+		ids[i] = SPI_getbinval(window->vals[i], window->tupdesc, Anum_window_message_id, &isnull);
 	}
-	message_type = SPI_gettypeid(window->tupdesc, 1);
+	message_type = SPI_gettypeid(window->tupdesc, Anum_window_message);
 
 	/* as the executor does before a call: the owner may have lost the right */
 	if (pg_proc_aclcheck(cfg->function, txbox_worker_userid(), ACL_EXECUTE) != ACLCHECK_OK)
@@ -477,9 +482,12 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 		{
 			HeapTuple	tup = window->vals[i];
 
-			handler_failed_id = handler_text_col(tup, window->tupdesc, 2, TopTransactionContext);
-			handler_failed_key = handler_text_col(tup, window->tupdesc, 3, TopTransactionContext);
-			handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, 4, &isnull));
+			handler_failed_id = handler_text_col(tup, window->tupdesc, Anum_window_message_id,
+												 TopTransactionContext);
+			handler_failed_key = handler_text_col(tup, window->tupdesc, Anum_window_key,
+												  TopTransactionContext);
+			handler_failed_seq = DatumGetInt64(SPI_getbinval(tup, window->tupdesc, Anum_window_seq,
+															 &isnull));
 			handler_call(cfg, &flinfo, !cfg->takes_array ? messages[i] :
 						 handler_message_array(&messages[i], 1, message_type));
 		}
@@ -515,8 +523,10 @@ handler_record_failure(HandlerConfig *cfg, const char *message_id, const char *k
 		args[4] = Int32GetDatum(cfg->max_attempts);
 		args[5] = Int64GetDatum(seq);
 		txbox_exec(&handler_failure_plan, args, NULL, false, 1);
-		attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   Anum_failure_attempts, &isnull));
+		dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  Anum_failure_dead, &isnull));
 		retried = 1;
 		args[2] = Float8GetDatum(txbox_backoff_ms(attempts, cfg->backoff_ms) / 1000.0);
 		txbox_exec(&handler_retry_at_plan, args, NULL, false, 0);
@@ -585,12 +595,8 @@ handler_lock_part(TxboxSlot *slot, bool release_all)
 {
 	if (release_all)
 		LockReleaseSession(USER_LOCKMETHOD);
-	if (LockAcquire(&handler_part_tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-	{
-		/* another worker runs this part of the handler already */
-		slot->clean_exit = true;
-		proc_exit(0);
-	}
+	txbox_worker_exit_if_gone(slot, LockAcquire(&handler_part_tag, ExclusiveLock, true, true) ==
+							  LOCKACQUIRE_NOT_AVAIL);
 }
 
 /*
@@ -633,100 +639,118 @@ handler_on_exit(int code, Datum arg)
 	PG_END_TRY();
 }
 
-void
-txbox_handler_main(Datum arg)
+/*
+ * Connect to the handler's database as its owner, arm the hard deadline of
+ * a call, and take the lock of our part; exit if another worker has it.
+ */
+static void
+handler_connect(TxboxSlot *slot, HandlerConfig *cfg)
 {
-	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
-	int32		handler_id = slot->object_id;
-	int			part = slot->part;
-	MemoryContext loop_cxt;
-	HandlerConfig cfg;
-	int			failures = 0;
-	bool		named = false;
-
 	txbox_worker_init_signals();
 	/* statement_timeout of a handler cancels it like a query */
 	pqsignal(SIGINT, StatementCancelHandler);
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
 	txbox_worker_harden_session();
 	handler_deadline_timeout = RegisterTimeout(USER_TIMEOUT, handler_deadline_reached);
-	handler_exit_cfg = &cfg;
+	handler_exit_cfg = cfg;
 	before_shmem_exit(handler_on_exit, (Datum) 0);
 
-	SET_LOCKTAG_ADVISORY(handler_part_tag, MyDatabaseId, (uint32) part, (uint32) handler_id,
-						 TXBOX_LOCKTAG_HANDLER);
+	SET_LOCKTAG_ADVISORY(handler_part_tag, MyDatabaseId, (uint32) slot->part,
+						 (uint32) slot->object_id, TXBOX_LOCKTAG_HANDLER);
 	handler_lock_part(slot, false);
+}
 
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox handler loop", ALLOCSET_DEFAULT_SIZES);
+/*
+ * One round (handler_iterate) in loop_cxt, with cfg read afresh.  A failure
+ * is recorded against the message it struck (which is then blocked for
+ * its backoff while the others go on), or, in a call with a whole window,
+ * makes the next round go one message at a time; another error backs off
+ * (*failures counts them in a row).  Returns what handler_iterate does.
+ */
+static long
+handler_run_once(TxboxSlot *slot, HandlerConfig *cfg, MemoryContext loop_cxt, int *failures)
+{
+	long		sleep_ms;
+
+	MemoryContextReset(loop_cxt);
+	MemoryContextSwitchTo(loop_cxt);
+	memset(cfg, 0, sizeof(*cfg));	/* its strings lived in loop_cxt */
+	PG_TRY();
+	{
+		sleep_ms = handler_iterate(slot->object_id, slot->part, cfg, loop_cxt);
+		*failures = 0;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *failed_id;
+		char	   *failed_key;
+
+		/* the failed message's id lives in the transaction: copy it first */
+		MemoryContextSwitchTo(loop_cxt);
+		failed_id = handler_failed_id ? pstrdup(handler_failed_id) : NULL;
+		failed_key = handler_failed_key ? pstrdup(handler_failed_key) : NULL;
+		handler_failed_id = handler_failed_key = NULL;
+		edata = txbox_worker_recover(loop_cxt);
+		ereport(LOG,
+				(errmsg("txbox handler \"%s\": %s%s: %s", cfg->name ? cfg->name : "?",
+						failed_id ? "message " : handler_in_window_call ? "window" : "error",
+						failed_id ? failed_id : "", edata->message),
+				 handler_in_window_call ? errdetail("Its messages are tried again one at a time.") : 0));
+		if (cfg->name == NULL)
+			ReThrowError(edata);	/* could not even read the handler */
+		if (handler_in_window_call)
+		{
+			/* find the message it was: the window again, one by one */
+			handler_in_window_call = false;
+			handler_one_by_one = true;
+			sleep_ms = 0;
+		}
+		else
+		{
+			handler_record_failure(cfg, failed_id, failed_key, handler_failed_seq, edata->message);
+			handler_one_by_one = false;
+			/* a failed message is blocked for its backoff; others go on now */
+			sleep_ms = failed_id ? 0 : txbox_backoff_ms(++(*failures), cfg->backoff_ms);
+		}
+	}
+	PG_END_TRY();
+	return sleep_ms;
+}
+
+void
+txbox_handler_main(Datum arg)
+{
+	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
+	MemoryContext loop_cxt;
+	HandlerConfig cfg;
+	int			failures = 0;
+	bool		named = false;
+	long		sleep_ms = 0;
+
+	/* 1. Connect as the handler's owner; one worker per part. */
 	memset(&cfg, 0, sizeof(cfg));
+	handler_connect(slot, &cfg);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox handler loop", ALLOCSET_DEFAULT_SIZES);
 
+	/*
+	 * 2. Handle window after window, sleeping when nothing is waiting, until
+	 * the handler is paused or dropped or its database goes.
+	 */
 	for (;;)
 	{
-		long		sleep_ms;
+		txbox_worker_exit_if_gone(slot, sleep_ms < 0);	/* < 0: paused or dropped */
+		sleep_ms = handler_run_once(slot, &cfg, loop_cxt, &failures);
 
-		if (txbox_database_is_being_dropped())
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-		MemoryContextReset(loop_cxt);
-		MemoryContextSwitchTo(loop_cxt);
-		memset(&cfg, 0, sizeof(cfg));	/* its strings lived in loop_cxt */
-
-		PG_TRY();
-		{
-			sleep_ms = handler_iterate(handler_id, part, &cfg, loop_cxt);
-			failures = 0;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-			char	   *failed_id;
-			char	   *failed_key;
-
-			/* the failed message's id lives in the transaction: copy it first */
-			MemoryContextSwitchTo(loop_cxt);
-			failed_id = handler_failed_id ? pstrdup(handler_failed_id) : NULL;
-			failed_key = handler_failed_key ? pstrdup(handler_failed_key) : NULL;
-			handler_failed_id = handler_failed_key = NULL;
-			edata = txbox_worker_recover(loop_cxt);
-			ereport(LOG,
-					(errmsg("txbox handler \"%s\": %s%s: %s", cfg.name ? cfg.name : "?",
-							failed_id ? "message " : handler_in_window_call ? "window" : "error",
-							failed_id ? failed_id : "", edata->message),
-					 handler_in_window_call ? errdetail("Its messages are tried again one at a time.") : 0));
-			if (cfg.name == NULL)
-				ReThrowError(edata);	/* could not even read the handler */
-			if (handler_in_window_call)
-			{
-				/* find the message it was: the window again, one by one */
-				handler_in_window_call = false;
-				handler_one_by_one = true;
-				sleep_ms = 0;
-			}
-			else
-			{
-				handler_record_failure(&cfg, failed_id, failed_key, handler_failed_seq, edata->message);
-				handler_one_by_one = false;
-				/* a failed message is blocked for its backoff; others go on now */
-				sleep_ms = failed_id ? 0 : txbox_backoff_ms(++failures, cfg.backoff_ms);
-			}
-		}
-		PG_END_TRY();
-
+		/* session-level advisory locks the handler function took go */
 		if (handler_ran_user_code)
 		{
 			handler_ran_user_code = false;
 			handler_lock_part(slot, true);
 		}
-		if (sleep_ms < 0)
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
 		if (!named && cfg.name)
 		{
-			pgstat_report_appname(psprintf("txbox handler %s/%d", cfg.name, part));
+			pgstat_report_appname(psprintf("txbox handler %s/%d", cfg.name, slot->part));
 			txbox_worker_name("handler", cfg.name);
 			named = true;
 		}

@@ -55,6 +55,12 @@ static TxboxPlan idem_lookup_plan = {
 	" ORDER BY created_at DESC LIMIT 1",
 	2, {TEXTOID, TEXTOID}
 };
+#define Anum_idem_fingerprint		1
+#define Anum_idem_response			2
+#define Anum_idem_response_status	3
+#define Anum_idem_expired			4
+#define Anum_idem_mine				5
+#define Anum_idem_completed			6
 
 static TxboxPlan idem_insert_plan = {
 	"INSERT INTO txbox.idempotency_keys AS k (gen, scope, key, fingerprint, txid,"
@@ -232,10 +238,10 @@ txbox_idempotency_begin(PG_FUNCTION_ARGS)
 					resp_null,
 					status_null,
 					isnull;
-		Datum		fp = SPI_getbinval(row, desc, 1, &fp_null);
-		bool		expired = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull));
-		bool		mine = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull)) && !isnull;
-		bool		completed = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+		Datum		fp = SPI_getbinval(row, desc, Anum_idem_fingerprint, &fp_null);
+		bool		expired = DatumGetBool(SPI_getbinval(row, desc, Anum_idem_expired, &isnull));
+		bool		mine = DatumGetBool(SPI_getbinval(row, desc, Anum_idem_mine, &isnull)) && !isnull;
+		bool		completed = DatumGetBool(SPI_getbinval(row, desc, Anum_idem_completed, &isnull));
 
 		if (!expired)
 		{
@@ -264,8 +270,8 @@ txbox_idempotency_begin(PG_FUNCTION_ARGS)
 
 			/* copy the stored response out of SPI's memory */
 			{
-				Datum		resp = SPI_getbinval(row, desc, 2, &resp_null);
-				Datum		status = SPI_getbinval(row, desc, 3, &status_null);
+				Datum		resp = SPI_getbinval(row, desc, Anum_idem_response, &resp_null);
+				Datum		status = SPI_getbinval(row, desc, Anum_idem_response_status, &status_null);
 
 				if (!resp_null)
 					resp = SPI_datumTransfer(resp, false, -1);

@@ -40,10 +40,7 @@ typedef struct LauncherDb
 {
 	Oid			dboid;
 	bool		seen;			/* in this scan of pg_database */
-	int			slot;			/* -1: no manager running */
-	BackgroundWorkerHandle *handle;
-	TimestampTz next_start;
-	int			failures;
+	TxboxTracked manager;		/* its manager */
 } LauncherDb;
 
 static LauncherDb *launcher_dbs = NULL;
@@ -82,7 +79,7 @@ launcher_db(Oid dboid)
 	}
 	memset(&launcher_dbs[launcher_ndbs], 0, sizeof(LauncherDb));
 	launcher_dbs[launcher_ndbs].dboid = dboid;
-	launcher_dbs[launcher_ndbs].slot = -1;
+	launcher_dbs[launcher_ndbs].manager.slot = -1;
 	return &launcher_dbs[launcher_ndbs++];
 }
 
@@ -124,7 +121,7 @@ launcher_adopt_managers(void)
 		TxboxSlot  *s = &txbox_shared->slots[i];
 
 		if (s->in_use && s->kind == TXBOX_WORKER_MANAGER)
-			launcher_db(s->dboid)->slot = i;
+			launcher_db(s->dboid)->manager.slot = i;
 	}
 }
 
@@ -141,7 +138,7 @@ launcher_release_orphans(void)
 		TxboxSlot  *s = &txbox_shared->slots[i];
 
 		if (s->in_use && s->kind == TXBOX_WORKER_RELAY && s->exited &&
-			launcher_db(s->dboid)->slot < 0)
+			launcher_db(s->dboid)->manager.slot < 0)
 			txbox_slot_release(i);
 	}
 }
@@ -155,32 +152,13 @@ launcher_reap_and_start(bool reprobe)
 	{
 		LauncherDb *db = &launcher_dbs[i];
 
-		if (db->slot >= 0 && txbox_slot_gone(db->slot, db->handle))
-		{
-			TxboxSlot  *s = &txbox_shared->slots[db->slot];
+		/* a manager that ended on purpose: no txbox there, probe later */
+		if (txbox_tracked_reap(&db->manager, now) && db->manager.failures == 0)
+			db->manager.next_start = TimestampTzPlusMilliseconds(now, LAUNCHER_REPROBE_MS);
 
-			if (s->clean_exit)
-			{
-				db->failures = 0;
-				db->next_start = TimestampTzPlusMilliseconds(now, LAUNCHER_REPROBE_MS);
-			}
-			else
-			{
-				/* a manager ended otherwise (error, terminated): back off */
-				db->failures++;
-				db->next_start = TimestampTzPlusMilliseconds(now,
-															 txbox_backoff_ms(db->failures, 30000));
-			}
-			txbox_slot_release(db->slot);
-			if (db->handle)
-				pfree(db->handle);
-			db->handle = NULL;
-			db->slot = -1;
-		}
-
-		if (reprobe && db->failures == 0 && db->slot < 0)
-			db->next_start = 0;
-		if (!db->seen && db->slot < 0)
+		if (reprobe && db->manager.failures == 0 && db->manager.slot < 0)
+			db->manager.next_start = 0;
+		if (!db->seen && db->manager.slot < 0)
 			txbox_set_database_waiting(db->dboid, TXBOX_WAIT_NONE);	/* dropped */
 
 	}
@@ -191,32 +169,27 @@ launcher_reap_and_start(bool reprobe)
 	{
 		LauncherDb *db = &launcher_dbs[i];
 
-		if (db->seen && db->slot < 0 && now >= db->next_start)
+		if (db->seen && db->manager.slot < 0 && now >= db->manager.next_start)
 		{
 			TxboxWait	why;
-			int			slot = txbox_slot_claim(TXBOX_WORKER_MANAGER, db->dboid, 0, 0,
-												InvalidOid, &why);
 			char		name[BGW_MAXLEN];
 
-			if (slot >= 0)
+			snprintf(name, sizeof(name), "txbox manager for database %u", db->dboid);
+			if (!txbox_tracked_start(&db->manager, TXBOX_WORKER_MANAGER, db->dboid, 0, 0,
+									 InvalidOid, "txbox manager", name, "txbox_manager_main",
+									 &why))
 			{
-				snprintf(name, sizeof(name), "txbox manager for database %u", db->dboid);
-				if (txbox_start_worker("txbox manager", name, "txbox_manager_main",
-									   slot, InvalidOid, &db->handle, &why))
-					db->slot = slot;
-				else
-					txbox_slot_release(slot);
+				/* managers count against no cap: only a full table stops them */
+				if (why == TXBOX_WAIT_SLOTS)
+					ereport(WARNING,
+							(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+							 errmsg("txbox cannot start a manager for database %u: all txbox.max_workers slots are in use",
+									db->dboid),
+							 errhint("Raise txbox.max_workers (needs a restart).")));
+				db->manager.next_start = TimestampTzPlusMilliseconds(now, LAUNCHER_SCAN_MS * 2);
 			}
-			else
-				ereport(WARNING,
-						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-						 errmsg("txbox cannot start a manager for database %u: all txbox.max_workers slots are in use",
-								db->dboid),
-						 errhint("Raise txbox.max_workers (needs a restart).")));
 			/* shown by the status views of that database */
 			txbox_set_database_waiting(db->dboid, why);
-			if (db->slot < 0)
-				db->next_start = TimestampTzPlusMilliseconds(now, LAUNCHER_SCAN_MS * 2);
 		}
 	}
 }

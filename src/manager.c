@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  * manager.c
- *		The per-database txbox manager: keeps one relay worker running for
- *		every relay that is not paused, and runs the outbox retention.
+ *		The per-database txbox manager: keeps one worker running for every
+ *		relay and "parallel" workers for every handler that is not paused,
+ *		and runs the outbox retention.
  *
  * Started by the launcher in every database; exits at once where txbox is
  * not installed (marking its slot, so the launcher probes less often).  It
- * is woken when relays change (create/resume/alter commit) and by its own
- * timer.  A worker that ended by error or termination is restarted with
+ * is woken when relays or handlers change (create/resume/alter commit) and
+ * by its own timer.  A worker that ended by error or termination is restarted with
  * exponential backoff; one that ended on purpose (paused or dropped) is
  * not.  Retention (txbox._maintain) runs under a short lock_timeout so it
  * never stalls writers for long.
@@ -27,7 +28,6 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -46,11 +46,8 @@ typedef struct ManagedWorker
 	TxboxWorkerKind kind;
 	int32		object_id;		/* relay_id or handler_id */
 	int			part;
-	int			slot;			/* -1: not running */
-	BackgroundWorkerHandle *handle;	/* NULL for an adopted worker */
+	TxboxTracked worker;
 	bool		wanted;			/* in this reading of relays and handlers */
-	TimestampTz next_start;
-	int			failures;
 	TxboxWait	why;			/* why it could not start last time */
 	int			shown;			/* part 0: the TxboxWait its row shows (-1: not known) */
 } ManagedWorker;
@@ -77,7 +74,7 @@ manager_worker(TxboxWorkerKind kind, int32 object_id, int part)
 	mgr_workers[mgr_nworkers].kind = kind;
 	mgr_workers[mgr_nworkers].object_id = object_id;
 	mgr_workers[mgr_nworkers].part = part;
-	mgr_workers[mgr_nworkers].slot = -1;
+	mgr_workers[mgr_nworkers].worker.slot = -1;
 	mgr_workers[mgr_nworkers].shown = -1;
 	return &mgr_workers[mgr_nworkers++];
 }
@@ -91,7 +88,7 @@ manager_adopt_workers(void)
 		TxboxSlot  *s = &txbox_shared->slots[i];
 
 		if (s->in_use && s->kind != TXBOX_WORKER_MANAGER && s->dboid == MyDatabaseId)
-			manager_worker(s->kind, s->object_id, s->part)->slot = i;
+			manager_worker(s->kind, s->object_id, s->part)->worker.slot = i;
 	}
 }
 
@@ -105,32 +102,12 @@ manager_reap(TimestampTz now)
 	TimestampTz due = 0;
 
 	for (int i = 0; i < mgr_nworkers; i++)
-	{
-		ManagedWorker *w = &mgr_workers[i];
-		TxboxSlot  *s;
-
-		if (w->slot < 0 || !txbox_slot_gone(w->slot, w->handle))
-			continue;
-		s = &txbox_shared->slots[w->slot];
-		if (s->clean_exit)		/* ended on purpose: paused, dropped */
-			w->failures = 0;
-		else
-		{
-			w->failures++;
-			w->next_start = TimestampTzPlusMilliseconds(now,
-														txbox_backoff_ms(w->failures, 30000));
-		}
-		txbox_slot_release(w->slot);
-		if (w->handle)
-			pfree(w->handle);
-		w->handle = NULL;
-		w->slot = -1;
-	}
+		(void) txbox_tracked_reap(&mgr_workers[i].worker, now);
 	for (int i = 0; i < mgr_nworkers; i++)
 	{
-		ManagedWorker *w = &mgr_workers[i];
+		TxboxTracked *w = &mgr_workers[i].worker;
 
-		if (w->wanted && w->slot < 0 && (due == 0 || w->next_start < due))
+		if (mgr_workers[i].wanted && w->slot < 0 && (due == 0 || w->next_start < due))
 			due = w->next_start;
 	}
 	return due;
@@ -138,7 +115,7 @@ manager_reap(TimestampTz now)
 
 /*
  * The workers that should run: every relay and every parallel worker (at
- * most txbox.max_parallel, $1) of every handler that is not paused and
+ * most txbox.max_parallel, $1; "parallel" by default: $2) of every handler that is not paused and
  * whose owner exists, can log in and may connect here.  A worker runs as
  * its relay's or handler's owner: one whose owner cannot is marked failed
  * instead, with the reason, by manager_owner_sql.
@@ -155,7 +132,7 @@ static const char *manager_wanted_sql =
 "       ON a.oid OPERATOR(pg_catalog.=) h.owner::pg_catalog.oid,"
 "       pg_catalog.generate_series(0, LEAST("
 "         CASE WHEN (h.options OPERATOR(pg_catalog.->>) 'parallel') OPERATOR(pg_catalog.~) '^[0-9]{1,4}$'"
-"              THEN (h.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4 ELSE 1 END,"
+"              THEN (h.options OPERATOR(pg_catalog.->>) 'parallel')::pg_catalog.int4 ELSE $2 END,"
 "         $1) OPERATOR(pg_catalog.-) 1) p"
 " WHERE NOT h.paused AND a.rolcanlogin"
 "   AND pg_catalog.has_database_privilege(a.oid, pg_catalog.current_database(), 'CONNECT')"
@@ -234,56 +211,67 @@ manager_show_waiting(ManagedWorker *w, TxboxWait why, const char *name)
 	w->shown = why;
 }
 
-/*
- * Read the relays and handlers that should run and start the missing
- * workers; show those that wait for a slot.  Returns false when txbox is
- * no longer installed; sets *again when it started one.
- */
-static bool
-manager_reconcile(TimestampTz now, bool *again)
+/* A worker that should run (manager_read_wanted). */
+typedef struct WantedWorker
 {
-	int			n;
-	Datum		max_parallel = Int32GetDatum(txbox_max_parallel);
-	Oid			int4type = INT4OID;
-	struct
-	{
-		TxboxWorkerKind kind;
-		int32		object_id;
-		int			part;
-		Oid			owner;
-		char		name[NAMEDATALEN];
-	}		   *want = NULL;
+	TxboxWorkerKind kind;
+	int32		object_id;
+	int			part;
+	Oid			owner;
+	char		name[NAMEDATALEN];
+} WantedWorker;
 
-	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
-	StartTransactionCommand();
-	if (!OidIsValid(get_extension_oid("txbox", true)))
-	{
-		CommitTransactionCommand();
-		return false;
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
+/*
+ * Read the workers that should run (manager_wanted_sql, its columns below),
+ * after marking those whose owner cannot run them failed
+ * (manager_owner_sql).  Returns how many, in *want (in the transaction's
+ * memory).  Must run in a transaction, with SPI.
+ */
+#define Anum_wanted_kind		1
+#define Anum_wanted_object_id	2
+#define Anum_wanted_part		3
+#define Anum_wanted_owner		4
+#define Anum_wanted_name		5
+
+static int
+manager_read_wanted(WantedWorker **want)
+{
+	Datum		args[2] = {Int32GetDatum(txbox_max_parallel),
+	Int32GetDatum(txbox_option_int(NULL, "handler", "parallel"))};
+	Oid			types[2] = {INT4OID, INT4OID};
+	int			n;
+
 	if (SPI_execute(manager_owner_sql, false, 0) != SPI_OK_UPDATE ||
-		SPI_execute_with_args(manager_wanted_sql, 1, &int4type, &max_parallel,
+		SPI_execute_with_args(manager_wanted_sql, 2, types, args,
 							  NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "txbox manager: cannot read txbox.relays and txbox.handlers");
 	n = (int) SPI_processed;
-	if (n > 0)
-		want = MemoryContextAlloc(TopTransactionContext, n * sizeof(*want));
+	*want = MemoryContextAlloc(TopTransactionContext, Max(n, 1) * sizeof(WantedWorker));
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+		WantedWorker *w = &(*want)[i];
 
-		want[i].kind = strcmp(SPI_getvalue(tup, desc, 1), "r") == 0 ?
+		w->kind = strcmp(SPI_getvalue(tup, desc, Anum_wanted_kind), "r") == 0 ?
 			TXBOX_WORKER_RELAY : TXBOX_WORKER_HANDLER;
-		want[i].object_id = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		want[i].part = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		want[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-		strlcpy(want[i].name, SPI_getvalue(tup, desc, 5), NAMEDATALEN);
+		w->object_id = DatumGetInt32(SPI_getbinval(tup, desc, Anum_wanted_object_id, &isnull));
+		w->part = DatumGetInt32(SPI_getbinval(tup, desc, Anum_wanted_part, &isnull));
+		w->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_wanted_owner, &isnull));
+		strlcpy(w->name, SPI_getvalue(tup, desc, Anum_wanted_name), NAMEDATALEN);
 	}
+	return n;
+}
 
+/*
+ * Start the wanted workers that are not running and are due, and show in
+ * their rows the relays and handlers that wait for a slot (or run again).
+ * Marks every wanted worker wanted.  Must run in a transaction, with SPI.
+ */
+static void
+manager_start_wanted(const WantedWorker *want, int n, TimestampTz now)
+{
 	for (int i = 0; i < mgr_nworkers; i++)
 		mgr_workers[i].wanted = false;
 
@@ -291,34 +279,19 @@ manager_reconcile(TimestampTz now, bool *again)
 	{
 		ManagedWorker *w = manager_worker(want[i].kind, want[i].object_id, want[i].part);
 		bool		relay = want[i].kind == TXBOX_WORKER_RELAY;
-		int			slot;
 		char		name[BGW_MAXLEN];
 
 		w->wanted = true;
-		if (w->slot >= 0 || now < w->next_start)
+		if (w->worker.slot >= 0 || now < w->worker.next_start)
 			continue;
-		slot = txbox_slot_claim(want[i].kind, MyDatabaseId, w->object_id, w->part,
-								want[i].owner, &w->why);
-		if (slot < 0)
-		{
-			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
-			continue;
-		}
 		if (relay)
 			snprintf(name, sizeof(name), "txbox relay %s", want[i].name);
 		else
 			snprintf(name, sizeof(name), "txbox handler %s/%d", want[i].name, want[i].part);
-		/* waiting for its startup may have eaten a wake-up: look again */
-		*again = true;
-		if (txbox_start_worker(relay ? "txbox relay" : "txbox handler", name,
-							   relay ? "txbox_relay_main" : "txbox_handler_main",
-							   slot, want[i].owner, &w->handle, &w->why))
-			w->slot = slot;
-		else
-		{
-			txbox_slot_release(slot);
-			w->next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
-		}
+		if (!txbox_tracked_start(&w->worker, want[i].kind, MyDatabaseId, w->object_id, w->part,
+								 want[i].owner, relay ? "txbox relay" : "txbox handler", name,
+								 relay ? "txbox_relay_main" : "txbox_handler_main", &w->why))
+			w->worker.next_start = TimestampTzPlusMilliseconds(now, MANAGER_WAKE_MS);
 	}
 
 	/*
@@ -337,36 +310,65 @@ manager_reconcile(TimestampTz now, bool *again)
 		{
 			ManagedWorker *w = manager_worker(want[j].kind, want[j].object_id, want[j].part);
 
-			if (w->slot < 0 && w->why != TXBOX_WAIT_NONE && why == TXBOX_WAIT_NONE)
+			if (w->worker.slot < 0 && w->why != TXBOX_WAIT_NONE && why == TXBOX_WAIT_NONE)
 				why = w->why;
 		}
 		if ((int) why != first->shown)
 			manager_show_waiting(first, why, want[i].name);
 		i = j;
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+}
 
-	/*
-	 * Workers of relays and handlers that were paused or dropped (or a
-	 * handler's parallel workers beyond its new "parallel"): end them now,
-	 * even in the middle of a delivery to a hung target (at-least-once makes
-	 * that safe); resuming starts afresh without backoff.
-	 */
+/*
+ * End the workers no longer wanted: of relays and handlers that were paused
+ * or dropped (or a handler's parallel workers beyond its new "parallel").
+ * Now, even in the middle of a delivery to a hung target (at-least-once
+ * makes that safe); resuming starts afresh without backoff.
+ */
+static void
+manager_stop_unwanted(void)
+{
 	for (int i = 0; i < mgr_nworkers; i++)
 	{
 		ManagedWorker *w = &mgr_workers[i];
 
 		if (w->wanted)
 			continue;
-		w->failures = 0;
-		w->next_start = 0;
+		w->worker.failures = 0;
+		w->worker.next_start = 0;
 		w->why = TXBOX_WAIT_NONE;
 		w->shown = -1;
-		if (w->slot >= 0 && txbox_shared->slots[w->slot].pid != 0)
-			kill(txbox_shared->slots[w->slot].pid, SIGTERM);
+		if (w->worker.slot >= 0 && txbox_shared->slots[w->worker.slot].pid != 0)
+			kill(txbox_shared->slots[w->worker.slot].pid, SIGTERM);
 	}
+}
+
+/*
+ * Bring the running workers in line with txbox.relays and txbox.handlers:
+ * read which should run, start the missing ones, stop the others.  Returns
+ * false when txbox is no longer installed.
+ */
+static bool
+manager_reconcile(TimestampTz now)
+{
+	WantedWorker *want;
+	int			n;
+
+	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
+	StartTransactionCommand();
+	if (!OidIsValid(get_extension_oid("txbox", true)))
+	{
+		CommitTransactionCommand();
+		return false;
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	n = manager_read_wanted(&want);
+	manager_start_wanted(want, n, now);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	manager_stop_unwanted();
 	return true;
 }
 
@@ -396,37 +398,31 @@ txbox_manager_main(Datum arg)
 	TimestampTz last_maintain = 0;
 	TimestampTz last_reconcile = 0;
 	bool		woken = true;
-	bool		again;
-	TimestampTz restart_due;
-	long		timeout;
 
+	/* 1. Connect to our database; adopt the workers a predecessor started. */
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, InvalidOid, 0);
 	txbox_worker_harden_session();
 	pgstat_report_appname("txbox manager");
-
 	manager_adopt_workers();
+
+	/*
+	 * 2. Until txbox or the database goes: release the slots of ended
+	 * workers, start the missing ones when woken or due, run retention.
+	 */
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz restart_due;
+		long		timeout;
 
-		if (txbox_database_is_being_dropped())
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-
+		txbox_worker_exit_if_gone(slot, false);
 		restart_due = manager_reap(now);
-		again = false;
 		if (woken || (restart_due != 0 && now >= restart_due) ||
 			TimestampDifferenceExceeds(last_reconcile, now, MANAGER_WAKE_MS))
 		{
-			if (!manager_reconcile(now, &again))
-			{
-				/* txbox is not (or no longer) installed here */
-				slot->clean_exit = true;
-				proc_exit(0);
-			}
+			/* false: txbox is not (or no longer) installed here */
+			txbox_worker_exit_if_gone(slot, !manager_reconcile(now));
 			last_reconcile = now;
 		}
 		/* retention runs every 10 s, or faster when the retention is short */
@@ -437,10 +433,14 @@ txbox_manager_main(Datum arg)
 			manager_maintain();
 			last_maintain = now;
 		}
-		/* wake at least every second to notice DROP DATABASE */
+
+		/*
+		 * 3. Sleep until woken (starting a worker wakes us too), a restart is
+		 * due, or a second passed (DROP DATABASE)
+		 */
 		timeout = 1000;
 		if (restart_due != 0)
 			timeout = Max(0, Min(timeout, TimestampDifferenceMilliseconds(now, restart_due)));
-		woken = txbox_worker_wait(again ? 0 : timeout, PG_WAIT_EXTENSION) || again;
+		woken = txbox_worker_wait(timeout, PG_WAIT_EXTENSION);
 	}
 }

@@ -52,7 +52,6 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/array.h"
@@ -102,21 +101,23 @@ static char *relay_source = NULL;	/* "database/relay", as the inbox records it *
 static const TargetCallbacks *relay_target = NULL;	/* once the relay is loaded */
 
 static TxboxPlan relay_load_plan = {
-	"SELECT name, target, owner::pg_catalog.oid, paused,"
-	" options OPERATOR(pg_catalog.->>) 'server', options OPERATOR(pg_catalog.->>) 'channel',"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'batch_size')::pg_catalog.int4, $2),"
-	" coalesce((options OPERATOR(pg_catalog.->>) 'max_attempts')::pg_catalog.int4, 10),"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'backoff_max')::pg_catalog.interval,"
-	"   '30s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'connect_timeout')::pg_catalog.interval,"
-	"   '10s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
-	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+	"SELECT name, target, owner::pg_catalog.oid, paused, options,"
 	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id,"
 	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster()"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
-	2, {INT4OID, INT4OID}
+	1, {INT4OID}
 };
+/* its columns */
+#define Anum_relay_name					1
+#define Anum_relay_target				2
+#define Anum_relay_owner				3
+#define Anum_relay_paused				4
+#define Anum_relay_options				5
+#define Anum_relay_topics				6
+#define Anum_relay_snapshot				7
+#define Anum_relay_batch_snapshot		8
+#define Anum_relay_batch_last_id		9
+#define Anum_relay_foreign_position		10
 
 static TxboxPlan relay_adopt_plan = {
 	"SELECT txbox._relays_adopt()",
@@ -133,6 +134,8 @@ static TxboxPlan relay_keys_plan = {
 	" $2::pg_catalog.pg_snapshot, $3, $4, $5)",
 	5, {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, INT8OID}
 };
+#define Anum_relay_key_txid		1
+#define Anum_relay_key_id		2
 
 /* one page as arrays (for a remote target), in delivery order */
 static TxboxPlan relay_page_plan = {
@@ -187,14 +190,6 @@ relay_text_col(int col, MemoryContext cxt)
 	return v ? MemoryContextStrdup(cxt, v) : NULL;
 }
 
-static int32
-relay_int_col(int col)
-{
-	bool		isnull;
-
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull));
-}
-
 /*
  * Read the relay's configuration (into cfg, in cxt) and, when no batch is
  * open in memory, its saved position; a position saved on another cluster
@@ -205,31 +200,41 @@ static bool
 relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 		   MemoryContext cxt)
 {
-	Datum		args[2] = {Int32GetDatum(relay_id), Int32GetDatum(txbox_batch_size)};
+	Datum		arg = Int32GetDatum(relay_id);
 	bool		isnull;
+	Jsonb	   *options;
+	MemoryContext old;
 
-	if (txbox_exec(&relay_load_plan, args, NULL, false, 1) != 1)
+	if (txbox_exec(&relay_load_plan, &arg, NULL, false, 1) != 1)
 		return false;
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_relay_paused, &isnull)))
 		return false;
 
 	cfg->relay_id = relay_id;
-	cfg->name = relay_text_col(1, cxt);
-	cfg->target = relay_text_col(2, cxt);
-	cfg->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	cfg->server = relay_text_col(5, cxt);
-	cfg->channel = relay_text_col(6, cxt);
-	cfg->batch_size = relay_int_col(7);
-	cfg->max_attempts = relay_int_col(8);
-	cfg->backoff_max_ms = relay_int_col(9);
-	cfg->connect_timeout_ms = relay_int_col(10);
-	cfg->statement_timeout_ms = relay_int_col(11);
+	cfg->name = relay_text_col(Anum_relay_name, cxt);
+	cfg->target = relay_text_col(Anum_relay_target, cxt);
+	cfg->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												Anum_relay_owner, &isnull));
+	options = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   Anum_relay_options, &isnull));
+	old = MemoryContextSwitchTo(cxt);
+	cfg->server = txbox_option_text(options, "postgres", "server");
+	cfg->channel = txbox_option_text(options, "notify", "channel");
+	MemoryContextSwitchTo(old);
+	cfg->batch_size = txbox_option_int(options, "relay", "batch_size");
+	cfg->max_attempts = txbox_option_int(options, "relay", "max_attempts");
+	cfg->backoff_max_ms = txbox_option_ms(options, "relay", "backoff_max");
+	cfg->connect_timeout_ms = txbox_option_ms(options, "relay", "connect_timeout");
+	cfg->statement_timeout_ms = txbox_option_ms(options, "relay", "statement_timeout");
 
-	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, topics_null);
+	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_relay_topics,
+							topics_null);
 	if (!*topics_null)
 		*topics = SPI_datumTransfer(*topics, false, -1);
 
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 16, &isnull)))
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_relay_foreign_position, &isnull)))
 	{
 		/* saved on another cluster or timeline: start from the beginning */
 		txbox_exec(&relay_adopt_plan, NULL, NULL, false, 0);
@@ -239,11 +244,12 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 	}
 	else if (batch.prev == NULL)
 	{
-		batch.prev = relay_text_col(13, relay_batch_cxt);
-		batch.cur = relay_text_col(14, relay_batch_cxt);
-		SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull);
-		batch.last_id = isnull ? 0 :
-			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull));
+		Datum		last_id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											Anum_relay_batch_last_id, &isnull);
+
+		batch.prev = relay_text_col(Anum_relay_snapshot, relay_batch_cxt);
+		batch.cur = relay_text_col(Anum_relay_batch_snapshot, relay_batch_cxt);
+		batch.last_id = isnull ? 0 : DatumGetInt64(last_id);
 	}
 	return true;
 }
@@ -315,9 +321,10 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 		bool		isnull;
 
 		batch.txids[i] = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull));
-		batch.ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-												   SPI_tuptable->tupdesc, 2, &isnull));
+																 SPI_tuptable->tupdesc,
+																 Anum_relay_key_txid, &isnull));
+		batch.ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   Anum_relay_key_id, &isnull));
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -607,34 +614,27 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	return txbox_backoff_ms(relay_failures, cfg.backoff_max_ms);
 }
 
+/*
+ * Connect to the relay's database as its owner, and take the relay's lock;
+ * exit if another worker runs it already.
+ */
 static void
-relay_lock_or_exit(TxboxSlot *slot)
+relay_connect(TxboxSlot *slot)
 {
 	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) slot->object_id, TXBOX_LOCKTAG_RELAY);
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-	{
-		/* another worker runs this relay already */
-		slot->clean_exit = true;
-		proc_exit(0);
-	}
-}
-
-void
-txbox_relay_main(Datum arg)
-{
-	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
-	int32		relay_id = slot->object_id;
-	MemoryContext loop_cxt;
-	TimestampTz last_save = 0;
-	long		sleep_ms = 0;
 
 	txbox_worker_init_signals();
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, txbox_worker_userid(), 0);
 	txbox_worker_harden_session();
-	relay_lock_or_exit(slot);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) slot->object_id, TXBOX_LOCKTAG_RELAY);
+	txbox_worker_exit_if_gone(slot,
+							  LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL);
+}
 
+/* The session settings of a relay worker. */
+static void
+relay_session_settings(void)
+{
 	/* page fetches probe the (txid, id) index key by key */
 	SetConfigOption("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION);
@@ -646,68 +646,93 @@ txbox_relay_main(Datum arg)
 	 * message delivered, and that one is synchronous.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+}
 
+/*
+ * One unit of work (relay_iterate) in loop_cxt; an error is recorded in the
+ * relay's row, drops the connection and the open batch, and backs off.
+ * Returns what relay_iterate does.
+ */
+static long
+relay_run_once(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
+{
+	long		sleep_ms;
+
+	MemoryContextReset(loop_cxt);
+	MemoryContextSwitchTo(loop_cxt);
+	PG_TRY();
+	{
+		sleep_ms = relay_iterate(relay_id, loop_cxt, last_save);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		edata = txbox_worker_recover(loop_cxt);
+		if (relay_target != NULL && relay_target->disconnect != NULL)
+			relay_target->disconnect();
+		ereport(LOG,
+				(errmsg("txbox relay \"%s\" failed: %s",
+						relay_name ? relay_name : "?", edata->message)));
+		relay_failures++;
+		relay_record_error(relay_id, "failed", edata->message);
+		/* the open batch is re-read from the saved position */
+		MemoryContextReset(relay_batch_cxt);
+		memset(&batch, 0, sizeof(batch));
+		sleep_ms = txbox_backoff_ms(relay_failures, relay_backoff_max_ms);
+	}
+	PG_END_TRY();
+	return sleep_ms;
+}
+
+/*
+ * Sleep sleep_ms, waking at least every second to notice DROP DATABASE.  A
+ * commit (our latch) cuts an idle sleep short, not a backoff.
+ */
+static void
+relay_sleep(long sleep_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
+
+	if (sleep_ms <= 0)
+		return;
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION) &&
+			relay_failures == 0)
+			break;
+		if (left <= 1000)
+			break;
+		if (txbox_database_is_being_dropped())
+			break;
+	}
+}
+
+void
+txbox_relay_main(Datum arg)
+{
+	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
+	MemoryContext loop_cxt;
+	TimestampTz last_save = 0;
+	long		sleep_ms = 0;
+
+	/* 1. Connect as the relay's owner; one worker per relay. */
+	relay_connect(slot);
+	relay_session_settings();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay loop", ALLOCSET_DEFAULT_SIZES);
 	relay_batch_cxt = AllocSetContextCreate(TopMemoryContext, "txbox relay batch", ALLOCSET_DEFAULT_SIZES);
 
+	/*
+	 * 2. Deliver page after page, sleeping when there is nothing to deliver
+	 * or after a failure, until the relay is paused or dropped or its
+	 * database goes.
+	 */
 	for (;;)
 	{
-		if (txbox_database_is_being_dropped())
-		{
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-
-		MemoryContextReset(loop_cxt);
-		MemoryContextSwitchTo(loop_cxt);
-
-		PG_TRY();
-		{
-			sleep_ms = relay_iterate(relay_id, loop_cxt, &last_save);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			edata = txbox_worker_recover(loop_cxt);
-			if (relay_target != NULL && relay_target->disconnect != NULL)
-				relay_target->disconnect();
-			ereport(LOG,
-					(errmsg("txbox relay \"%s\" failed: %s",
-							relay_name ? relay_name : "?", edata->message)));
-			relay_failures++;
-			relay_record_error(relay_id, "failed", edata->message);
-			/* the open batch is re-read from the saved position */
-			MemoryContextReset(relay_batch_cxt);
-			memset(&batch, 0, sizeof(batch));
-			sleep_ms = txbox_backoff_ms(relay_failures, relay_backoff_max_ms);
-		}
-		PG_END_TRY();
-
-		if (sleep_ms < 0)
-		{
-			/* paused or dropped */
-			slot->clean_exit = true;
-			proc_exit(0);
-		}
-		if (sleep_ms > 0)
-		{
-			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
-
-			/* wake at least every second to notice DROP DATABASE */
-			for (;;)
-			{
-				long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
-
-				/* a commit cuts an idle sleep short, not a backoff */
-				if (txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION) &&
-					relay_failures == 0)
-					break;
-				if (left <= 1000)
-					break;
-				if (txbox_database_is_being_dropped())
-					break;
-			}
-		}
+		txbox_worker_exit_if_gone(slot, sleep_ms < 0);	/* < 0: paused or dropped */
+		sleep_ms = relay_run_once(slot->object_id, loop_cxt, &last_save);
+		relay_sleep(sleep_ms);
 	}
 }

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  * relay_api.c
- *		C helpers of the relay SQL API (txbox.create_relay and friends are
- *		PL/pgSQL in txbox--*.sql): calling them for the role at the call,
- *		whether workers can run, waking the worker tree at commit, and why a
- *		manager waits.
+ *		C helpers of the relay, handler, consumer and dead-letter SQL API
+ *		(txbox.create_relay and friends are PL/pgSQL in src/sql/): calling
+ *		them for the role at the call, whether workers can run, waking the
+ *		worker tree at commit, and why a manager waits.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

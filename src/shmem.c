@@ -1,26 +1,29 @@
 /*-------------------------------------------------------------------------
  * shmem.c
- *		txbox's shared memory: the worker slots of the launcher, the
- *		per-database managers and the relay workers, and commit-time
+ *		txbox's shared memory: the worker slots of the per-database
+ *		managers and the relay and handler workers, and commit-time
  *		wake-ups.
  *
  * Exists only when txbox is in shared_preload_libraries; every function
  * here is a no-op without it, so the SQL API works either way.
  *
  * Slots.  txbox.max_workers slots; a starter claims one for each worker it
- * starts (kind, database, relay id) and hands the slot number to the worker
- * as its main argument; the worker fills in its PGPROC, and marks the slot
- * exited when it ends; the starter then releases it (workers.h).  Readers that only want to set a latch read a slot without
- * the lock: a stale PGPROC pointer at worst wakes another process, which is
- * harmless.  Relay and handler workers claim within caps (per database, per
- * owner) and leave txbox.reserved_manager_slots to managers; the launcher
- * notes here why a database's manager could not start (waiting_dbs).
+ * starts (kind, database, relay or handler id) and hands the slot number to
+ * the worker as its main argument; the worker fills in its PGPROC, and
+ * marks the slot exited when it ends; the starter then releases it
+ * (txbox_tracked_reap, workers.h).  Readers that only want to set a latch
+ * read a slot without the lock: a stale PGPROC pointer at worst wakes
+ * another process, which is harmless.  Relay and handler workers claim
+ * within caps (per database, per owner) and leave
+ * txbox.reserved_manager_slots to managers; the launcher notes here why a
+ * database's manager could not start (waiting_dbs).
  *
- * Wake-ups.  A transaction that published (or changed relays) notes it in
- * backend-local flags; the transaction callback sets the latches of the
- * relay workers (or manager, launcher) of this database only once the
- * commit is visible, so a woken worker sees the new rows.  Nothing is done
- * per publish: a flag and, at commit, a scan of max_workers slots.
+ * Wake-ups.  A transaction that published or received messages (or changed
+ * relays or handlers) notes it in backend-local flags; the transaction
+ * callback sets the latches of the relay or handler workers (or manager,
+ * launcher) of this database only once the commit is visible, so a woken
+ * worker sees the new rows.  Nothing is done per publish: a flag and, at
+ * commit, a scan of max_workers slots.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -344,6 +347,56 @@ txbox_slot_gone(int slot, BackgroundWorkerHandle *handle)
 		return true;
 	return handle != NULL &&
 		GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED;
+}
+
+/*
+ * txbox_tracked_reap -- if t's worker has ended, release its slot and
+ * return true.  One that ended by error or termination is started again
+ * after a backoff (next_start, failures); one that ended on purpose
+ * (clean_exit) resets failures.
+ */
+bool
+txbox_tracked_reap(TxboxTracked *t, TimestampTz now)
+{
+	if (t->slot < 0 || !txbox_slot_gone(t->slot, t->handle))
+		return false;
+	if (txbox_shared->slots[t->slot].clean_exit)
+		t->failures = 0;
+	else
+	{
+		t->failures++;
+		t->next_start = TimestampTzPlusMilliseconds(now, txbox_backoff_ms(t->failures, 30000));
+	}
+	txbox_slot_release(t->slot);
+	if (t->handle)
+		pfree(t->handle);
+	t->handle = NULL;
+	t->slot = -1;
+	return true;
+}
+
+/*
+ * txbox_tracked_start -- claim a slot for t's worker (txbox_slot_claim's
+ * arguments) and start it (txbox_start_worker's, running as owner).
+ * Returns whether it runs; if not, *why says why it may not start now
+ * (TXBOX_WAIT_NONE: it ended at once).
+ */
+bool
+txbox_tracked_start(TxboxTracked *t, TxboxWorkerKind kind, Oid dboid, int32 object_id,
+					int part, Oid owner, const char *type, const char *name,
+					const char *function, TxboxWait *why)
+{
+	int			slot = txbox_slot_claim(kind, dboid, object_id, part, owner, why);
+
+	if (slot < 0)
+		return false;
+	if (!txbox_start_worker(type, name, function, slot, owner, &t->handle, why))
+	{
+		txbox_slot_release(slot);
+		return false;
+	}
+	t->slot = slot;
+	return true;
 }
 
 /*

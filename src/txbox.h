@@ -1,19 +1,17 @@
 /*-------------------------------------------------------------------------
  * txbox.h
- *		Declarations shared by the txbox C modules.
- *
- * One C file per concern: txbox.c (module load, GUCs), generation.c
- * (rotated tables), publish.c (outbox), uuid7.c (message ids), inbox.c
- * (dedup claims), idempotency.c (idempotency keys), spi_util.c (cached
- * SPI plans).
+ *		Declarations shared by the txbox C modules (README "Layout" lists
+ *		them): settings, SQLSTATEs, lock tags, limits, the rotated tables,
+ *		message ids and saved SPI plans.  The worker tree has its own header,
+ *		workers.h, and the relay's targets targets/target.h.  Like
+ *		PostgreSQL's own headers, it expects postgres.h to be included first.
  *-------------------------------------------------------------------------
  */
 #ifndef TXBOX_H
 #define TXBOX_H
 
-#include "postgres.h"
-
 #include "executor/spi.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #if PG_VERSION_NUM < 150000
@@ -59,6 +57,11 @@ typedef enum TxboxRotated
 
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern void txbox_generation_init(void);
+
+/* options.c: the options of relays and handlers, in a relay's or handler's options */
+extern int	txbox_option_int(Jsonb *options, const char *applies_to, const char *name);
+extern int	txbox_option_ms(Jsonb *options, const char *applies_to, const char *name);
+extern char *txbox_option_text(Jsonb *options, const char *applies_to, const char *name);
 
 /* uuid7.c */
 extern void txbox_uuid7_generate(pg_uuid_t *uuid);

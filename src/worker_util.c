@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  * worker_util.c
  *		What every txbox background worker does the same way: signals,
- *		latch waits, noticing DROP DATABASE, starting workers, backoff.
+ *		latch waits, noticing DROP DATABASE, starting workers, backoff, its
+ *		bookkeeping transactions as txbox's owner, fences around user code,
+ *		and recovering from an error.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,6 +24,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
@@ -168,12 +171,31 @@ txbox_database_is_being_dropped(void)
 }
 
 /*
+ * txbox_worker_exit_if_gone -- end the worker on purpose when what it works
+ * for is gone: gone says so for its relay or handler (paused, dropped,
+ * already run by another worker) or for txbox (not installed here), and
+ * its database may be being dropped.  Its slot says clean_exit, so its
+ * starter does not back off and starts it again only if it is wanted.
+ */
+void
+txbox_worker_exit_if_gone(TxboxSlot *slot, bool gone)
+{
+	if (gone || txbox_database_is_being_dropped())
+	{
+		slot->clean_exit = true;
+		proc_exit(0);
+	}
+}
+
+/*
  * txbox_start_worker -- register a dynamic worker running function (in this
  * library) with slot as its argument, connecting as userid, and wait until
  * it started.  Returns true with *handle (in TopMemoryContext) when it did.
  * Otherwise *handle is NULL and *why says whether no background worker
  * slot was free (TXBOX_WAIT_BGWORKER, with a warning) or the worker ended
- * at once (TXBOX_WAIT_NONE); the caller releases its txbox slot.
+ * at once (TXBOX_WAIT_NONE); the caller releases its txbox slot.  Our latch
+ * is set on return: the wait for the startup may have eaten a wake-up, so
+ * the caller's next wait looks at its work again at once.
  */
 bool
 txbox_start_worker(const char *type, const char *name, const char *function,
@@ -183,6 +205,7 @@ txbox_start_worker(const char *type, const char *name, const char *function,
 	BackgroundWorker worker;
 	pid_t		pid;
 	bool		registered;
+	bool		started;
 	MemoryContext old;
 
 	memset(&worker, 0, sizeof(worker));
@@ -211,14 +234,15 @@ txbox_start_worker(const char *type, const char *name, const char *function,
 				 errhint("Raise max_worker_processes (each relay needs one, plus one manager per database and the launcher).")));
 		return false;
 	}
-	if (WaitForBackgroundWorkerStartup(*handle, &pid) != BGWH_STARTED)
+	started = WaitForBackgroundWorkerStartup(*handle, &pid) == BGWH_STARTED;
+	SetLatch(MyLatch);
+	if (!started)
 	{
 		*why = TXBOX_WAIT_NONE;
 		pfree(*handle);
 		*handle = NULL;
-		return false;
 	}
-	return true;
+	return started;
 }
 
 /* The role a worker was started to run as (bgw_extra). */
@@ -258,8 +282,9 @@ txbox_backoff_ms(int attempt, long max_ms)
  * privileges for the handler function); their work in txbox's own tables
  * runs as the extension's owner.  txbox_xact_begin re-asserts the safe
  * search_path, starts a transaction, connects SPI, pushes a snapshot and
- * switches to the extension's owner; txbox_xact_as_owner switches back and
- * forth inside it, txbox_user_code_begin/end around user code.  Memory
+ * switches to the extension's owner; txbox_xact_as_worker_role and
+ * txbox_xact_as_extension_owner switch back and forth inside it,
+ * txbox_user_code_begin/end around user code.  Memory
  * allocated meanwhile is in the caller's context and survives the commit.
  */
 static MemoryContext xact_caller_cxt;
@@ -288,20 +313,27 @@ txbox_xact_begin(const char *activity)
 		xact_extowner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 		ReleaseSysCache(tup);
 	}
-	txbox_xact_as_owner(false);
+	txbox_xact_as_extension_owner();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
-/* Inside txbox_xact_begin: act as the worker's role (true) or txbox's owner. */
+/* Inside txbox_xact_begin: act as the role that owns the extension. */
 void
-txbox_xact_as_owner(bool owner)
+txbox_xact_as_extension_owner(void)
 {
-	if (owner)
-		SetUserIdAndSecContext(xact_saved_userid, xact_saved_secctx);
-	else
-		SetUserIdAndSecContext(xact_extowner,
-							   xact_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(xact_extowner,
+						   xact_saved_secctx | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/*
+ * Inside txbox_xact_begin: act as the role the worker runs as (its relay's
+ * or handler's owner), as it connected.
+ */
+void
+txbox_xact_as_worker_role(void)
+{
+	SetUserIdAndSecContext(xact_saved_userid, xact_saved_secctx);
 }
 
 /*
@@ -334,7 +366,7 @@ void
 txbox_user_code_end(int nestlevel)
 {
 	AtEOXact_GUC(false, nestlevel);
-	txbox_xact_as_owner(false);
+	txbox_xact_as_extension_owner();
 }
 
 void
@@ -342,7 +374,7 @@ txbox_xact_commit(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
-	txbox_xact_as_owner(true);
+	txbox_xact_as_worker_role();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(xact_caller_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);

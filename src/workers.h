@@ -1,23 +1,25 @@
 /*-------------------------------------------------------------------------
  * workers.h
  *		The background worker tree: launcher -> per-database manager ->
- *		relay workers, and the shared memory they coordinate through.
+ *		relay and handler workers, and the shared memory they coordinate
+ *		through.
  *
  *	launcher.c	one per cluster; starts a manager for every database
  *				that has txbox installed
  *	manager.c	one per database; starts the relay and handler workers,
- *				restarts them with backoff, runs retention
+ *				restarts them with backoff, runs the outbox retention
  *	relay.c		one per relay; moves committed outbox messages to its
  *				target, through targets/target.h
  *	handler.c	"parallel" per handler; calls the handler function for
  *				each inbox message, exactly once
  *	shmem.c		worker slots and commit-time wake-ups
+ *	worker_util.c	what every worker does the same way: signals, waits,
+ *				starting workers, transactions as txbox's owner, user code
+ *				fences, error recovery
  *-------------------------------------------------------------------------
  */
 #ifndef TXBOX_WORKERS_H
 #define TXBOX_WORKERS_H
-
-#include "postgres.h"
 
 #include "postmaster/bgworker.h"
 #include "storage/lwlock.h"
@@ -98,10 +100,21 @@ typedef struct TxboxShared
 
 extern TxboxShared *txbox_shared;
 
+/*
+ * A worker a starter keeps running (the launcher: a manager per database; a
+ * manager: its relay and handler workers), and when to start it again.
+ */
+typedef struct TxboxTracked
+{
+	int			slot;			/* -1: not running */
+	BackgroundWorkerHandle *handle;	/* NULL for an adopted worker */
+	TimestampTz next_start;		/* not before this */
+	int			failures;		/* ended by error or termination, in a row */
+} TxboxTracked;
+
 /* settings only the workers use (txbox.c) */
 extern int	txbox_max_workers;
 extern int	txbox_poll_interval;	/* ms */
-extern int	txbox_batch_size;
 extern int	txbox_outbox_retention;	/* s */
 extern int	txbox_max_workers_per_database;	/* 0: no cap */
 extern int	txbox_max_workers_per_role;	/* 0: no cap */
@@ -120,6 +133,10 @@ extern void txbox_set_database_waiting(Oid dboid, TxboxWait why);
 extern void txbox_slot_release(int slot);
 extern TxboxSlot *txbox_slot_attach(int slot);
 extern bool txbox_slot_gone(int slot, BackgroundWorkerHandle *handle);
+extern bool txbox_tracked_reap(TxboxTracked *t, TimestampTz now);
+extern bool txbox_tracked_start(TxboxTracked *t, TxboxWorkerKind kind, Oid dboid,
+								int32 object_id, int part, Oid owner, const char *type,
+								const char *name, const char *function, TxboxWait *why);
 
 /* launcher.c, manager.c, relay.c: worker entry points */
 extern void txbox_launcher_register(void);
@@ -138,13 +155,15 @@ extern void txbox_worker_name(const char *kind, const char *name);
 extern ErrorData *txbox_worker_recover(MemoryContext cxt);
 extern bool txbox_worker_wait(long timeout_ms, uint32 wait_event);
 extern bool txbox_database_is_being_dropped(void);
+extern void txbox_worker_exit_if_gone(TxboxSlot *slot, bool gone);
 extern bool txbox_start_worker(const char *type, const char *name,
 							   const char *function, int slot, Oid userid,
 							   BackgroundWorkerHandle **handle, TxboxWait *why);
 extern Oid	txbox_worker_userid(void);
 extern long txbox_backoff_ms(int attempt, long max_ms);
 extern void txbox_xact_begin(const char *activity);
-extern void txbox_xact_as_owner(bool owner);
+extern void txbox_xact_as_extension_owner(void);
+extern void txbox_xact_as_worker_role(void);
 extern int	txbox_user_code_begin(void);
 extern void txbox_user_code_end(int nestlevel);
 extern void txbox_xact_commit(void);

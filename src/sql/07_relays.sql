@@ -99,54 +99,80 @@ LANGUAGE c VOLATILE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_manager_waiting';
 
--- Options common to every relay, and per target.
--- Options of a relay or handler (what): a JSON object of known keys
--- (allowed), integers within their range (integers: {"key": [min, max,
--- example]}), positive intervals of at most a day (intervals).
-CREATE FUNCTION txbox._check_options(what text, options jsonb, allowed text[],
-									 integers jsonb, intervals text[])
+-- The options of relays and handlers, one row each (src/options.c, where
+-- the workers read the same table): what they apply to ('relay': every
+-- relay, a relay target's name, 'handler'), the 0.1.0 spelling still
+-- accepted (alias), kind (integer from min to max; interval over 0 and at
+-- most a day; text), default (a value, or the setting that gives it).
+CREATE FUNCTION txbox.options(OUT applies_to text, OUT name text, OUT alias text,
+							  OUT kind text, OUT min integer, OUT max integer,
+							  OUT default_value text)
+RETURNS SETOF record
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_options_sql';
+COMMENT ON FUNCTION txbox.options() IS
+	'the options of relays and handlers: names, 0.1.0 aliases, kinds, ranges, defaults';
+
+-- Check the options of a relay or handler (what) against txbox.options()
+-- rows of applies_to: a JSON object of known keys, integers within their
+-- range, intervals over 0 and at most a day.  Returns them with every
+-- alias replaced by its option's name.
+CREATE FUNCTION txbox._check_options(what text, options jsonb, applies_to text[])
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	allowed text := (SELECT string_agg(o.name, ', ') FROM txbox.options() o
+					  WHERE o.applies_to = ANY (_check_options.applies_to));
+	o record;
 	k text;
-	lo numeric;
-	hi numeric;
+	example text;
 BEGIN
 	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
 		RAISE EXCEPTION '% options must be a JSON object', what
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = format('Options of a %s: %s.', what, array_to_string(allowed, ', '));
+				  HINT = format('Options of a %s: %s.', what, allowed);
 	END IF;
 	FOR k IN SELECT jsonb_object_keys(options) LOOP
-		IF NOT k = ANY (allowed) THEN
+		IF NOT EXISTS (SELECT 1 FROM txbox.options() x
+						WHERE x.applies_to = ANY (_check_options.applies_to)
+						  AND k IN (x.name, x.alias)) THEN
 			RAISE EXCEPTION 'unknown % option "%"', what, k
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = format('Options of a %s: %s.', what, array_to_string(allowed, ', '));
+					  HINT = format('Options of a %s: %s.', what, allowed);
 		END IF;
 	END LOOP;
-	FOR k IN SELECT jsonb_object_keys(integers) LOOP
-		lo := (integers->k->>0)::numeric;
-		hi := (integers->k->>1)::numeric;
-		IF options ? k AND (jsonb_typeof(options->k) <> 'number'
-		   OR (options->>k)::numeric NOT BETWEEN lo AND hi
-		   OR (options->>k)::numeric <> trunc((options->>k)::numeric)) THEN
-			RAISE EXCEPTION '% option "%" must be an integer from % to %', what, k, lo, hi
+	FOR o IN SELECT * FROM txbox.options() x WHERE x.applies_to = ANY (_check_options.applies_to) LOOP
+		IF options ? o.name AND options ? o.alias THEN
+			RAISE EXCEPTION '% option "%" is given twice, also as "%"', what, o.name, o.alias
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = format('For example ''{"%s": %s}''.', k, integers->k->>2);
+					  HINT = format('"%s" is the earlier name of "%s": give only "%s".', o.alias, o.name, o.name);
 		END IF;
-	END LOOP;
-	FOREACH k IN ARRAY intervals LOOP
-		IF options ? k THEN
+		k := CASE WHEN options ? o.name THEN o.name WHEN options ? o.alias THEN o.alias END;
+		CONTINUE WHEN k IS NULL;
+		example := CASE WHEN o.default_value LIKE 'txbox.%' THEN current_setting(o.default_value)
+						ELSE o.default_value END;
+		IF o.kind = 'integer' AND (jsonb_typeof(options->k) <> 'number'
+		   OR (options->>k)::numeric NOT BETWEEN o.min AND o.max
+		   OR (options->>k)::numeric <> trunc((options->>k)::numeric)) THEN
+			RAISE EXCEPTION '% option "%" must be an integer from % to %', what, k, o.min, o.max
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('For example ''{"%s": %s}''.', k, example);
+		END IF;
+		IF o.kind = 'interval' THEN
 			BEGIN
 				IF (options->>k)::interval <= interval '0' OR (options->>k)::interval > interval '1 day' THEN
 					RAISE EXCEPTION USING ERRCODE = 'invalid_datetime_format';
 				END IF;
 			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
 				RAISE EXCEPTION '% option "%" must be an interval between 0 and 1 day', what, k
-					USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": "30s"}''.', k);
+					USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": "%s"}''.', k, example);
 			END;
+		END IF;
+		IF k = o.alias THEN
+			options := options - o.alias || jsonb_build_object(o.name, options->o.alias);
 		END IF;
 	END LOOP;
 	RETURN options;
@@ -200,12 +226,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM txbox._check_options(
-		'relay', options,
-		ARRAY['from', 'batch_size', 'max_attempts', 'backoff_max', 'connect_timeout',
-			  'statement_timeout', CASE target WHEN 'postgres' THEN 'server' ELSE 'channel' END],
-		'{"batch_size": [1, 100000, 1000], "max_attempts": [1, 1000000, 10]}',
-		ARRAY['backoff_max', 'connect_timeout', 'statement_timeout']);
+	options := txbox._check_options('relay', options, ARRAY['relay', target]);
 	IF target = 'postgres' AND NOT options ? 'server' THEN
 		RAISE EXCEPTION 'a postgres relay needs the option "server"'
 			USING ERRCODE = 'invalid_parameter_value',

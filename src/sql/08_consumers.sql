@@ -203,15 +203,11 @@ RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT txbox._check_options(
-		'handler', handler_options,
-		ARRAY['max_attempts', 'backoff', 'batch', 'parallel', 'statement_timeout'],
-		'{"max_attempts": [1, 1000000, 10], "batch": [1, 10000, 100], "parallel": [1, 16, 2]}',
-		ARRAY['backoff', 'statement_timeout'])
+	SELECT txbox._check_options('handler', handler_options, ARRAY['handler'])
 $$;
 
 -- A handler function takes one txbox.message (a call per message) or a
--- txbox.message[] (a call per window of up to "batch" messages, in arrival
+-- txbox.message[] (a call per window of up to "batch_size" messages, in arrival
 -- order); the owner must be allowed to call it.
 CREATE FUNCTION txbox._handler_check_function(handler regprocedure, role regrole)
 RETURNS void

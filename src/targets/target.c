@@ -5,8 +5,9 @@
  *		interrupts.
  *
  * Adding a target: a file in targets/ that defines its TargetCallbacks, and
- * its line in the table below (plus its name and option checks in the
- * install script's txbox._create_relay and txbox._relay_check_options).
+ * its line in the table below (plus its options' rows in src/options.c, and
+ * its name and further option checks in the install script's
+ * txbox._create_relay and txbox._relay_check_options).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

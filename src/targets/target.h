@@ -26,14 +26,13 @@
  *
  * Options are not validated here: txbox._relay_check_options (SQL) checks
  * them when the relay is created or altered, in the caller's transaction,
- * with the error and hint the caller sees.  The worker reads them later,
- * already checked.
+ * with the error and hint the caller sees, against the table of options in
+ * src/options.c.  The worker reads them later, already checked, with
+ * txbox_option_int/ms/text (RelayConfig).
  *-------------------------------------------------------------------------
  */
 #ifndef TXBOX_TARGET_H
 #define TXBOX_TARGET_H
-
-#include "postgres.h"
 
 #include "datatype/timestamp.h"
 
