@@ -113,7 +113,11 @@ static TxboxPlan relay_load_plan = {
 	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
 	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
 	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id,"
-	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster()"
+	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster(),"
+	" coalesce(options OPERATOR(pg_catalog.->>) 'format', 'webhooks'),"
+	" coalesce((options OPERATOR(pg_catalog.->>) 'concurrency')::pg_catalog.int4, 8),"
+	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'timeout')::pg_catalog.interval,"
+	"   '30s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
 	2, {INT4OID, INT4OID}
 };
@@ -224,6 +228,9 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 	cfg->backoff_max_ms = relay_int_col(9);
 	cfg->connect_timeout_ms = relay_int_col(10);
 	cfg->statement_timeout_ms = relay_int_col(11);
+	cfg->format = relay_text_col(17, cxt);
+	cfg->concurrency = relay_int_col(18);
+	cfg->timeout_ms = relay_int_col(19);
 
 	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, topics_null);
 	if (!*topics_null)

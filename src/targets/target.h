@@ -44,8 +44,11 @@ typedef struct RelayConfig
 	char	   *name;
 	char	   *source;			/* "database/relay", as the inbox records it */
 	char	   *target;			/* a name in target.c's table */
-	char	   *server;			/* postgres */
+	char	   *server;			/* postgres, http */
 	char	   *channel;		/* notify */
+	char	   *format;			/* http: "webhooks" or "cloudevents" */
+	int			concurrency;	/* http: requests in flight */
+	int			timeout_ms;		/* http: per request */
 	Oid			owner;
 	int			batch_size;
 	int			max_attempts;
