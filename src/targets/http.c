@@ -74,8 +74,10 @@
 #define HTTP_RETRY_AFTER_MAX 3600
 /* delivered message ids remembered from pages not yet complete */
 #define HTTP_REMEMBERED_MAX 100000
+/* the relay option concurrency is at most this (txbox._relay_check_options) */
+#define HTTP_MAX_CONCURRENCY 256
 /* sockets curl may watch at once: two per request (happy eyeballs) */
-#define HTTP_MAX_SOCKETS	(2 * 256 + 16)
+#define HTTP_MAX_SOCKETS	(2 * HTTP_MAX_CONCURRENCY + 16)
 
 /* The server and user mapping a relay delivers to, with the relay owner. */
 typedef struct HttpEndpoint
@@ -114,10 +116,11 @@ typedef struct HttpMessage
 	HttpState	state;
 } HttpMessage;
 
-/* A request in flight. */
+/* A request slot, with its easy handle (kept: no set-up per request). */
 typedef struct HttpRequest
 {
-	CURL	   *easy;			/* NULL: free */
+	CURL	   *easy;			/* NULL: not made yet */
+	bool		busy;			/* a request is in flight */
 	struct curl_slist *headers;
 	int			msg;
 	bool		allow_private;
@@ -130,7 +133,9 @@ typedef struct HttpRequest
 typedef struct HttpSocket
 {
 	curl_socket_t fd;
-	int			what;			/* CURL_POLL_IN, _OUT, _INOUT */
+	uint32		events;			/* WL_SOCKET_* curl waits for */
+	uint32		waiting;		/* WL_SOCKET_* in http_set */
+	int			pos;			/* in http_set */
 } HttpSocket;
 
 static MemoryContext http_cxt = NULL;	/* the endpoint */
@@ -140,10 +145,12 @@ static bool http_callbacks_registered = false;
 static CURLM *http_multi = NULL;
 static HttpSocket http_sockets[HTTP_MAX_SOCKETS];
 static int	http_nsockets = 0;
+static WaitEventSet *http_set = NULL;	/* our latch and http_sockets, or NULL:
+										 * to be made again (a socket came or
+										 * went) */
 static long http_timer_ms = -1; /* curl's timer, -1: none */
 static TimestampTz http_timer_at = 0;
-static HttpRequest *http_requests = NULL;	/* of the delivery in progress */
-static int	http_nrequests = 0;
+static HttpRequest *http_requests = NULL;	/* HTTP_MAX_CONCURRENCY slots */
 static HTAB *http_delivered = NULL; /* message ids delivered, page not yet complete */
 static TimestampTz http_not_before = 0; /* Retry-After */
 
@@ -309,26 +316,27 @@ http_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 	http_endpoint_stale = true;
 }
 
+static void http_finish(HttpRequest *req);
+
 /* forget every connection and remembered message (a new endpoint) */
 static void
 http_reset_connections(void)
 {
-	for (int i = 0; i < http_nrequests; i++)
+	for (int i = 0; http_requests != NULL && i < HTTP_MAX_CONCURRENCY; i++)
 	{
+		if (http_requests[i].busy)
+			http_finish(&http_requests[i]);
 		if (http_requests[i].easy != NULL)
-		{
-			curl_multi_remove_handle(http_multi, http_requests[i].easy);
 			curl_easy_cleanup(http_requests[i].easy);
-			curl_slist_free_all(http_requests[i].headers);
-			http_requests[i].easy = NULL;
-		}
+		http_requests[i].easy = NULL;
 	}
-	http_requests = NULL;
-	http_nrequests = 0;
 	if (http_multi != NULL)
 		curl_multi_cleanup(http_multi);
 	http_multi = NULL;
 	http_nsockets = 0;
+	if (http_set != NULL)
+		FreeWaitEventSet(http_set);
+	http_set = NULL;
 	http_timer_ms = -1;
 	if (http_delivered != NULL)
 		hash_destroy(http_delivered);
@@ -524,6 +532,15 @@ http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr
  *----------
  */
 
+/* the sockets changed: make the wait event set again before the next wait */
+static void
+http_set_stale(void)
+{
+	if (http_set != NULL)
+		FreeWaitEventSet(http_set);
+	http_set = NULL;
+}
+
 static int
 http_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
@@ -535,7 +552,10 @@ http_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < http_nsockets)
+		{
 			http_sockets[i] = http_sockets[--http_nsockets];
+			http_set_stale();
+		}
 		return 0;
 	}
 	if (i == http_nsockets)
@@ -543,9 +563,11 @@ http_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 		if (http_nsockets == HTTP_MAX_SOCKETS)
 			return -1;
 		http_nsockets++;
+		http_sockets[i].fd = fd;
+		http_set_stale();
 	}
-	http_sockets[i].fd = fd;
-	http_sockets[i].what = what;
+	http_sockets[i].events = ((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
+		((what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0);
 	return 0;
 }
 
@@ -577,26 +599,37 @@ http_multi_init(int concurrency)
 /*
  * Wait for curl's sockets, its timer or our latch (at most a second), and
  * let curl act on what happened.  Interrupts are handled as in every wait:
- * SIGTERM ends the worker here, a reload is applied.
+ * SIGTERM ends the worker here, a reload is applied.  The wait event set
+ * lives as long as curl's sockets do (kept-alive connections): only what a
+ * socket waits for changes from one request to the next.
  */
 static void
 http_wait(void)
 {
-	WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, http_nsockets + 2);
-	WaitEvent  *events = palloc(sizeof(WaitEvent) * (http_nsockets + 2));
+	WaitEvent	events[HTTP_MAX_SOCKETS + 2];
 	long		timeout = http_timer_ms < 0 ? 1000 : Min(http_timer_ms, 1000);
 	int			n;
 	int			running;
 
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (http_set == NULL)
+	{
+		http_set = CreateWaitEventSet(TopMemoryContext, http_nsockets + 2);
+		AddWaitEventToSet(http_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(http_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < http_nsockets; i++)
+		{
+			http_sockets[i].pos = AddWaitEventToSet(http_set, http_sockets[i].events,
+													http_sockets[i].fd, NULL, NULL);
+			http_sockets[i].waiting = http_sockets[i].events;
+		}
+	}
 	for (int i = 0; i < http_nsockets; i++)
-		AddWaitEventToSet(set,
-						  ((http_sockets[i].what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
-						  ((http_sockets[i].what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0),
-						  http_sockets[i].fd, NULL, NULL);
-	n = timeout > 0 ? WaitEventSetWait(set, timeout, events, http_nsockets + 2, PG_WAIT_EXTENSION) : 0;
-	FreeWaitEventSet(set);
+		if (http_sockets[i].waiting != http_sockets[i].events)
+		{
+			ModifyWaitEvent(http_set, http_sockets[i].pos, http_sockets[i].events, NULL);
+			http_sockets[i].waiting = http_sockets[i].events;
+		}
+	n = WaitEventSetWait(http_set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -613,7 +646,6 @@ http_wait(void)
 		http_timer_ms = -1;
 		curl_multi_socket_action(http_multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
-	pfree(events);
 }
 
 /*----------
@@ -747,12 +779,33 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
 {
 	const HttpEndpoint *ep = http_endpoint;
 	char		ts[32];
-	CURL	   *e = curl_easy_init();
+	CURL	   *e = req->easy;
 
 	if (e == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	memset(req, 0, sizeof(HttpRequest));
-	req->easy = e;
+	{
+		e = curl_easy_init();
+		if (e == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(e, CURLOPT_PROXY, "");
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(e, CURLOPT_USERAGENT, "txbox");
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_callback);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket);
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
+		curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+		req->easy = e;
+	}
+	req->busy = true;
+	req->headers = NULL;
+	req->error[0] = '\0';
+	req->refused[0] = '\0';
+	req->answer_len = 0;
 	req->msg = index;
 	req->allow_private = ep->allow_private;
 	m->state = HTTP_IN_FLIGHT;
@@ -782,24 +835,11 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
 		http_add_message_headers(req, m->headers);
 
 	curl_easy_setopt(e, CURLOPT_URL, ep->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "txbox");
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, m->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) m->body_len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) cfg->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) cfg->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_callback);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, req);
 	if (curl_multi_add_handle(http_multi, e) != CURLM_OK)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start an HTTP request")));
 }
@@ -808,10 +848,9 @@ static void
 http_finish(HttpRequest *req)
 {
 	curl_multi_remove_handle(http_multi, req->easy);
-	curl_easy_cleanup(req->easy);
 	curl_slist_free_all(req->headers);
-	req->easy = NULL;
 	req->headers = NULL;
+	req->busy = false;
 }
 
 /* the first bytes of the answer, printable, without the bearer token */
@@ -990,8 +1029,9 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 	*duplicates = 0;
 	*error = NULL;
 	http_multi_init(cfg->concurrency);
-	http_requests = palloc0(sizeof(HttpRequest) * cfg->concurrency);
-	http_nrequests = cfg->concurrency;
+	if (http_requests == NULL)
+		http_requests = MemoryContextAllocZero(TopMemoryContext,
+											   sizeof(HttpRequest) * HTTP_MAX_CONCURRENCY);
 
 	/* what an incomplete attempt at this page delivered already */
 	for (int i = 0; i < n; i++)
@@ -1011,7 +1051,7 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 			if (msgs[i].state != HTTP_PENDING ||
 				(msgs[i].prev_same_key >= 0 && msgs[msgs[i].prev_same_key].state != HTTP_DONE))
 				continue;
-			while (http_requests[r].easy != NULL)
+			while (http_requests[r].busy)
 				r++;
 			http_start(&http_requests[r], cfg, &msgs[i], i);
 			in_flight++;
@@ -1091,14 +1131,12 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 	}
 
 	/* abandon what is still in flight: it is sent again with the page */
-	for (int r = 0; r < http_nrequests; r++)
-		if (http_requests[r].easy != NULL)
+	for (int r = 0; r < HTTP_MAX_CONCURRENCY; r++)
+		if (http_requests[r].busy)
 		{
 			msgs[http_requests[r].msg].state = HTTP_PENDING;
 			http_finish(&http_requests[r]);
 		}
-	http_requests = NULL;
-	http_nrequests = 0;
 
 	if (refused != NULL)
 		ereport(ERROR,
