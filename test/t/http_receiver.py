@@ -111,12 +111,14 @@ class Handler(BaseHTTPRequestHandler):
                        "t": time.time(), "overlap": overlap, "in_flight": now_in_flight}
                 with lock:
                     log.write(json.dumps(rec) + "\n")
-            self.answer(status, answer, extra)
         finally:
+            # done before answering: the sender may send the key's next
+            # message as soon as it has the answer
             with lock:
                 in_flight[0] -= 1
                 if key is not None:
                     busy_keys[key] -= 1
+        self.answer(status, answer, extra)
 
 
 class Server(ThreadingHTTPServer):
