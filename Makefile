@@ -15,6 +15,8 @@ PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/l
 
 PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc
 SHLIB_LINK_INTERNAL = $(libpq)
+# the http target: libcurl, and OpenSSL's HMAC for its signatures
+SHLIB_LINK = -lcurl -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -216,11 +216,12 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 	cfg->target = relay_text_col(Anum_relay_target, cxt);
 	cfg->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 												Anum_relay_owner, &isnull));
-	options = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										   Anum_relay_options, &isnull));
 	old = MemoryContextSwitchTo(cxt);
-	cfg->server = txbox_option_text(options, "postgres", "server");
-	cfg->channel = txbox_option_text(options, "notify", "channel");
+	options = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   Anum_relay_options, &isnull));
+	cfg->options = options;
+	relay_target = txbox_target_lookup(cfg->target);
+	cfg->server = relay_target->wrapper ? txbox_option_text(options, cfg->target, "server") : NULL;
 	MemoryContextSwitchTo(old);
 	cfg->batch_size = txbox_option_int(options, "relay", "batch_size");
 	cfg->max_attempts = txbox_option_int(options, "relay", "max_attempts");
@@ -536,7 +537,6 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		txbox_worker_name("relay", cfg.name);
 	}
 	cfg.source = relay_source;
-	relay_target = txbox_target_lookup(cfg.target);
 	if (batch.cur == NULL || batch.txids == NULL)
 		relay_open_batch(&cfg, topics, topics_null);
 	if (batch.nkeys == batch.next)

@@ -12,6 +12,16 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_fdw_validator';
 CREATE FOREIGN DATA WRAPPER txbox_fdw VALIDATOR txbox._fdw_validator;
 
+-- The foreign-data wrapper whose servers name the endpoints of http relays
+-- (url, allow_private) and whose user mappings hold their secrets
+-- (signing_secret, signing_secret_previous, bearer_token); src/targets/http.c.
+CREATE FUNCTION txbox._http_validator(text[], oid)
+RETURNS void
+LANGUAGE c STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_http_validator';
+CREATE FOREIGN DATA WRAPPER txbox_http VALIDATOR txbox._http_validator;
+
 -- This server's "system identifier:timeline" (src/identity.c): the xid
 -- space of relay positions.
 CREATE FUNCTION txbox._cluster()
@@ -23,7 +33,7 @@ AS 'MODULE_PATHNAME', 'txbox_cluster';
 CREATE TABLE txbox.relays (
 	relay_id		serial PRIMARY KEY,
 	name			text NOT NULL UNIQUE,
-	target			text NOT NULL CHECK (target IN ('postgres', 'notify')),
+	target			text NOT NULL CHECK (target IN ('postgres', 'notify', 'http')),
 	topics			text[],
 	options			jsonb NOT NULL DEFAULT '{}',
 	owner			regrole NOT NULL,
@@ -232,6 +242,16 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ..., dbname ...) and a USER MAPPING, then pass ''{"server": "name"}''.';
 	END IF;
+	IF target = 'http' AND NOT options ? 'server' THEN
+		RAISE EXCEPTION 'an http relay needs the option "server"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'') and a USER MAPPING, then pass ''{"server": "name"}''.';
+	END IF;
+	IF options ? 'format' AND NOT (options->>'format') IN ('webhooks', 'cloudevents') THEN
+		RAISE EXCEPTION 'relay option "format" must be "webhooks" or "cloudevents"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = '"cloudevents" adds the CloudEvents binary-mode headers ce-id, ce-source, ce-type, ce-specversion.';
+	END IF;
 	IF target = 'notify' AND (NOT options ? 'channel' OR jsonb_typeof(options->'channel') <> 'string'
 	   OR options->>'channel' = '' OR length(options->>'channel') >= 64) THEN
 		RAISE EXCEPTION 'a notify relay needs the option "channel" (a name of up to 63 characters)'
@@ -247,9 +267,9 @@ BEGIN
 END
 $$;
 
--- A postgres relay's server must be a txbox_fdw server that role may use,
--- with a user mapping for role (or PUBLIC).
-CREATE FUNCTION txbox._relay_check_server(server text, role regrole)
+-- A postgres (http) relay's server must be a txbox_fdw (txbox_http) server,
+-- wrapper, that role may use, with a user mapping for role (or PUBLIC).
+CREATE FUNCTION txbox._relay_check_server(server text, role regrole, wrapper text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -259,11 +279,12 @@ DECLARE
 BEGIN
 	SELECT s.oid INTO srv FROM pg_foreign_server s
 	  JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-	 WHERE s.srvname = server AND w.fdwname = 'txbox_fdw';
+	 WHERE s.srvname = server AND w.fdwname = wrapper;
 	IF srv IS NULL THEN
-		RAISE EXCEPTION 'server "%" does not exist or is not a txbox_fdw server', server
+		RAISE EXCEPTION 'server "%" does not exist or is not a % server', server, wrapper
 			USING ERRCODE = 'undefined_object',
-				  HINT = 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').';
+				  HINT = CASE wrapper WHEN 'txbox_http' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'').'
+						 ELSE 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').' END;
 	END IF;
 	IF NOT has_server_privilege(role, srv, 'USAGE') THEN
 		RAISE EXCEPTION 'permission denied for server "%"', server
@@ -274,7 +295,8 @@ BEGIN
 					WHERE umserver = srv AND umuser IN (role, 0)) THEN
 		RAISE EXCEPTION 'user mapping for "%" on server "%" does not exist', role, server
 			USING ERRCODE = 'undefined_object',
-				  HINT = format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server);
+				  HINT = CASE wrapper WHEN 'txbox_http' THEN format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (signing_secret ''whsec_...'').', role, server)
+						 ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
 	END IF;
 END
 $$;
@@ -310,15 +332,16 @@ BEGIN
 			USING ERRCODE = 'invalid_name',
 				  HINT = 'Relay names are 1 to 60 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
 	END IF;
-	IF target IS NULL OR target NOT IN ('postgres', 'notify') THEN
+	IF target IS NULL OR target NOT IN ('postgres', 'notify', 'http') THEN
 		RAISE EXCEPTION 'unknown relay target "%"', target
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel).';
+				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel), http (webhooks).';
 	END IF;
 	PERFORM txbox._check_topics(topics);
 	options := txbox._relay_check_options(target, coalesce(options, '{}'));
-	IF target = 'postgres' THEN
-		PERFORM txbox._relay_check_server(options->>'server', caller);
+	IF target IN ('postgres', 'http') THEN
+		PERFORM txbox._relay_check_server(options->>'server', caller,
+			CASE target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
 	END IF;
 	PERFORM txbox._check_caller_can_login(caller, 'relay');
 	-- LISTEN needs no privilege: a notify relay shows every message it
@@ -443,8 +466,9 @@ BEGIN
 	END IF;
 	merged := jsonb_strip_nulls(r.options || options);
 	merged := txbox._relay_check_options(r.target, merged);
-	IF r.target = 'postgres' THEN
-		PERFORM txbox._relay_check_server(merged->>'server', r.owner);
+	IF r.target IN ('postgres', 'http') THEN
+		PERFORM txbox._relay_check_server(merged->>'server', r.owner,
+			CASE r.target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
 	END IF;
 	UPDATE txbox.relays SET options = merged WHERE relays.name = _alter_relay.name;
 	PERFORM txbox._wake_at_commit('manager');

@@ -42,7 +42,7 @@ static TxboxPlan notify_plan = {
 };
 
 /*
- * notify_deliver -- the deliver callback: NOTIFY cfg->channel for the
+ * notify_deliver -- the deliver callback: NOTIFY the relay's channel for the
  * page's messages, in its order.  Runs in the relay's transaction,
  * connected to SPI (in_relay_xact).  Returns DELIVERY_OK (no duplicates:
  * what is notified is not notified again), or, when NOTIFY raised an error,
@@ -54,7 +54,7 @@ static DeliveryResult
 notify_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 			   char **error)
 {
-	Datum		args[3] = {page->txids, page->ids, CStringGetTextDatum(cfg->channel)};
+	Datum		args[3] = {page->txids, page->ids, CStringGetTextDatum(txbox_option_text(cfg->options, "notify", "channel"))};
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	DeliveryResult res = DELIVERY_OK;

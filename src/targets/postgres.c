@@ -367,6 +367,7 @@ postgres_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 
 const TargetCallbacks txbox_postgres_target = {
 	.name = "postgres",
+	.wrapper = "txbox_fdw",
 	.in_relay_xact = false,
 	.connect = postgres_connect,
 	.deliver = postgres_deliver,

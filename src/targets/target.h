@@ -35,6 +35,7 @@
 #define TXBOX_TARGET_H
 
 #include "datatype/timestamp.h"
+#include "utils/jsonb.h"
 
 /* A relay's configuration, re-read at every iteration. */
 typedef struct RelayConfig
@@ -43,8 +44,9 @@ typedef struct RelayConfig
 	char	   *name;
 	char	   *source;			/* "database/relay", as the inbox records it */
 	char	   *target;			/* a name in target.c's table */
-	char	   *server;			/* postgres */
-	char	   *channel;		/* notify */
+	char	   *server;			/* the foreign server of a target with a wrapper */
+	Jsonb	   *options;		/* all of them: a target reads its own with
+								 * txbox_option_text/int/ms(options, its name, ...) */
 	Oid			owner;
 	int			batch_size;
 	int			max_attempts;
@@ -89,6 +91,8 @@ typedef struct RelayPage
 typedef struct TargetCallbacks
 {
 	const char *name;			/* txbox.relays.target */
+	const char *wrapper;		/* the foreign-data wrapper of its servers
+								 * (option "server"), or NULL */
 	bool		in_relay_xact;	/* deliver runs in the relay's transaction */
 
 	/* NULL when connected (or nothing to connect), else why not (palloc'd) */

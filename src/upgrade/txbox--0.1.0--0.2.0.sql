@@ -93,6 +93,62 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION txbox._handler_check_options(handler_options jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT txbox._check_options('handler', handler_options, ARRAY['handler'])
+$$;
+
+REVOKE ALL ON FUNCTION txbox.options() FROM PUBLIC;
+REVOKE ALL ON FUNCTION txbox._check_options(text, jsonb, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION txbox.options() TO PUBLIC;
+
+-- http: the webhook target (relays.target 'http', the txbox_http wrapper,
+-- its options and server checks)
+CREATE FUNCTION txbox._http_validator(text[], oid)
+RETURNS void
+LANGUAGE c STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_http_validator';
+CREATE FOREIGN DATA WRAPPER txbox_http VALIDATOR txbox._http_validator;
+REVOKE ALL ON FUNCTION txbox._http_validator(text[], oid) FROM PUBLIC;
+ALTER TABLE txbox.relays DROP CONSTRAINT relays_target_check,
+	ADD CONSTRAINT relays_target_check CHECK (target IN ('postgres', 'notify', 'http'));
+DROP FUNCTION txbox._relay_check_server(text, regrole);
+CREATE FUNCTION txbox._relay_check_server(server text, role regrole, wrapper text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	srv oid;
+BEGIN
+	SELECT s.oid INTO srv FROM pg_foreign_server s
+	  JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+	 WHERE s.srvname = server AND w.fdwname = wrapper;
+	IF srv IS NULL THEN
+		RAISE EXCEPTION 'server "%" does not exist or is not a % server', server, wrapper
+			USING ERRCODE = 'undefined_object',
+				  HINT = CASE wrapper WHEN 'txbox_http' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'').'
+						 ELSE 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').' END;
+	END IF;
+	IF NOT has_server_privilege(role, srv, 'USAGE') THEN
+		RAISE EXCEPTION 'permission denied for server "%"', server
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('GRANT USAGE ON FOREIGN SERVER %I TO %s.', server, role);
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_user_mapping
+					WHERE umserver = srv AND umuser IN (role, 0)) THEN
+		RAISE EXCEPTION 'user mapping for "%" on server "%" does not exist', role, server
+			USING ERRCODE = 'undefined_object',
+				  HINT = CASE wrapper WHEN 'txbox_http' THEN format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (signing_secret ''whsec_...'').', role, server)
+						 ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION txbox._relay_check_server(text, regrole, text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION txbox._relay_check_options(target text, options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -104,6 +160,16 @@ BEGIN
 		RAISE EXCEPTION 'a postgres relay needs the option "server"'
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ..., dbname ...) and a USER MAPPING, then pass ''{"server": "name"}''.';
+	END IF;
+	IF target = 'http' AND NOT options ? 'server' THEN
+		RAISE EXCEPTION 'an http relay needs the option "server"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'') and a USER MAPPING, then pass ''{"server": "name"}''.';
+	END IF;
+	IF options ? 'format' AND NOT (options->>'format') IN ('webhooks', 'cloudevents') THEN
+		RAISE EXCEPTION 'relay option "format" must be "webhooks" or "cloudevents"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = '"cloudevents" adds the CloudEvents binary-mode headers ce-id, ce-source, ce-type, ce-specversion.';
 	END IF;
 	IF target = 'notify' AND (NOT options ? 'channel' OR jsonb_typeof(options->'channel') <> 'string'
 	   OR options->>'channel' = '' OR length(options->>'channel') >= 64) THEN
@@ -120,14 +186,76 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION txbox._handler_check_options(handler_options jsonb)
-RETURNS jsonb
-LANGUAGE sql STABLE
+CREATE OR REPLACE FUNCTION txbox._create_relay(caller regrole, name text, target text, topics text[],
+								   options jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT txbox._check_options('handler', handler_options, ARRAY['handler'])
+BEGIN
+	IF name IS NULL OR name !~ '^[A-Za-z0-9._-]{1,60}$' THEN
+		RAISE EXCEPTION 'invalid relay name "%"', name
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'Relay names are 1 to 60 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+	END IF;
+	IF target IS NULL OR target NOT IN ('postgres', 'notify', 'http') THEN
+		RAISE EXCEPTION 'unknown relay target "%"', target
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel), http (webhooks).';
+	END IF;
+	PERFORM txbox._check_topics(topics);
+	options := txbox._relay_check_options(target, coalesce(options, '{}'));
+	IF target IN ('postgres', 'http') THEN
+		PERFORM txbox._relay_check_server(options->>'server', caller,
+			CASE target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
+	END IF;
+	PERFORM txbox._check_caller_can_login(caller, 'relay');
+	-- LISTEN needs no privilege: a notify relay shows every message it
+	-- delivers to every role that can connect to this database
+	IF target = 'notify' AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = caller) THEN
+		RAISE EXCEPTION 'only a superuser may create a notify relay'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Any role that can connect to the database may LISTEN to its channel and read what it delivers: have a superuser create it, or use a postgres relay.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM txbox.relays r WHERE r.name = _create_relay.name) THEN
+		RAISE EXCEPTION 'relay "%" already exists', name
+			USING ERRCODE = 'duplicate_object', HINT = 'Drop it first, or pick another name.';
+	END IF;
+	INSERT INTO txbox.relays (name, target, topics, options, owner, snapshot)
+	VALUES (name, target, topics, options, caller,
+			CASE WHEN options->>'from' = 'beginning' THEN '1:1:'::pg_snapshot
+				 ELSE txbox._snapshot_without_me() END);
+	PERFORM txbox._workers_available();
+	PERFORM txbox._wake_at_commit('manager');
+END
 $$;
 
-REVOKE ALL ON FUNCTION txbox.options() FROM PUBLIC;
-REVOKE ALL ON FUNCTION txbox._check_options(text, jsonb, text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION txbox.options() TO PUBLIC;
+CREATE OR REPLACE FUNCTION txbox._alter_relay(caller regrole, name text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r txbox.relays := txbox._relay_lock(caller, name);
+	merged jsonb;
+BEGIN
+	IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+		RAISE EXCEPTION 'relay options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"batch_size": 500}''.';
+	END IF;
+	IF options ? 'from' THEN
+		RAISE EXCEPTION 'option "from" only applies when a relay is created'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Drop and create the relay to deliver from the beginning.';
+	END IF;
+	merged := jsonb_strip_nulls(r.options || options);
+	merged := txbox._relay_check_options(r.target, merged);
+	IF r.target IN ('postgres', 'http') THEN
+		PERFORM txbox._relay_check_server(merged->>'server', r.owner,
+			CASE r.target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
+	END IF;
+	UPDATE txbox.relays SET options = merged WHERE relays.name = _alter_relay.name;
+	PERFORM txbox._wake_at_commit('manager');
+	PERFORM txbox._wake_at_commit('relays');
+END
+$$;
+

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# bench/http.sh -- `bash bench/run http` (bench/HTTP.md): the delivery rate
+# of an http relay to a local receiver, as a ratio of what a plain HTTP
+# load generator reaches against the same receiver with the same
+# concurrency in the same run, and of one client sending one request at a
+# time (a hand-written sender).  Run by bench/run as an unprivileged user.
+#
+# A throwaway cluster and an nginx on 127.0.0.1 that answers every POST
+# with 200 (the receiver).  Per round, against the same receiver:
+#   wrk -c CONCURRENCY     a plain load generator, POSTing a message-sized
+#                          body for HTTP_SECONDS: the rate to match
+#   wrk -c 1               one request at a time (a hand-written sender)
+#   txbox                  HTTP_MESSAGES messages (64 keys) published, then
+#                          an http relay with concurrency CONCURRENCY
+#                          created "from beginning": messages / seconds
+#                          until relay_status shows them all delivered
+# Medians of HTTP_ROUNDS rounds.
+#
+#   HTTP_MESSAGES=100000 HTTP_CONCURRENCY=8 bash bench/run http
+set -euo pipefail
+source "$(dirname "$0")/../tools/common.sh"
+export PATH="$TXBOX_BINDIR:$PATH"
+messages=${HTTP_MESSAGES:-50000}
+concurrency=${HTTP_CONCURRENCY:-8}
+seconds=${HTTP_SECONDS:-10}
+rounds=${HTTP_ROUNDS:-3}
+log() { printf '.. %s\n' "$*" >&2; }
+
+dir=$(mktemp -d /tmp/txbox-bench-http.XXXXXX)
+trap 'pg_ctl -D "$dir/pg" -m immediate stop >/dev/null 2>&1 || true;
+	[ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null || true; rm -rf "$dir"' EXIT
+port=$(( 20000 + RANDOM % 20000 ))
+hport=$(( port + 1 ))
+
+# the receiver
+mkdir -p "$dir/nginx"
+cat > "$dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/nginx/error.log;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $dir/nginx;
+	proxy_temp_path $dir/nginx;
+	fastcgi_temp_path $dir/nginx;
+	uwsgi_temp_path $dir/nginx;
+	scgi_temp_path $dir/nginx;
+	client_body_buffer_size 64k;
+	keepalive_requests 1000000;
+	server {
+		listen 127.0.0.1:$hport;
+		location / { return 200; }
+	}
+}
+CONF
+/usr/sbin/nginx -c "$dir/nginx.conf" -p "$dir/nginx" -e "$dir/nginx/error.log"
+
+initdb -D "$dir/pg" -A trust -N >/dev/null
+cat >> "$dir/pg/postgresql.conf" <<CONF
+shared_preload_libraries = 'txbox'
+listen_addresses = ''
+unix_socket_directories = '$dir'
+port = $port
+max_worker_processes = 16
+CONF
+pg_ctl -D "$dir/pg" -l "$dir/pg.log" -w start >/dev/null
+export PGHOST=$dir PGPORT=$port
+createdb bench
+psql -qX -d bench -v ON_ERROR_STOP=1 <<SQL
+CREATE EXTENSION txbox;
+CREATE SERVER hooks FOREIGN DATA WRAPPER txbox_http
+	OPTIONS (url 'http://127.0.0.1:$hport/hook', allow_private 'true');
+CREATE USER MAPPING FOR CURRENT_USER SERVER hooks
+	OPTIONS (signing_secret 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+SQL
+
+# wrk's request: a message-sized JSON body with the webhook headers
+cat > "$dir/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"seq": 12345, "order": 42, "customer": "customer-7", "amount": 99.5}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["webhook-id"] = "0192f4c4-6a8e-7b3c-9d2e-1f0a2b3c4d5e"
+wrk.headers["webhook-timestamp"] = "1764600000"
+wrk.headers["webhook-signature"] = "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="
+LUA
+wrk_rate() {
+	wrk -t 1 -c "$1" -d "${seconds}s" -s "$dir/post.lua" "http://127.0.0.1:$hport/hook" |
+		awk '/^Requests\/sec/ { printf "%.0f", $2 }'
+}
+
+txbox_rate() {
+	psql -qXAt -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SELECT txbox.drop_relay(name) FROM txbox.relays;
+TRUNCATE txbox.outbox;
+SELECT txbox.publish('orders', jsonb_build_object('seq', i, 'order', 42, 'customer', 'customer-7', 'amount', 99.5),
+					 key => 'k' || (i % 64))
+  FROM generate_series(1, $messages) i;
+SQL
+	local t0 t1
+	t0=$(date +%s.%N)
+	psql -qXAt -d bench -c "SELECT txbox.create_relay('to_hooks', 'http', NULL,
+		'{\"server\": \"hooks\", \"concurrency\": $concurrency, \"from\": \"beginning\"}')" >/dev/null
+	until [ "$(psql -qXAt -d bench -c "SELECT delivered >= $messages FROM txbox.relay_status")" = t ]; do
+		sleep 0.05
+	done
+	t1=$(date +%s.%N)
+	echo "$t0 $t1" | awk -v n="$messages" '{ printf "%.0f", n / ($2 - $1) }'
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+echo "http relay: $messages messages (64 keys), concurrency $concurrency, nginx receiver on 127.0.0.1"
+echo "$(nproc) CPUs; libcurl $(curl-config --version 2>/dev/null || dpkg-query -W -f='${Version}' libcurl4)"
+printf '%-6s %12s %12s %12s %8s %8s\n' round wrk_c$concurrency wrk_c1 txbox 'vs wrk' 'vs c1'
+: > "$dir/w"; : > "$dir/s"; : > "$dir/t"
+for r in $(seq 1 "$rounds"); do
+	log "round $r: wrk -c $concurrency"
+	w=$(wrk_rate "$concurrency")
+	log "round $r: wrk -c 1"
+	s=$(wrk_rate 1)
+	log "round $r: txbox"
+	t=$(txbox_rate)
+	echo "$w" >> "$dir/w"; echo "$s" >> "$dir/s"; echo "$t" >> "$dir/t"
+	printf '%-6s %12s %12s %12s %8.2f %8.2f\n' "$r" "$w" "$s" "$t" \
+		"$(echo "$t $w" | awk '{ print $1 / $2 }')" "$(echo "$t $s" | awk '{ print $1 / $2 }')"
+done
+w=$(median < "$dir/w"); s=$(median < "$dir/s"); t=$(median < "$dir/t")
+printf '%-6s %12s %12s %12s %8.2f %8.2f\n' median "$w" "$s" "$t" \
+	"$(echo "$t $w" | awk '{ print $1 / $2 }')" "$(echo "$t $s" | awk '{ print $1 / $2 }')"
+echo "(requests/s; txbox = messages / seconds from create_relay to all delivered, signed, per-key ordered)"

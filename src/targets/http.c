@@ -1,0 +1,1186 @@
+/*-------------------------------------------------------------------------
+ * targets/http.c
+ *		The http target: webhooks.  One POST per message, signed in the
+ *		Standard Webhooks format, over libcurl's multi interface driven by
+ *		the worker's latch and sockets; and txbox_http, the foreign-data
+ *		wrapper whose servers and user mappings hold its endpoint and
+ *		secrets.
+ *
+ * Delivers outside the relay's transaction (target.h): the relay reads a
+ * page into memory and the target sends its messages, up to concurrency
+ * requests at once over kept-alive connections, but never two of one key
+ * at once and never one before an earlier message of its key is delivered.
+ * The relay saves its position only when the whole page is delivered.
+ *
+ * Outcomes: a 2xx delivers the message.  408, 429, 5xx, a connection
+ * error or a timeout is transient: the page is retried with the relay's
+ * backoff, at the earliest when Retry-After says (at most an hour), and
+ * nothing is dead-lettered.  Any other status (3xx included: redirects are
+ * not followed) rejects that message: the relay retries it alone and
+ * dead-letters it after max_attempts, with the status and the first bytes
+ * of the answer.  410 Gone fails the relay (an ERROR).  Messages of a page
+ * already delivered when another one failed are remembered (by message
+ * id) and not sent again when the page is retried.
+ *
+ * SSRF: every address curl is about to connect to, after its own name
+ * resolution, is checked in CURLOPT_OPENSOCKETFUNCTION; loopback, private,
+ * link-local, CGNAT, multicast, reserved and the IPv6 equivalents (and
+ * IPv4-mapped forms) are refused unless the server has allow_private
+ * 'true', which only a superuser may set.  Only http and https, no
+ * redirects, no proxy from the environment.
+ *
+ * Secrets (signing secrets, bearer token) are in the user mapping, never
+ * in an error or the log; the bearer token is scrubbed from answers
+ * quoted in errors.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "access/reloptions.h"
+#include "access/xact.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "common/base64.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/pg_bswap.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "target.h"
+#include "txbox.h"
+#include "workers.h"
+
+/* bytes of an answer quoted in an error */
+#define HTTP_ANSWER_QUOTED	200
+/* Retry-After is honoured up to this many seconds */
+#define HTTP_RETRY_AFTER_MAX 3600
+/* delivered message ids remembered from pages not yet complete */
+#define HTTP_REMEMBERED_MAX 100000
+/* the relay option concurrency is at most this (txbox._relay_check_options) */
+#define HTTP_MAX_CONCURRENCY 256
+/* sockets curl may watch at once: two per request (happy eyeballs) */
+#define HTTP_MAX_SOCKETS	(2 * HTTP_MAX_CONCURRENCY + 16)
+
+/* The server and user mapping a relay delivers to, with the relay owner. */
+typedef struct HttpEndpoint
+{
+	char	   *server;
+	Oid			owner;
+	char	   *url;
+	bool		allow_private;
+	char	   *bearer_token;	/* or NULL */
+	int			nsecrets;
+	char	   *secret[2];		/* decoded signing secrets, current first */
+	int			secret_len[2];
+} HttpEndpoint;
+
+typedef enum HttpState
+{
+	HTTP_PENDING,
+	HTTP_IN_FLIGHT,
+	HTTP_DONE,
+	HTTP_REJECTED
+} HttpState;
+
+/* A message of the page being delivered (pointing into the page). */
+typedef struct HttpMessage
+{
+	const char *uuid;			/* 16 bytes */
+	char		id[37];
+	char	   *topic;
+	char	   *key;			/* or NULL */
+	int			key_len;
+	char	   *headers;		/* jsonb as text, or NULL */
+	const char *body;
+	int			body_len;
+	bool		binary;
+	int			prev_same_key;	/* index of the key's previous message, or -1 */
+	HttpState	state;
+} HttpMessage;
+
+/* A request slot, with its easy handle (kept: no set-up per request). */
+typedef struct HttpRequest
+{
+	CURL	   *easy;			/* NULL: not made yet */
+	bool		busy;			/* a request is in flight */
+	struct curl_slist *headers;
+	int			msg;
+	bool		allow_private;
+	char		error[CURL_ERROR_SIZE];
+	char		refused[160];	/* why an address was refused, or "" */
+	char		answer[HTTP_ANSWER_QUOTED + 1];
+	int			answer_len;
+} HttpRequest;
+
+typedef struct HttpSocket
+{
+	curl_socket_t fd;
+	uint32		events;			/* WL_SOCKET_* curl waits for */
+	uint32		waiting;		/* WL_SOCKET_* in http_set */
+	int			pos;			/* in http_set */
+} HttpSocket;
+
+static MemoryContext http_cxt = NULL;	/* the endpoint */
+static HttpEndpoint *http_endpoint = NULL;
+static bool http_endpoint_stale = false;
+static bool http_callbacks_registered = false;
+static CURLM *http_multi = NULL;
+/* the relay's http options, read at each page (http_deliver) */
+static int	http_concurrency;
+static int	http_timeout_ms;
+static bool http_cloudevents;
+static HttpSocket http_sockets[HTTP_MAX_SOCKETS];
+static int	http_nsockets = 0;
+static WaitEventSet *http_set = NULL;	/* our latch and http_sockets, or NULL:
+										 * to be made again (a socket came or
+										 * went) */
+static long http_timer_ms = -1; /* curl's timer, -1: none */
+static TimestampTz http_timer_at = 0;
+static HttpRequest *http_requests = NULL;	/* HTTP_MAX_CONCURRENCY slots */
+static HTAB *http_delivered = NULL; /* message ids delivered, page not yet complete */
+static TimestampTz http_not_before = 0; /* Retry-After */
+
+static void
+http_curl_init(void)
+{
+	static bool done = false;
+
+	if (!done)
+	{
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			elog(ERROR, "could not initialize libcurl");
+		done = true;
+	}
+}
+
+/*----------
+ * The foreign-data wrapper txbox_http: its validator.
+ *----------
+ */
+
+/* decode a Standard Webhooks secret: "whsec_" (optional) + base64 */
+static char *
+http_decode_secret(const char *secret, int *len)
+{
+	const char *b64 = strncmp(secret, "whsec_", 6) == 0 ? secret + 6 : secret;
+	int			n = strlen(b64);
+	char	   *out = palloc(pg_b64_dec_len(n) + 1);
+
+	*len = n > 0 ? pg_b64_decode(b64, n, out, pg_b64_dec_len(n)) : -1;
+	return *len > 0 ? out : NULL;
+}
+
+static void
+http_check_url(const char *url)
+{
+	CURLU	   *u;
+	CURLUcode	rc;
+	char	   *scheme = NULL;
+	char	   *part = NULL;
+	bool		has_user;
+	bool		has_host;
+
+	http_curl_init();
+	u = curl_url();
+	if (u == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	rc = curl_url_set(u, CURLUPART_URL, url, 0);
+	if (rc != CURLUE_OK)
+	{
+		curl_url_cleanup(u);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("invalid url \"%s\": %s", url, curl_url_strerror(rc)),
+				 errhint("For example url 'https://hooks.example.com/txbox'.")));
+	}
+	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	has_user = curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK;
+	curl_free(part);
+	part = NULL;
+	has_user |= curl_url_get(u, CURLUPART_PASSWORD, &part, 0) == CURLUE_OK;
+	curl_free(part);
+	part = NULL;
+	has_host = curl_url_get(u, CURLUPART_HOST, &part, 0) == CURLUE_OK && part[0] != '\0';
+	curl_free(part);
+	if (scheme == NULL || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+	{
+		curl_free(scheme);
+		curl_url_cleanup(u);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("url of a txbox_http server must be http or https"),
+				 errhint("For example url 'https://hooks.example.com/txbox'.")));
+	}
+	curl_free(scheme);
+	curl_url_cleanup(u);
+	if (has_user)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("url of a txbox_http server must not contain a user name or password"),
+				 errhint("Secrets go in the user mapping: bearer_token, signing_secret.")));
+	if (!has_host)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("url of a txbox_http server must name a host"),
+				 errhint("For example url 'https://hooks.example.com/txbox'.")));
+}
+
+PG_FUNCTION_INFO_V1(txbox_http_validator);
+Datum
+txbox_http_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			context = PG_GETARG_OID(1);
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const char *name = def->defname;
+		bool		server_option = strcmp(name, "url") == 0 || strcmp(name, "allow_private") == 0;
+		bool		mapping_option = strcmp(name, "signing_secret") == 0 ||
+			strcmp(name, "signing_secret_previous") == 0 || strcmp(name, "bearer_token") == 0;
+
+		if (context == ForeignServerRelationId ? !server_option :
+			context == UserMappingRelationId ? !mapping_option : true)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\" for %s", name,
+							context == ForeignServerRelationId ? "a txbox_http server" :
+							context == UserMappingRelationId ? "a txbox_http user mapping" :
+							"this object"),
+					 context == ForeignServerRelationId ?
+					 errhint("Servers take url and allow_private; secrets go in the user mapping.") :
+					 context == UserMappingRelationId ?
+					 errhint("User mappings take signing_secret, signing_secret_previous and bearer_token.") :
+					 errhint("txbox_http takes options only on servers and user mappings.")));
+
+		if (strcmp(name, "url") == 0)
+			http_check_url(defGetString(def));
+		else if (strcmp(name, "allow_private") == 0)
+		{
+			(void) defGetBoolean(def);
+			if (!superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("option \"allow_private\" is superuser-only"),
+						 errdetail("With it, a relay may reach addresses inside the database server's network (loopback, private, link-local, cloud metadata)."),
+						 errhint("Servers with the option allow_private may only be created or modified by a superuser.")));
+		}
+		else if (strcmp(name, "bearer_token") == 0)
+		{
+			for (const char *p = defGetString(def); *p; p++)
+				if (*p < 0x21 || *p > 0x7e)
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+							 errmsg("bearer_token must be printable ASCII without spaces"),
+							 errhint("It is sent as the header Authorization: Bearer <token>.")));
+		}
+		else if (mapping_option)
+		{
+			int			len;
+
+			if (http_decode_secret(defGetString(def), &len) == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+						 errmsg("%s must be \"whsec_\" followed by base64", name),
+						 errhint("Standard Webhooks secrets look like whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw (base64 of 24 to 64 random bytes).")));
+		}
+	}
+	PG_RETURN_VOID();
+}
+
+/*----------
+ * The endpoint: the server and the owner's user mapping, read again when
+ * either changes (ALTER SERVER, ALTER USER MAPPING).
+ *----------
+ */
+
+static void
+http_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	http_endpoint_stale = true;
+}
+
+static void http_finish(HttpRequest *req);
+
+/* forget every connection and remembered message (a new endpoint) */
+static void
+http_reset_connections(void)
+{
+	for (int i = 0; http_requests != NULL && i < HTTP_MAX_CONCURRENCY; i++)
+	{
+		if (http_requests[i].busy)
+			http_finish(&http_requests[i]);
+		if (http_requests[i].easy != NULL)
+			curl_easy_cleanup(http_requests[i].easy);
+		http_requests[i].easy = NULL;
+	}
+	if (http_multi != NULL)
+		curl_multi_cleanup(http_multi);
+	http_multi = NULL;
+	http_nsockets = 0;
+	if (http_set != NULL)
+		FreeWaitEventSet(http_set);
+	http_set = NULL;
+	http_timer_ms = -1;
+	if (http_delivered != NULL)
+		hash_destroy(http_delivered);
+	http_delivered = NULL;
+}
+
+static void
+http_load_endpoint(const RelayConfig *cfg)
+{
+	ForeignServer *server = GetForeignServerByName(cfg->server, false);
+	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+	UserMapping *um;
+	MemoryContext old;
+	HttpEndpoint *ep;
+	ListCell   *lc;
+
+	if (strcmp(fdw->fdwname, "txbox_http") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("server \"%s\" is not a txbox_http server", cfg->server),
+				 errhint("CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url 'https://...'), then alter the relay's option server.")));
+	um = GetUserMapping(cfg->owner, server->serverid);
+
+	http_reset_connections();
+	if (http_cxt == NULL)
+		http_cxt = AllocSetContextCreate(TopMemoryContext, "txbox http endpoint",
+										 ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(http_cxt);
+	http_endpoint = NULL;
+	old = MemoryContextSwitchTo(http_cxt);
+	ep = palloc0(sizeof(HttpEndpoint));
+	ep->server = pstrdup(cfg->server);
+	ep->owner = cfg->owner;
+	foreach(lc, server->options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, "url") == 0)
+			ep->url = pstrdup(defGetString(d));
+		else if (strcmp(d->defname, "allow_private") == 0)
+			ep->allow_private = defGetBoolean(d);
+	}
+	foreach(lc, um->options)
+	{
+		DefElem    *d = lfirst(lc);
+		int			i = strcmp(d->defname, "signing_secret") == 0 ? 0 :
+			strcmp(d->defname, "signing_secret_previous") == 0 ? 1 : -1;
+
+		if (strcmp(d->defname, "bearer_token") == 0)
+			ep->bearer_token = pstrdup(defGetString(d));
+		else if (i >= 0)
+			ep->secret[i] = http_decode_secret(defGetString(d), &ep->secret_len[i]);
+	}
+	/* the current secret signs first; a previous one alone still signs */
+	if (ep->secret[0] == NULL && ep->secret[1] != NULL)
+	{
+		ep->secret[0] = ep->secret[1];
+		ep->secret_len[0] = ep->secret_len[1];
+		ep->secret[1] = NULL;
+	}
+	ep->nsecrets = (ep->secret[0] != NULL) + (ep->secret[1] != NULL);
+	MemoryContextSwitchTo(old);
+	if (ep->url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("server \"%s\" has no url", cfg->server),
+				 errhint("ALTER SERVER %s OPTIONS (ADD url 'https://...').", cfg->server)));
+	http_endpoint = ep;
+}
+
+/*
+ * http_connect -- the connect callback: read the endpoint (again, after a
+ * change), then wait out a Retry-After the endpoint asked for.  Returns
+ * NULL, or why the relay must not deliver now.
+ */
+static char *
+http_connect(const RelayConfig *cfg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	/* catalog lookups need a transaction, which also reads invalidations */
+	StartTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	if (!http_callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, http_inval_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(USERMAPPINGOID, http_inval_callback, (Datum) 0);
+		http_callbacks_registered = true;
+	}
+	if (http_endpoint == NULL || http_endpoint_stale || http_endpoint->owner != cfg->owner ||
+		strcmp(http_endpoint->server, cfg->server) != 0)
+	{
+		http_endpoint_stale = false;
+		http_load_endpoint(cfg);
+	}
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), http_not_before);
+
+		if (left <= 0)
+			break;
+		if (txbox_database_is_being_dropped())
+			return pstrdup("the database is being dropped");
+		(void) txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION);
+	}
+	return NULL;
+}
+
+/*----------
+ * SSRF: the addresses a relay may not connect to without allow_private.
+ *----------
+ */
+
+/* what kind of internal address a (host order) IPv4 address is, or NULL */
+static const char *
+http_internal_ipv4(uint32 a)
+{
+	if ((a >> 24) == 0)
+		return "\"this network\" (0.0.0.0/8)";
+	if ((a >> 24) == 127)
+		return "loopback";
+	if ((a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8)
+		return "private (RFC 1918)";
+	if ((a >> 16) == 0xa9fe)
+		return "link-local (169.254.0.0/16, cloud metadata)";
+	if ((a >> 22) == (0x64400000 >> 22))
+		return "shared (CGNAT, 100.64.0.0/10)";
+	if ((a >> 28) == 0xe)
+		return "multicast";
+	if ((a >> 28) == 0xf)
+		return "reserved (240.0.0.0/4)";
+	return NULL;
+}
+
+static const char *
+http_internal_address(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return http_internal_ipv4(pg_ntoh32(((const struct sockaddr_in *) sa)->sin_addr.s_addr));
+	if (sa->sa_family == AF_INET6)
+	{
+		const uint8 *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+		static const uint8 zeros[10] = {0};
+		static const uint8 nat64[12] = {0, 0x64, 0xff, 0x9b};
+		uint32		v4;
+
+		memcpy(&v4, b + 12, 4);
+		if (IN6_IS_ADDR_LOOPBACK((const struct in6_addr *) b))
+			return "loopback";
+		/* ::/96 (:: and IPv4-compatible), ::ffff:0:0/96, 64:ff9b::/96 */
+		if ((memcmp(b, zeros, 10) == 0 && ((b[10] == 0 && b[11] == 0) || (b[10] == 0xff && b[11] == 0xff))) ||
+			memcmp(b, nat64, 12) == 0)
+			return http_internal_ipv4(pg_ntoh32(v4));
+		if ((b[0] & 0xfe) == 0xfc)
+			return "unique local (fc00::/7)";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+			return "link-local (fe80::/10)";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
+			return "site-local (fec0::/10)";
+		if (b[0] == 0xff)
+			return "multicast";
+		return NULL;
+	}
+	return "non-IP";
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: refuse internal addresses, at connect time */
+static curl_socket_t
+http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	HttpRequest *req = clientp;
+	const char *internal = http_internal_address(&addr->addr);
+
+	if (internal != NULL && !req->allow_private)
+	{
+		char		host[INET6_ADDRSTRLEN] = "?";
+
+		if (addr->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *) &addr->addr)->sin_addr, host, sizeof(host));
+		else if (addr->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &addr->addr)->sin6_addr, host, sizeof(host));
+		snprintf(req->refused, sizeof(req->refused), "%s, a %s address", host, internal);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+/*----------
+ * The multi handle, driven by our latch and the sockets curl watches.
+ *----------
+ */
+
+/* the sockets changed: make the wait event set again before the next wait */
+static void
+http_set_stale(void)
+{
+	if (http_set != NULL)
+		FreeWaitEventSet(http_set);
+	http_set = NULL;
+}
+
+static int
+http_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < http_nsockets; i++)
+		if (http_sockets[i].fd == fd)
+			break;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < http_nsockets)
+		{
+			http_sockets[i] = http_sockets[--http_nsockets];
+			http_set_stale();
+		}
+		return 0;
+	}
+	if (i == http_nsockets)
+	{
+		if (http_nsockets == HTTP_MAX_SOCKETS)
+			return -1;
+		http_nsockets++;
+		http_sockets[i].fd = fd;
+		http_set_stale();
+	}
+	http_sockets[i].events = ((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
+		((what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0);
+	return 0;
+}
+
+static int
+http_timer_callback(CURLM *multi, long timeout_ms, void *userp)
+{
+	http_timer_ms = timeout_ms;
+	if (timeout_ms >= 0)
+		http_timer_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	return 0;
+}
+
+static void
+http_multi_init(int concurrency)
+{
+	if (http_multi == NULL)
+	{
+		http_curl_init();
+		http_multi = curl_multi_init();
+		if (http_multi == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		curl_multi_setopt(http_multi, CURLMOPT_SOCKETFUNCTION, http_socket_callback);
+		curl_multi_setopt(http_multi, CURLMOPT_TIMERFUNCTION, http_timer_callback);
+	}
+	/* keep a connection per request in flight */
+	curl_multi_setopt(http_multi, CURLMOPT_MAXCONNECTS, (long) concurrency);
+}
+
+/*
+ * Wait for curl's sockets, its timer or our latch (at most a second), and
+ * let curl act on what happened.  Interrupts are handled as in every wait:
+ * SIGTERM ends the worker here, a reload is applied.  The wait event set
+ * lives as long as curl's sockets do (kept-alive connections): only what a
+ * socket waits for changes from one request to the next.
+ */
+static void
+http_wait(void)
+{
+	WaitEvent	events[HTTP_MAX_SOCKETS + 2];
+	long		timeout = http_timer_ms < 0 ? 1000 : Min(http_timer_ms, 1000);
+	int			n;
+	int			running;
+
+	if (http_set == NULL)
+	{
+		http_set = CreateWaitEventSet(TopMemoryContext, http_nsockets + 2);
+		AddWaitEventToSet(http_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(http_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < http_nsockets; i++)
+		{
+			http_sockets[i].pos = AddWaitEventToSet(http_set, http_sockets[i].events,
+													http_sockets[i].fd, NULL, NULL);
+			http_sockets[i].waiting = http_sockets[i].events;
+		}
+	}
+	for (int i = 0; i < http_nsockets; i++)
+		if (http_sockets[i].waiting != http_sockets[i].events)
+		{
+			ModifyWaitEvent(http_set, http_sockets[i].pos, http_sockets[i].events, NULL);
+			http_sockets[i].waiting = http_sockets[i].events;
+		}
+	n = WaitEventSetWait(http_set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+			(void) txbox_worker_wait(0, PG_WAIT_EXTENSION);	/* reset, interrupts, reload */
+		else
+			curl_multi_socket_action(http_multi, events[i].fd,
+									 ((events[i].events & WL_SOCKET_READABLE) ? CURL_CSELECT_IN : 0) |
+									 ((events[i].events & WL_SOCKET_WRITEABLE) ? CURL_CSELECT_OUT : 0),
+									 &running);
+	}
+	if (http_timer_ms >= 0 && GetCurrentTimestamp() >= http_timer_at)
+	{
+		http_timer_ms = -1;
+		curl_multi_socket_action(http_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+}
+
+/*----------
+ * A request.
+ *----------
+ */
+
+static size_t
+http_write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	HttpRequest *req = userp;
+	size_t		n = Min(size * nmemb, (size_t) (HTTP_ANSWER_QUOTED - req->answer_len));
+
+	memcpy(req->answer + req->answer_len, data, n);
+	req->answer_len += n;
+	return size * nmemb;
+}
+
+/* Append a header "name: value": value's bytes outside printable ASCII and '%' percent-encoded if encode, else the header is left out. */
+static void
+http_add_header(HttpRequest *req, const char *name, const char *value, int len, bool encode)
+{
+	StringInfoData h;
+
+	if (len < 0)
+		len = strlen(value);
+	initStringInfo(&h);
+	appendStringInfo(&h, "%s: ", name);
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = value[i];
+
+		if (c >= 0x20 && c <= 0x7e && !(encode && c == '%'))
+			appendStringInfoChar(&h, c);
+		else if (encode)
+			appendStringInfo(&h, "%%%02X", c);
+		else if (c != '\t')
+		{
+			pfree(h.data);
+			return;
+		}
+		else
+			appendStringInfoChar(&h, c);
+	}
+	req->headers = curl_slist_append(req->headers, h.data);
+	pfree(h.data);
+}
+
+/* header names a message's headers may not set */
+static bool
+http_reserved_header(const char *name)
+{
+	static const char *const reserved[] = {"content-type", "content-length", "host",
+		"authorization", "connection", "transfer-encoding", "expect", "te", "upgrade",
+	"keep-alive", "proxy-authorization", "trailer"};
+
+	if (pg_strncasecmp(name, "webhook-", 8) == 0 || pg_strncasecmp(name, "txbox-", 6) == 0 ||
+		pg_strncasecmp(name, "ce-", 3) == 0)
+		return true;
+	for (int i = 0; i < lengthof(reserved); i++)
+		if (pg_strcasecmp(name, reserved[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool
+http_token(const char *name)
+{
+	if (*name == '\0' || strlen(name) > 256)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!(isalnum((unsigned char) *p) || strchr("!#$%&'*+-.^_`|~", *p)))
+			return false;
+	return true;
+}
+
+/* the message's headers (a flat object of strings, publish.c) as HTTP headers, where they may be */
+static void
+http_add_message_headers(HttpRequest *req, const char *json)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *name = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return;
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			name = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE && v.type == jbvString && http_token(name) &&
+				 !http_reserved_header(name))
+			http_add_header(req, name, v.val.string.val, v.val.string.len, false);
+	}
+}
+
+/* webhook-signature: "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>" per secret */
+static void
+http_add_signature(HttpRequest *req, const HttpEndpoint *ep, const HttpMessage *m, const char *ts)
+{
+	StringInfoData content;
+	StringInfoData sig;
+
+	initStringInfo(&content);
+	appendStringInfo(&content, "%s.%s.", m->id, ts);
+	appendBinaryStringInfo(&content, m->body, m->body_len);
+	initStringInfo(&sig);
+	for (int i = 0; i < ep->nsecrets; i++)
+	{
+		unsigned char mac[EVP_MAX_MD_SIZE];
+		unsigned int mac_len;
+		char		b64[128];
+		int			n;
+
+		if (HMAC(EVP_sha256(), ep->secret[i], ep->secret_len[i], (unsigned char *) content.data,
+				 content.len, mac, &mac_len) == NULL)
+			elog(ERROR, "could not compute an HMAC-SHA256 signature");
+		n = pg_b64_encode((char *) mac, mac_len, b64, sizeof(b64) - 1);
+		appendStringInfo(&sig, "%sv1,%.*s", i > 0 ? " " : "", n, b64);
+	}
+	http_add_header(req, "webhook-signature", sig.data, sig.len, false);
+	pfree(content.data);
+	pfree(sig.data);
+}
+
+static void
+http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
+{
+	const HttpEndpoint *ep = http_endpoint;
+	char		ts[32];
+	CURL	   *e = req->easy;
+
+	if (e == NULL)
+	{
+		e = curl_easy_init();
+		if (e == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(e, CURLOPT_PROXY, "");
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(e, CURLOPT_USERAGENT, "txbox");
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_callback);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket);
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
+		curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+		req->easy = e;
+	}
+	req->busy = true;
+	req->headers = NULL;
+	req->error[0] = '\0';
+	req->refused[0] = '\0';
+	req->answer_len = 0;
+	req->msg = index;
+	req->allow_private = ep->allow_private;
+	m->state = HTTP_IN_FLIGHT;
+
+	snprintf(ts, sizeof(ts), "%lld", (long long) time(NULL));
+	http_add_header(req, "Content-Type", m->binary ? "application/octet-stream" : "application/json", -1, false);
+	http_add_header(req, "Expect", "", 0, false);
+	http_add_header(req, "webhook-id", m->id, -1, false);
+	http_add_header(req, "webhook-timestamp", ts, -1, false);
+	if (ep->nsecrets > 0)
+		http_add_signature(req, ep, m, ts);
+	if (ep->bearer_token != NULL)
+		http_add_header(req, "Authorization", psprintf("Bearer %s", ep->bearer_token), -1, false);
+	http_add_header(req, "txbox-topic", m->topic, -1, false);
+	if (m->key != NULL)
+		http_add_header(req, "txbox-key", m->key, m->key_len, true);
+	if (http_cloudevents)
+	{
+		http_add_header(req, "ce-specversion", "1.0", -1, false);
+		http_add_header(req, "ce-id", m->id, -1, false);
+		http_add_header(req, "ce-source", psprintf("/txbox/%s", cfg->source), -1, true);
+		http_add_header(req, "ce-type", m->topic, -1, false);
+		if (m->key != NULL)
+			http_add_header(req, "ce-subject", m->key, m->key_len, true);
+	}
+	if (m->headers != NULL)
+		http_add_message_headers(req, m->headers);
+
+	curl_easy_setopt(e, CURLOPT_URL, ep->url);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, m->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) m->body_len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) cfg->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) http_timeout_ms);
+	if (curl_multi_add_handle(http_multi, e) != CURLM_OK)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start an HTTP request")));
+}
+
+static void
+http_finish(HttpRequest *req)
+{
+	curl_multi_remove_handle(http_multi, req->easy);
+	curl_slist_free_all(req->headers);
+	req->headers = NULL;
+	req->busy = false;
+}
+
+/* the first bytes of the answer, printable, without the bearer token */
+static char *
+http_quote_answer(HttpRequest *req)
+{
+	char	   *s = pnstrdup(req->answer, req->answer_len);
+	char	   *token = http_endpoint->bearer_token;
+
+	for (char *p = s; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = ' ';
+	if (token != NULL && token[0] != '\0')
+		for (char *p = strstr(s, token); p != NULL; p = strstr(p, token))
+			memset(p, '*', strlen(token));
+	return s;
+}
+
+/*----------
+ * The page.
+ *----------
+ */
+
+static uint32
+http_read32(const char **p)
+{
+	uint32		v;
+
+	memcpy(&v, *p, 4);
+	*p += 4;
+	return pg_ntoh32(v);
+}
+
+/* The count elements of a column (array_send format of a one-dimensional array): data and length (-1: NULL). */
+static void
+http_column(const bytea *wire, int count, const char **data, int *len)
+{
+	const char *p = VARDATA_ANY(wire);
+	int			ndim = http_read32(&p);
+
+	p += 8 + 8 * ndim;			/* flags, element type, dimensions */
+	for (int i = 0; i < count; i++)
+	{
+		len[i] = (int32) http_read32(&p);
+		data[i] = len[i] < 0 ? NULL : p;
+		if (len[i] > 0)
+			p += len[i];
+	}
+}
+
+static int
+http_key_cmp(const void *a, const void *b, void *arg)
+{
+	const HttpMessage *msgs = arg;
+	const HttpMessage *x = &msgs[*(const int *) a];
+	const HttpMessage *y = &msgs[*(const int *) b];
+	int			c = x->key_len != y->key_len ? (x->key_len < y->key_len ? -1 : 1) :
+		memcmp(x->key, y->key, x->key_len);
+
+	return c != 0 ? c : *(const int *) a - *(const int *) b;
+}
+
+/* The page's messages, each with the index of its key's previous one. */
+static HttpMessage *
+http_read_page(const RelayPage *page)
+{
+	int			n = page->count;
+	HttpMessage *msgs = palloc0(sizeof(HttpMessage) * n);
+	const char **data = palloc(sizeof(char *) * n);
+	int		   *len = palloc(sizeof(int) * n);
+	int		   *order = palloc(sizeof(int) * n);
+	int			nkeyed = 0;
+
+	/* message_id, topic, key, headers, payload, payload_bytes */
+	http_column(page->columns[0], n, data, len);
+	for (int i = 0; i < n; i++)
+	{
+		const unsigned char *u = (const unsigned char *) data[i];
+
+		msgs[i].uuid = data[i];
+		snprintf(msgs[i].id, sizeof(msgs[i].id),
+				 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+				 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
+				 u[11], u[12], u[13], u[14], u[15]);
+		msgs[i].prev_same_key = -1;
+	}
+	http_column(page->columns[1], n, data, len);
+	for (int i = 0; i < n; i++)
+		msgs[i].topic = pnstrdup(data[i], len[i]);
+	http_column(page->columns[2], n, data, len);
+	for (int i = 0; i < n; i++)
+		if (data[i] != NULL)
+		{
+			msgs[i].key = pnstrdup(data[i], len[i]);
+			msgs[i].key_len = len[i];
+			order[nkeyed++] = i;
+		}
+	/* jsonb's binary format: a version byte, then the text */
+	http_column(page->columns[3], n, data, len);
+	for (int i = 0; i < n; i++)
+		if (data[i] != NULL)
+			msgs[i].headers = pnstrdup(data[i] + 1, len[i] - 1);
+	http_column(page->columns[4], n, data, len);
+	for (int i = 0; i < n; i++)
+		if (data[i] != NULL)
+		{
+			msgs[i].body = data[i] + 1;
+			msgs[i].body_len = len[i] - 1;
+		}
+	http_column(page->columns[5], n, data, len);
+	for (int i = 0; i < n; i++)
+		if (data[i] != NULL)
+		{
+			msgs[i].body = data[i];
+			msgs[i].body_len = len[i];
+			msgs[i].binary = true;
+		}
+
+	/* sorted by key, then position: each key's messages follow each other */
+	qsort_arg(order, nkeyed, sizeof(int), http_key_cmp, msgs);
+	for (int j = 1; j < nkeyed; j++)
+	{
+		HttpMessage *a = &msgs[order[j - 1]];
+		HttpMessage *b = &msgs[order[j]];
+
+		if (a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0)
+			b->prev_same_key = order[j - 1];
+	}
+	return msgs;
+}
+
+static bool
+http_remembered(const HttpMessage *m, HASHACTION action)
+{
+	bool		found = false;
+
+	if (http_delivered == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (action != HASH_ENTER)
+			return false;
+		ctl.keysize = UUID_LEN;
+		ctl.entrysize = UUID_LEN;
+		http_delivered = hash_create("txbox http delivered", 1024, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	if (action == HASH_ENTER && hash_get_num_entries(http_delivered) >= HTTP_REMEMBERED_MAX)
+		return false;
+	hash_search(http_delivered, m->uuid, action, &found);
+	return found;
+}
+
+/*
+ * http_deliver -- the deliver callback: POST the page's messages, up to
+ * the relay's "concurrency" at once, each only after its key's previous one was
+ * delivered.  Returns DELIVERY_OK when every message got a 2xx;
+ * DELIVERY_RETRY on a transient failure (the requests in flight are
+ * abandoned); DELIVERY_REJECTED when a message got another status (the
+ * other keys' messages go on).  410 Gone and a refused address are ERRORs
+ * (the relay fails).
+ */
+static DeliveryResult
+http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, char **error)
+{
+	HttpMessage *msgs = http_read_page(page);
+	int			n = page->count;
+	int			first = 0;		/* messages before it are delivered */
+	int			in_flight = 0;
+	bool		transient = false;
+	bool		gone = false;
+	char	   *refused = NULL;
+	char	   *rejection = NULL;
+	TimestampTz drop_check = GetCurrentTimestamp();
+	bool		dropped = false;
+
+	*duplicates = 0;
+	*error = NULL;
+	http_concurrency = txbox_option_int(cfg->options, "http", "concurrency");
+	http_timeout_ms = txbox_option_ms(cfg->options, "http", "timeout");
+	http_cloudevents = strcmp(txbox_option_text(cfg->options, "http", "format"), "cloudevents") == 0;
+	http_multi_init(http_concurrency);
+	if (http_requests == NULL)
+		http_requests = MemoryContextAllocZero(TopMemoryContext,
+											   sizeof(HttpRequest) * HTTP_MAX_CONCURRENCY);
+
+	/* what an incomplete attempt at this page delivered already */
+	for (int i = 0; i < n; i++)
+		if (http_remembered(&msgs[i], HASH_FIND))
+			msgs[i].state = HTTP_DONE;
+
+	for (;;)
+	{
+		CURLMsg    *cm;
+		int			left;
+
+		/* start what may go */
+		while (first < n && msgs[first].state == HTTP_DONE)
+			first++;
+		for (int i = first, r = 0; !transient && !gone && refused == NULL && i < n && in_flight < http_concurrency; i++)
+		{
+			if (msgs[i].state != HTTP_PENDING ||
+				(msgs[i].prev_same_key >= 0 && msgs[msgs[i].prev_same_key].state != HTTP_DONE))
+				continue;
+			while (http_requests[r].busy)
+				r++;
+			http_start(&http_requests[r], cfg, &msgs[i], i);
+			in_flight++;
+		}
+		if (in_flight == 0)
+			break;
+
+		http_wait();
+		if (TimestampDifferenceExceeds(drop_check, GetCurrentTimestamp(), 1000))
+		{
+			drop_check = GetCurrentTimestamp();
+			if (txbox_database_is_being_dropped())
+			{
+				dropped = true;
+				break;
+			}
+		}
+
+		while ((cm = curl_multi_info_read(http_multi, &left)) != NULL)
+		{
+			HttpRequest *req;
+			HttpMessage *m;
+			long		status = 0;
+			curl_off_t	retry_after = 0;
+
+			if (cm->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+			m = &msgs[req->msg];
+			curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+			curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
+			if (cm->data.result != CURLE_OK)
+			{
+				if (req->refused[0] != '\0')
+					refused = pstrdup(req->refused);
+				else if (!transient)
+					*error = psprintf("could not deliver message %s: %s", m->id,
+									  req->error[0] ? req->error : curl_easy_strerror(cm->data.result));
+				transient = true;
+				m->state = HTTP_PENDING;
+			}
+			else if (status >= 200 && status < 300)
+			{
+				m->state = HTTP_DONE;
+				(void) http_remembered(m, HASH_ENTER);
+			}
+			else if (status == 410)
+			{
+				gone = true;
+				m->state = HTTP_PENDING;
+			}
+			else if (status == 408 || status == 429 || status >= 500)
+			{
+				if (!transient)
+					*error = psprintf("HTTP %ld for message %s%s: %s", status, m->id,
+									  retry_after > 0 ? psprintf(" (Retry-After: %lld s)", (long long) retry_after) : "",
+									  http_quote_answer(req));
+				transient = true;
+				if (retry_after > 0)
+					http_not_before = Max(http_not_before,
+										  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																	  Min(retry_after, HTTP_RETRY_AFTER_MAX) * 1000));
+				m->state = HTTP_PENDING;
+			}
+			else
+			{
+				if (rejection == NULL)
+					rejection = psprintf("HTTP %ld for message %s: %s", status, m->id,
+										 http_quote_answer(req));
+				m->state = HTTP_REJECTED;
+			}
+			http_finish(req);
+			in_flight--;
+		}
+		if (transient || gone || refused != NULL)
+			break;
+	}
+
+	/* abandon what is still in flight: it is sent again with the page */
+	for (int r = 0; r < HTTP_MAX_CONCURRENCY; r++)
+		if (http_requests[r].busy)
+		{
+			msgs[http_requests[r].msg].state = HTTP_PENDING;
+			http_finish(&http_requests[r]);
+		}
+
+	if (refused != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("refused to connect to %s (the url of server \"%s\" leads into the database server's network)",
+						refused, cfg->server),
+				 errhint("Loopback, private, link-local, CGNAT, multicast and reserved addresses are refused; a superuser may allow them with ALTER SERVER %s OPTIONS (ADD allow_private 'true').",
+						 cfg->server)));
+	if (gone)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the endpoint of server \"%s\" answered 410 Gone: it no longer takes these webhooks",
+						cfg->server),
+				 errhint("Point the server at a live endpoint (ALTER SERVER ... OPTIONS (SET url '...')) or drop the relay; it retries with backoff meanwhile.")));
+	if (dropped)
+	{
+		*error = pstrdup("the database is being dropped");
+		return DELIVERY_RETRY;
+	}
+	if (transient)
+		return DELIVERY_RETRY;
+	if (rejection != NULL)
+	{
+		*error = rejection;
+		return DELIVERY_REJECTED;
+	}
+	/* the page is complete: the relay saves its position past it */
+	for (int i = 0; i < n; i++)
+		(void) http_remembered(&msgs[i], HASH_REMOVE);
+	return DELIVERY_OK;
+}
+
+const TargetCallbacks txbox_http_target = {
+	.name = "http",
+	.wrapper = "txbox_http",
+	.in_relay_xact = false,
+	.connect = http_connect,
+	.deliver = http_deliver,
+	.disconnect = http_reset_connections,
+};

@@ -1,0 +1,272 @@
+# The http target (webhooks) against a local receiver (http_receiver.py):
+# 10,000 messages with verified signatures and per-key order under
+# concurrency 8; a receiver down then back; 503 and 429 with Retry-After;
+# a poison message dead-lettered and replayed; 410 Gone; a hung receiver
+# and pg_terminate_backend; kill -9 of the relay mid-stream.
+use strict;
+use warnings;
+use FindBin;
+use HTTP::Tiny;
+use JSON::PP;
+use Time::HiRes qw(time usleep);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use TxboxTest;
+
+my $secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+my $previous = 'whsec_' . 'c2VjcmV0LXJvdGF0ZWQtb3V0LXNvb24=';
+my $token = 'tok-7f3a9c-very-secret';
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $log = "${PostgreSQL::Test::Utils::tmp_check}/http_receiver.log";
+my $receiver_pid;
+
+sub receiver_start
+{
+	$receiver_pid = fork();
+	if ($receiver_pid == 0)
+	{
+		exec('python3', "$FindBin::RealBin/http_receiver.py", $port, $log, $secret, $previous)
+		  or die "exec: $!";
+	}
+	# ready when /control answers
+	my $deadline = time() + 30;
+	until (control({}))
+	{
+		die 'receiver did not start' if time() > $deadline;
+		usleep(100_000);
+	}
+}
+
+sub receiver_stop
+{
+	kill 'KILL', $receiver_pid;
+	waitpid($receiver_pid, 0);
+	$receiver_pid = undef;
+}
+END { kill 'KILL', $receiver_pid if $receiver_pid; }
+
+sub control
+{
+	my $r = HTTP::Tiny->new(timeout => 5)->post("http://127.0.0.1:$port/control",
+		{ content => encode_json(shift) });
+	return $r->{success};
+}
+
+# the receiver's log: one hash per request (read on from where it was)
+my (@requests, $log_offset);
+sub requests
+{
+	open(my $fh, '<', $log) or return ();
+	seek($fh, $log_offset // 0, 0);
+	while (my $line = <$fh>)
+	{
+		last unless $line =~ /\}\n$/;
+		push @requests, decode_json($line);
+		$log_offset = tell($fh);
+	}
+	close $fh;
+	return @requests;
+}
+
+sub delivered_ids
+{
+	my %ids;
+	$ids{ $_->{id} }++ for grep { $_->{status} == 200 } requests();
+	return \%ids;
+}
+
+# wait until the receiver got a 2xx for n distinct messages of topic
+sub poll_delivered
+{
+	my ($topic, $n, $secs, $name) = @_;
+	my $deadline = time() + $secs;
+	my $got;
+	for (;;)
+	{
+		my %ids;
+		$ids{ $_->{id} } = 1
+		  for grep { $_->{status} == 200 && $_->{topic} eq $topic } requests();
+		$got = scalar keys %ids;
+		return pass($name) if $got >= $n;
+		last if time() > $deadline;
+		usleep(200_000);
+	}
+	fail($name);
+	diag "$got of $n delivered";
+	return 0;
+}
+
+my $node = PostgreSQL::Test::Cluster->new('node');
+$node->init;
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\nrestart_after_crash = on");
+$node->start;
+$node->safe_psql('postgres', 'CREATE DATABASE shop');
+$node->safe_psql(
+	'shop', qq{
+	CREATE EXTENSION txbox;
+	CREATE SERVER hooks FOREIGN DATA WRAPPER txbox_http
+		OPTIONS (url 'http://127.0.0.1:$port/hook', allow_private 'true');
+	CREATE USER MAPPING FOR CURRENT_USER SERVER hooks
+		OPTIONS (signing_secret '$secret', signing_secret_previous '$previous',
+				 bearer_token '$token');});
+# (the statement above is in the log; what txbox logs comes after it)
+my $log_from = -s $node->logfile;
+receiver_start();
+
+# 1. 10,000 messages in 50 keys (and some without a key), concurrency 8
+$node->safe_psql(
+	'shop', q{
+	SELECT txbox.create_relay('to_hooks', 'http', NULL,
+		'{"server": "hooks", "concurrency": 8, "backoff_max": "1s", "max_attempts": 2,
+		  "timeout": "3s", "connect_timeout": "2s"}');
+	SELECT txbox.publish('bulk', jsonb_build_object('key', 'k' || (i % 50), 'seq', i),
+						 key => CASE WHEN i % 100 = 7 THEN NULL ELSE 'k' || (i % 50) END,
+						 headers => jsonb_build_object('traceparent', '00-' || i || '-01', 'attempt', '1'))
+	  FROM generate_series(1, 5000) i;
+	SELECT txbox.publish('bulk', jsonb_build_object('key', 'k' || (i % 50), 'seq', i),
+						 key => CASE WHEN i % 100 = 7 THEN NULL ELSE 'k' || (i % 50) END,
+						 headers => jsonb_build_object('traceparent', '00-' || i || '-01', 'attempt', '1'))
+	  FROM generate_series(5001, 10000) i;
+	SELECT txbox.publish_bytes('bytes', '\x00ff0a0d'::bytea, key => 'k0');});
+my $t0 = time();
+poll_delivered('bulk', 10000, 180, '10,000 messages delivered');
+note sprintf('10,000 messages in %.1f s', time() - $t0);
+poll_delivered('bytes', 1, 30, 'the binary message delivered');
+{
+	my @r = grep { $_->{topic} eq 'bulk' } requests();
+	is(scalar(grep { !$_->{sig_ok} } @r), 0, 'every request carries both valid v1 signatures');
+	is(scalar(grep { $_->{overlap} } @r), 0, 'never two requests of one key at once');
+	my $max = 0;
+	$max = $_->{in_flight} > $max ? $_->{in_flight} : $max for @r;
+	ok($max > 1 && $max <= 8, "requests in parallel, at most 8 ($max)");
+	my (%last, $disorder);
+	for my $q (@r)
+	{
+		next unless defined $q->{key};
+		my $seq = decode_json($q->{body})->{seq};
+		$disorder++ if defined $last{ $q->{key} } && $seq <= $last{ $q->{key} };
+		$last{ $q->{key} } = $seq;
+	}
+	is($disorder // 0, 0, 'each key in publish order');
+	my ($q) = grep { decode_json($_->{body})->{seq} == 42 } @r;
+	is($q->{headers}{traceparent}, '00-42-01', 'message headers as HTTP headers');
+	is($q->{headers}{attempt}, '1', 'every message header');
+	is($q->{headers}{authorization}, "Bearer $token", 'bearer token');
+	is($q->{key}, 'k42', 'txbox-key');
+	is($q->{content_type}, 'application/json', 'jsonb as application/json');
+	like($q->{timestamp}, qr/^\d{10}$/, 'webhook-timestamp in Unix seconds');
+	my ($b) = grep { $_->{topic} eq 'bytes' } requests();
+	is($b->{body}, 'AP8KDQ==', 'publish_bytes byte-exact');
+	is($b->{content_type}, 'application/octet-stream', 'bytes as application/octet-stream');
+	ok($b->{sig_ok}, 'binary body signed');
+}
+is( $node->safe_psql('shop',
+		q{SELECT string_agg(message_id::text, ',' ORDER BY message_id::text) FROM txbox.outbox WHERE topic = 'bulk'}),
+	join(',', sort keys %{ { map { $_->{id} => 1 } grep { $_->{topic} eq 'bulk' } requests() } }),
+	'webhook-id is the message id');
+
+# 2. the receiver down, then back: nothing lost
+receiver_stop();
+$node->safe_psql('shop',
+	q{SELECT txbox.publish('down', jsonb_build_object('seq', i), key => 'k' || (i % 3)) FROM generate_series(1, 50) i});
+poll_ok($node, 'shop',
+	q{SELECT state, last_error LIKE 'could not deliver message %' FROM txbox.relay_status},
+	'retrying|t', 60, 'receiver down: relay retrying');
+receiver_start();
+poll_delivered('down', 50, 60, 'receiver back: every message delivered');
+is($node->safe_psql('shop', 'SELECT dead_lettered FROM txbox.relay_status'),
+	'0', 'nothing dead-lettered while down');
+
+# 3. 503 then 429 with Retry-After: 3
+control({ queue => [ 503, 429 ], retry_after => 3 });
+$node->safe_psql('shop', q{SELECT txbox.publish('busy', '{"n": 1}', key => 'b')});
+poll_delivered('busy', 1, 60, 'delivered after 503 and 429');
+{
+	my @r = grep { $_->{topic} eq 'busy' } requests();
+	is(join(',', map { $_->{status} } @r), '503,429,200', 'answers: 503, 429, 200');
+	is(scalar(keys %{ { map { $_->{id} => 1 } @r } }), 1, 'the same webhook-id on every attempt');
+	cmp_ok($r[2]{t} - $r[1]{t}, '>=', 2.9, 'Retry-After honoured');
+}
+control({ retry_after => undef });
+
+# 4. a poison message: rejected (400) max_attempts times, dead-lettered
+# while its key's next message waits and other keys go on; replayed
+$node->safe_psql(
+	'shop', q{
+	SELECT txbox.publish('p', '{"seq": 1}', key => 'pk');
+	SELECT txbox.publish('p', '{"seq": 2, "poison": true}', key => 'pk');
+	SELECT txbox.publish('p', '{"seq": 3}', key => 'pk');
+	SELECT txbox.publish('p', '{"seq": 1}', key => 'other');});
+poll_delivered('p', 3, 60, 'the others delivered');
+is( $node->safe_psql(
+		'shop', q{SELECT payload->>'seq', attempts, last_error LIKE 'HTTP 400 for message %: poison refused for Bearer ****%'
+		FROM txbox.dead_letters}),
+	'2|2|t',
+	'poison dead-lettered after max_attempts with the status and the answer (token scrubbed)');
+{
+	my @pk = map { decode_json($_->{body})->{seq} } grep { $_->{topic} eq 'p' && $_->{key} eq 'pk' } requests();
+	my ($last_poison) = grep { $pk[$_] == 2 } reverse 0 .. $#pk;
+	my ($three) = grep { $pk[$_] == 3 } 0 .. $#pk;
+	ok($three > $last_poison, "its key's next message only after it was dead-lettered (@pk)");
+}
+control({ accept_poison => JSON::PP::true });
+$node->safe_psql('shop', 'SELECT txbox.replay_dead_letter(dead_letter_id) FROM txbox.dead_letters');
+poll_delivered('p', 4, 60, 'replayed dead letter delivered');
+
+# 5. 410 Gone: the relay fails, nothing is dead-lettered; it goes on once
+# the endpoint answers again
+control({ queue => [ (410) x 10 ] });
+$node->safe_psql('shop', q{SELECT txbox.publish('gone', '{}')});
+poll_ok($node, 'shop',
+	q{SELECT state, last_error LIKE '%answered 410 Gone%', dead_lettered FROM txbox.relay_status},
+	'failed|t|1', 60, '410: relay failed, nothing more dead-lettered');
+poll_delivered('gone', 1, 60, 'delivered once the endpoint is back');
+
+# 6. a hung receiver: pg_terminate_backend ends the worker at once
+control({ hang => JSON::PP::true });
+$node->safe_psql('shop', q{SELECT txbox.publish('hang', '{}')});
+my $where = "backend_type = 'txbox relay' AND state = 'active' AND query = 'txbox relay: delivering'"
+  . " AND clock_timestamp() - state_change > interval '1 s'";
+poll_ok($node, 'shop', "SELECT count(*) FROM pg_stat_activity WHERE $where", '1', 60,
+	'worker waits on the hung receiver');
+my $pid = $node->safe_psql('shop', "SELECT pid FROM pg_stat_activity WHERE $where");
+$t0 = time();
+is($node->safe_psql('shop', "SELECT pg_terminate_backend($pid, 5000)"),
+	't', 'pg_terminate_backend ends the worker within 5 s');
+note sprintf('worker ended %.2f s after pg_terminate_backend', time() - $t0);
+control({ hang => JSON::PP::false });
+poll_delivered('hang', 1, 60, 'delivered by the next worker');
+
+# 7. kill -9 of the relay mid-stream: every message at least once, the
+# redelivered ones with the same webhook-id
+control({ delay => 0.05 });
+$node->safe_psql('shop',
+	q{SELECT txbox.publish('crash', jsonb_build_object('seq', i), key => 'c' || (i % 8)) FROM generate_series(1, 400) i});
+my $deadline = time() + 60;
+usleep(100_000) until scalar(grep { $_->{topic} eq 'crash' } requests()) >= 20 || time() > $deadline;
+$pid = $node->safe_psql('shop', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'txbox relay'");
+kill 'KILL', $pid;
+control({ delay => 0 });
+poll_delivered('crash', 400, 120, 'every message delivered after kill -9');
+{
+	my @ids = split /\n/, $node->safe_psql('shop',
+		q{SELECT message_id FROM txbox.outbox WHERE topic = 'crash' ORDER BY id});
+	my $got = delivered_ids();
+	is(scalar(grep { !$got->{$_} } @ids), 0, 'each webhook-id is a published message id');
+	note sprintf('%d redelivered', scalar(grep { $got->{$_} > 1 } @ids));
+}
+
+# secrets appear nowhere in the status, the dead letters or the log
+my $status = $node->safe_psql('shop',
+	'SELECT r::text FROM txbox.relay_status r UNION ALL SELECT d::text FROM txbox.dead_letters d');
+my $logtext = slurp_file($node->logfile, $log_from);
+for my $s ($secret, $previous, $token)
+{
+	unlike($status, qr/\Q$s\E/, "no secret in relay_status or dead_letters");
+	unlike($logtext, qr/\Q$s\E/, "no secret in the server log");
+}
+
+receiver_stop();
+$node->stop;
+done_testing();

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""A webhook receiver for txbox's http target tests (test/t/09x_http*.pl)
+and bench (bench/http.sh).
+
+    http_receiver.py PORT LOG [SECRET...]
+
+Listens on 127.0.0.1:PORT (HTTP/1.1, keep-alive, a thread per
+connection).  Every POST appends one JSON line to LOG: id, timestamp, key,
+topic, content_type, body (text, or base64 when binary), status answered,
+sig_ok (every v1 signature verifies with the SECRET at the same position,
+Standard Webhooks: HMAC-SHA256 of "id.timestamp.body", "whsec_" + base64
+secrets), the other headers, t (receive time), overlap (another request of
+the same key was in progress) and in_flight (requests in progress).  With
+LOG "-" nothing is logged (bench).
+
+POST /control takes a JSON object that changes what comes next:
+  {"queue": [503, 429]}   answer these statuses to the next requests
+  {"retry_after": 3}      Retry-After seconds sent with 429 and 503
+  {"hang": true}          hold requests until hang is false again
+  {"delay": 0.005}        seconds to wait before each answer
+  {"accept_poison": true} accept bodies containing "poison" (else 400,
+                          echoing the Authorization header back)
+"""
+import base64
+import hashlib
+import hmac
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port = int(sys.argv[1])
+log_path = sys.argv[2]
+secrets = [base64.b64decode(s[6:] if s.startswith("whsec_") else s) for s in sys.argv[3:]]
+
+lock = threading.Lock()
+state = {"queue": [], "retry_after": None, "hang": False, "delay": 0,
+         "accept_poison": False}
+busy_keys = {}
+in_flight = [0]
+log = None if log_path == "-" else open(log_path, "a", buffering=1)
+
+
+def signatures_ok(msg_id, ts, body, header):
+    sigs = [s[3:] for s in (header or "").split(" ") if s.startswith("v1,")]
+    if len(sigs) != len(secrets):
+        return False
+    content = msg_id.encode() + b"." + ts.encode() + b"." + body
+    for secret, sig in zip(secrets, sigs):
+        want = base64.b64encode(hmac.new(secret, content, hashlib.sha256).digest()).decode()
+        if not hmac.compare_digest(want, sig):
+            return False
+    return True
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/control":
+            with lock:
+                state.update(json.loads(body))
+            return self.answer(200)
+        key = self.headers.get("txbox-key")
+        with lock:
+            in_flight[0] += 1
+            now_in_flight = in_flight[0]
+            overlap = key is not None and busy_keys.get(key, 0) > 0
+            if key is not None:
+                busy_keys[key] = busy_keys.get(key, 0) + 1
+            status = state["queue"].pop(0) if state["queue"] else 200
+            delay = state["delay"]
+        try:
+            while state["hang"]:
+                time.sleep(0.05)
+            if delay:
+                time.sleep(delay)
+            extra = []
+            answer = b""
+            if status == 200 and b"poison" in body and not state["accept_poison"]:
+                status = 400
+                answer = ("poison refused for " + str(self.headers.get("Authorization"))).encode()
+            if status in (429, 503) and state["retry_after"] is not None:
+                extra.append(("Retry-After", str(state["retry_after"])))
+            if log is not None:
+                msg_id = self.headers.get("webhook-id")
+                ts = self.headers.get("webhook-timestamp")
+                ctype = self.headers.get("Content-Type")
+                binary = ctype == "application/octet-stream"
+                rec = {"id": msg_id, "timestamp": ts, "key": key,
+                       "topic": self.headers.get("txbox-topic"),
+                       "content_type": ctype,
+                       "body": base64.b64encode(body).decode() if binary else body.decode(),
+                       "status": status,
+                       "sig_ok": signatures_ok(msg_id or "", ts or "", body,
+                                               self.headers.get("webhook-signature")),
+                       "headers": {k.lower(): v for k, v in self.headers.items()},
+                       "t": time.time(), "overlap": overlap, "in_flight": now_in_flight}
+                with lock:
+                    log.write(json.dumps(rec) + "\n")
+        finally:
+            # done before answering: the sender may send the key's next
+            # message as soon as it has the answer
+            with lock:
+                in_flight[0] -= 1
+                if key is not None:
+                    busy_keys[key] -= 1
+        self.answer(status, answer, extra)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
+Server(("127.0.0.1", port), Handler).serve_forever()
