@@ -14,7 +14,7 @@ EXTRA_CLEAN = txbox--$(EXTVERSION).sql
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 
 PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc
-SHLIB_LINK_INTERNAL = $(libpq)
+SHLIB_LINK_INTERNAL = $(libpq) -lrdkafka
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -113,7 +113,7 @@ static TxboxPlan relay_load_plan = {
 	" (extract(epoch FROM coalesce((options OPERATOR(pg_catalog.->>) 'statement_timeout')::pg_catalog.interval,"
 	"   '60s')) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
 	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id,"
-	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster()"
+	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster(), options::pg_catalog.text"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
 	2, {INT4OID, INT4OID}
 };
@@ -224,6 +224,8 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 	cfg->backoff_max_ms = relay_int_col(9);
 	cfg->connect_timeout_ms = relay_int_col(10);
 	cfg->statement_timeout_ms = relay_int_col(11);
+	cfg->options = relay_text_col(17, cxt);
+	relay_target = txbox_target_lookup(cfg->target);
 
 	*topics = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, topics_null);
 	if (!*topics_null)
@@ -244,6 +246,18 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 		SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull);
 		batch.last_id = isnull ? 0 :
 			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 15, &isnull));
+		if (relay_target->load_position != NULL)
+		{
+			RelayPosition pos;
+
+			/* the target's copy, committed with what it delivered, wins */
+			if (relay_target->load_position(cfg, &pos))
+			{
+				batch.prev = MemoryContextStrdup(relay_batch_cxt, pos.prev);
+				batch.cur = pos.cur ? MemoryContextStrdup(relay_batch_cxt, pos.cur) : NULL;
+				batch.last_id = pos.last_id;
+			}
+		}
 	}
 	return true;
 }
@@ -365,6 +379,13 @@ relay_save(RelayConfig *cfg, int upto, int64 delivered, int64 dead, int64 duplic
 	args[5] = Int64GetDatum(dead);
 	args[6] = Int64GetDatum(duplicates);
 	txbox_exec(&relay_save_plan, args, nulls, false, 0);
+	if (relay_target->save_position != NULL)
+	{
+		RelayPosition pos = {complete ? batch.cur : batch.prev, complete ? NULL : batch.cur,
+		batch.last_id};
+
+		relay_target->save_position(cfg, &pos);
+	}
 }
 
 /* The batch is done: cur becomes prev (the caller saved it). */
@@ -529,7 +550,6 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		txbox_worker_name("relay", cfg.name);
 	}
 	cfg.source = relay_source;
-	relay_target = txbox_target_lookup(cfg.target);
 	if (batch.cur == NULL || batch.txids == NULL)
 		relay_open_batch(&cfg, topics, topics_null);
 	if (batch.nkeys == batch.next)

@@ -34,7 +34,7 @@ txbox_need_packages() {
 # txbox_setup -- packages, warning-free build, install.
 txbox_setup() {
 	txbox_need_packages "postgresql-$TXBOX_PG_VERSION" "postgresql-server-dev-$TXBOX_PG_VERSION" \
-		libpq-dev libipc-run-perl make gcc "$@"
+		libpq-dev libipc-run-perl make gcc librdkafka-dev kcat "$@"
 	local sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	txbox_log "building txbox (warnings are errors)"
