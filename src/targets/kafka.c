@@ -777,6 +777,7 @@ kafka_load_position(const RelayConfig *cfg, RelayPosition *pos)
 	key = kafka_transactional_id(cfg);
 	kafka_set(conf, "group.id", key);
 	kafka_set(conf, "enable.auto.commit", "false");
+	kafka_set(conf, "enable.partition.eof", "true");
 	kafka_set(conf, "isolation.level", "read_committed");
 	kafka_set(conf, "log.queue", "true");
 	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
@@ -815,13 +816,10 @@ kafka_load_position(const RelayConfig *cfg, RelayPosition *pos)
 	parts = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(parts, KAFKA_POSITIONS_TOPIC, 0)->offset = low;
 	rd_kafka_assign(consumer, parts);
-	for (;;)
+	for (bool end = false; !end;)
 	{
 		rd_kafka_message_t *m;
 
-		rd_kafka_position(consumer, parts);
-		if (parts->elems[0].offset >= high)
-			break;
 		if (GetCurrentTimestamp() >= deadline)
 		{
 			rd_kafka_topic_partition_list_destroy(parts);
@@ -833,10 +831,25 @@ kafka_load_position(const RelayConfig *cfg, RelayPosition *pos)
 		CHECK_FOR_INTERRUPTS();
 		m = rd_kafka_consumer_poll(consumer, KAFKA_CALL_MS);
 		if (m == NULL)
+		{
+			/* read up to the end seen before (no more records come) */
+			rd_kafka_position(consumer, parts);
+			end = parts->elems[0].offset >= high;
 			continue;
+		}
 		if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->key_len == strlen(key) &&
 			memcmp(m->key, key, m->key_len) == 0)
 			found = pnstrdup(m->payload, m->len);
+
+		/*
+		 * The end under read_committed is the last stable offset: past it
+		 * lie the records of transactions still open (another relay's), and
+		 * ours may follow them, so read on until it reaches the end seen
+		 * before (the position may stay before it when the last record is
+		 * a transaction marker, never delivered).
+		 */
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->offset >= high)
+			end = true;
 		rd_kafka_message_destroy(m);
 	}
 	rd_kafka_topic_partition_list_destroy(parts);

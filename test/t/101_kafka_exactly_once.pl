@@ -12,8 +12,9 @@
 # consumers see the records of an aborted transaction too.  A real broker
 # aborts the transaction the killed producer left open when the restarted
 # relay's producer (same transactional.id) initializes, and read_committed
-# consumers skip its records; here they show as one page (batch_size
-# consecutive messages) delivered twice, which is what section 3 checks.
+# consumers skip its records; here they show as messages of one page
+# (within batch_size consecutive messages) delivered twice, which is what
+# section 3 checks.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -143,7 +144,8 @@ caught_up('eos', 'kill -9: the relay restarts and catches up');
 my ($tally, @again) = tally('eos.orders', 'c-%');
 my ($once, $more, $missing) = split / /, $tally;
 is($missing, 0, 'kill -9: no message lost');
-ok( $more <= 200 && (!@again || $again[-1] - $again[0] == $#again),
+# (those of its records that reached a broker: within one page of 200)
+ok(!@again || $again[-1] - $again[0] < 200,
 	'kill -9: nothing repeated but the page in flight (one transaction)');
 note "kill -9: $more messages of the open transaction repeated (the mock cluster does not abort it)";
 
