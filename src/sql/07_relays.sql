@@ -315,7 +315,7 @@ BEGIN
 		RAISE EXCEPTION 'user mapping for "%" on server "%" does not exist', role, server
 			USING ERRCODE = 'undefined_object',
 				  HINT = CASE wrapper WHEN 'txbox_kafka' THEN
-					format('CREATE USER MAPPING FOR %s SERVER %I (with OPTIONS (sasl_username ''...'', sasl_password ''...'') for SASL).', role, server)
+					format('CREATE USER MAPPING FOR %s SERVER %I, with OPTIONS (sasl_username ''...'', sasl_password ''...'') for SASL.', role, server)
 					ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
 	END IF;
 END
