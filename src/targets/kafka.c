@@ -68,6 +68,7 @@
 
 #include "target.h"
 #include "txbox.h"
+#include "workers.h"
 
 /* where exactly-once relays keep their positions (partition 0) */
 #define KAFKA_POSITIONS_TOPIC "txbox.positions"
@@ -181,12 +182,27 @@ kafka_poll(void)
 	rd_kafka_poll(kafka_rk, 0);
 }
 
-/* Wait until librdkafka has events, at most ms (and the deadline). */
+/*
+ * Wait until librdkafka has events, at most ms.  Every second, see whether
+ * our database is being dropped (PostgreSQL before 18 does not end
+ * background workers for DROP DATABASE): if so, ERROR, and the relay exits
+ * on its next wake-up instead of waiting out its deliveries.
+ */
 static void
 kafka_wait(long ms)
 {
-	txbox_target_wait_socket(kafka_pipe[0], false,
-							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms));
+	static TimestampTz last_check = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (TimestampDifferenceExceeds(last_check, now, 1000))
+	{
+		last_check = now;
+		if (txbox_database_is_being_dropped())
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("the relay's database is being dropped")));
+	}
+	txbox_target_wait_socket(kafka_pipe[0], false, TimestampTzPlusMilliseconds(now, ms));
 	kafka_poll();
 }
 

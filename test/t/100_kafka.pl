@@ -2,7 +2,8 @@
 # (test/kafka_mock.c): 20,000 messages over 100 keys land with their key,
 # headers and value, in partition murmur2(key) and in order per key;
 # brokers down then back; injected retriable errors; a message too large
-# dead-lettered; kill -9 mid-stream; SIGTERM with every broker down.
+# dead-lettered; kill -9 mid-stream; SIGTERM and DROP DATABASE with every
+# broker down.
 use strict;
 use warnings;
 use Time::HiRes qw(time);
@@ -200,6 +201,14 @@ my $secs = time() - $t0;
 ok($gone, 'SIGTERM with brokers down: the relay worker exits');
 note sprintf('exited after %.2f s', $secs);
 ok($secs < 5, 'SIGTERM with brokers down: promptly (not after the 5 s message timeout)');
+
+# and DROP DATABASE (which waits 5 s for other sessions) is not held up
+poll_ok($node, 'shop',
+	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'txbox relay'
+	  AND query = 'txbox relay: delivering' AND state = 'active'},
+	'1', 60, 'brokers down: the relay is back, waiting for delivery reports');
+$node->safe_psql('postgres', 'DROP DATABASE shop');
+pass('DROP DATABASE with the relay waiting for brokers that are down');
 $kafka->command('up -1');
 
 $node->stop('fast');
