@@ -21,8 +21,10 @@
  * then does the relay save its position (at least once).  A message
  * Kafka refuses for its data (too large, invalid) rejects the page, which
  * the relay narrows to the message and dead-letters after max_attempts;
- * anything else (brokers down, timeouts) retries the page.  A fatal
- * producer error drops the producer, and the next page makes a new one.
+ * anything else (brokers down, timeouts, a fatal producer error) retries
+ * the page.  A page that failed drops its producer (purged, not waited
+ * for): the next attempt makes a new one, so nothing of the failed one
+ * lingers or is delivered behind the relay's back.
  *
  * "exactly_once": true makes the producer transactional, with the
  * transactional.id txbox-SYSID-DBOID-RELAYID (stable across restarts and
@@ -38,8 +40,9 @@
  * Never blocking: librdkafka signals its events on a pipe we wait on with
  * the latch (txbox_target_wait_socket); the transactional calls, which
  * block, are made with short timeouts and repeated, checking for
- * interrupts in between.  On exit the producer's queue is purged and it is
- * destroyed without waiting for brokers.
+ * interrupts in between; every second of waiting also looks for DROP
+ * DATABASE.  On exit the producer's queue is purged and it is destroyed
+ * without waiting for brokers.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -15,22 +15,11 @@ use KafkaMock;
 
 my $kafka = KafkaMock->new(3, 'orders:4', 'docs:2', 'txbox.positions:1');
 
-my $node = PostgreSQL::Test::Cluster->new('shop');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 16\ntxbox.poll_interval = '200ms'\nrestart_after_crash = on");
-$node->start;
-$node->safe_psql('postgres', 'CREATE DATABASE shop');
+my $node = $kafka->shop_node(q{, "message.max.bytes" '100000', "linger.ms" '5'});
 $node->safe_psql(
-	'shop', sprintf(
-		q{CREATE EXTENSION txbox;
-		  CREATE SERVER events FOREIGN DATA WRAPPER txbox_kafka
-			OPTIONS (bootstrap_servers '%s', "message.max.bytes" '100000', "linger.ms" '5');
-		  CREATE USER MAPPING FOR CURRENT_USER SERVER events;
-		  SELECT txbox.create_relay('to_kafka', 'kafka', ARRAY['orders', 'docs'],
+	'shop', q{SELECT txbox.create_relay('to_kafka', 'kafka', ARRAY['orders', 'docs'],
 			'{"server": "events", "statement_timeout": "5s", "backoff_max": "1s",
-			  "max_attempts": 2, "topic_map": {"docs": "docs"}}');},
-		$kafka->bootstrap));
+			  "max_attempts": 2, "topic_map": {"docs": "docs"}}');});
 
 # every record of topic, grouped by message id
 sub by_id

@@ -25,23 +25,13 @@ use KafkaMock;
 
 my $kafka = KafkaMock->new(3, 'eos.orders:4', 'alo.orders:4', 'txbox.positions:1');
 
-my $node = PostgreSQL::Test::Cluster->new('shop');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 16\ntxbox.poll_interval = '200ms'\nrestart_after_crash = on");
-$node->start;
-$node->safe_psql('postgres', 'CREATE DATABASE shop');
+my $node = $kafka->shop_node('');
 $node->safe_psql(
-	'shop', sprintf(
-		q{CREATE EXTENSION txbox;
-		  CREATE SERVER events FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '%s');
-		  CREATE USER MAPPING FOR CURRENT_USER SERVER events;
-		  SELECT txbox.create_relay('eos', 'kafka', ARRAY['orders'],
+	'shop', q{SELECT txbox.create_relay('eos', 'kafka', ARRAY['orders'],
 			'{"server": "events", "exactly_once": true, "topic_prefix": "eos.",
 			  "batch_size": 200, "backoff_max": "1s", "statement_timeout": "10s"}');
 		  SELECT txbox.create_relay('alo', 'kafka', ARRAY['orders'],
-			'{"server": "events", "topic_prefix": "alo.", "batch_size": 200, "backoff_max": "1s"}');},
-		$kafka->bootstrap));
+			'{"server": "events", "topic_prefix": "alo.", "batch_size": 200, "backoff_max": "1s"}');});
 
 # message id => how many times topic has it (read_committed)
 sub counts

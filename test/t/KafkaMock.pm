@@ -6,6 +6,7 @@ use strict;
 use warnings;
 use File::Basename qw(dirname);
 use IPC::Run;
+use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -29,6 +30,26 @@ sub new
 }
 
 sub bootstrap { return $_[0]->{bootstrap}; }
+
+# shop_node(server_options): a started node with database shop, txbox, the
+# txbox_kafka server events for this cluster (plus server_options, e.g.
+# q{, "linger.ms" '5'}) and a user mapping for the test's role
+sub shop_node
+{
+	my ($self, $server_options) = @_;
+	my $node = PostgreSQL::Test::Cluster->new('shop');
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		"max_worker_processes = 16\ntxbox.poll_interval = '200ms'\nrestart_after_crash = on");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE DATABASE shop');
+	$node->safe_psql('shop',
+		"CREATE EXTENSION txbox;
+		 CREATE SERVER events FOREIGN DATA WRAPPER txbox_kafka
+		   OPTIONS (bootstrap_servers '$self->{bootstrap}'$server_options);
+		 CREATE USER MAPPING FOR CURRENT_USER SERVER events;");
+	return $node;
+}
 
 # command(line): run one command; dies unless it answers ok
 sub command
