@@ -15,8 +15,9 @@ PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/l
 
 PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc
 SHLIB_LINK_INTERNAL = $(libpq)
-# the http target: libcurl, and OpenSSL's HMAC for its signatures
-SHLIB_LINK = -lcurl -lcrypto
+# the http target: libcurl, and OpenSSL's HMAC for its signatures; the kafka
+# target: librdkafka
+SHLIB_LINK = -lcurl -lcrypto -lrdkafka
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

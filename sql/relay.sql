@@ -22,7 +22,7 @@ CREATE SERVER other_fdw FOREIGN DATA WRAPPER not_txbox;
 -- create_relay: bad arguments
 SELECT pg_temp.try($$SELECT txbox.create_relay('bad name', 'notify', NULL, '{"channel": "c"}')$$) AS bad_name;
 SELECT pg_temp.try($$SELECT txbox.create_relay(NULL, 'notify', NULL, '{"channel": "c"}')$$) AS null_name;
-SELECT pg_temp.try($$SELECT txbox.create_relay('r', 'kafka', NULL, '{}')$$) AS unknown_target;
+SELECT pg_temp.try($$SELECT txbox.create_relay('r', 'pigeon', NULL, '{}')$$) AS unknown_target;
 SELECT pg_temp.try($$SELECT txbox.create_relay('r', 'notify', NULL, '{}')$$) AS notify_without_channel;
 SELECT pg_temp.try($$SELECT txbox.create_relay('r', 'notify', NULL, '{"channel": 7}')$$) AS channel_not_text;
 SELECT pg_temp.try($$SELECT txbox.create_relay('r', 'postgres', NULL, '{}')$$) AS postgres_without_server;

@@ -36,7 +36,9 @@ typedef enum TxboxOptionKind
 {
 	TXBOX_OPTION_INTEGER,		/* a JSON number, an integer from min to max */
 	TXBOX_OPTION_INTERVAL,		/* a JSON string, an interval over 0, at most a day */
-	TXBOX_OPTION_TEXT			/* a JSON string, checked by its owner's validator */
+	TXBOX_OPTION_TEXT,			/* a JSON string, checked by its owner's validator */
+	TXBOX_OPTION_BOOLEAN,		/* true or false, checked by its owner's validator */
+	TXBOX_OPTION_JSON			/* any JSON, checked by its owner's validator */
 } TxboxOptionKind;
 
 typedef struct TxboxOption
@@ -63,6 +65,11 @@ static const TxboxOption txbox_options[] = {
 	{"http", "concurrency", NULL, TXBOX_OPTION_INTEGER, 1, 256, "8"},
 	{"http", "timeout", NULL, TXBOX_OPTION_INTERVAL, 0, 0, "30s"},
 	{"http", "format", NULL, TXBOX_OPTION_TEXT, 0, 0, "webhooks"},
+	{"kafka", "server", NULL, TXBOX_OPTION_TEXT, 0, 0, NULL},
+	{"kafka", "topic_prefix", NULL, TXBOX_OPTION_TEXT, 0, 0, ""},
+	{"kafka", "topic_map", NULL, TXBOX_OPTION_JSON, 0, 0, NULL},
+	{"kafka", "exactly_once", NULL, TXBOX_OPTION_BOOLEAN, 0, 0, "false"},
+	{"kafka", "cloudevents", NULL, TXBOX_OPTION_BOOLEAN, 0, 0, "false"},
 	{"handler", "max_attempts", NULL, TXBOX_OPTION_INTEGER, 1, 1000000, "10"},
 	{"handler", "backoff_max", "backoff", TXBOX_OPTION_INTERVAL, 0, 0, "30s"},
 	{"handler", "batch_size", "batch", TXBOX_OPTION_INTEGER, 1, 10000, "100"},
@@ -70,7 +77,7 @@ static const TxboxOption txbox_options[] = {
 	{"handler", "statement_timeout", NULL, TXBOX_OPTION_INTERVAL, 0, 0, "60s"},
 };
 
-static const char *const txbox_option_kinds[] = {"integer", "interval", "text"};
+static const char *const txbox_option_kinds[] = {"integer", "interval", "text", "boolean", "json"};
 
 static const TxboxOption *
 option_lookup(const char *applies_to, const char *name)

@@ -103,7 +103,7 @@ static const TargetCallbacks *relay_target = NULL;	/* once the relay is loaded *
 static TxboxPlan relay_load_plan = {
 	"SELECT name, target, owner::pg_catalog.oid, paused, options,"
 	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id,"
-	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster()"
+	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster(), options::pg_catalog.text"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
 	1, {INT4OID}
 };
@@ -251,6 +251,18 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 		batch.prev = relay_text_col(Anum_relay_snapshot, relay_batch_cxt);
 		batch.cur = relay_text_col(Anum_relay_batch_snapshot, relay_batch_cxt);
 		batch.last_id = isnull ? 0 : DatumGetInt64(last_id);
+		if (relay_target->load_position != NULL)
+		{
+			RelayPosition pos;
+
+			/* the target's copy, committed with what it delivered, wins */
+			if (relay_target->load_position(cfg, &pos))
+			{
+				batch.prev = MemoryContextStrdup(relay_batch_cxt, pos.prev);
+				batch.cur = pos.cur ? MemoryContextStrdup(relay_batch_cxt, pos.cur) : NULL;
+				batch.last_id = pos.last_id;
+			}
+		}
 	}
 	return true;
 }
@@ -373,6 +385,13 @@ relay_save(RelayConfig *cfg, int upto, int64 delivered, int64 dead, int64 duplic
 	args[5] = Int64GetDatum(dead);
 	args[6] = Int64GetDatum(duplicates);
 	txbox_exec(&relay_save_plan, args, nulls, false, 0);
+	if (relay_target->save_position != NULL)
+	{
+		RelayPosition pos = {complete ? batch.cur : batch.prev, complete ? NULL : batch.cur,
+		batch.last_id};
+
+		relay_target->save_position(cfg, &pos);
+	}
 }
 
 /* The batch is done: cur becomes prev (the caller saved it). */

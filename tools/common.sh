@@ -34,7 +34,7 @@ txbox_need_packages() {
 # txbox_setup -- packages, warning-free build, install.
 txbox_setup() {
 	txbox_need_packages "postgresql-$TXBOX_PG_VERSION" "postgresql-server-dev-$TXBOX_PG_VERSION" \
-		libpq-dev libcurl4-openssl-dev libipc-run-perl python3 make gcc "$@"
+		libpq-dev libcurl4-openssl-dev librdkafka-dev kcat libipc-run-perl python3 make gcc "$@"
 	local sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	txbox_log "building txbox (warnings are errors)"

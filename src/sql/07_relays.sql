@@ -22,6 +22,16 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_http_validator';
 CREATE FOREIGN DATA WRAPPER txbox_http VALIDATOR txbox._http_validator;
 
+-- The foreign-data wrapper whose servers and user mappings name the Kafka
+-- clusters relays produce to (src/targets/kafka.c: bootstrap_servers and
+-- allowed producer properties on the server, secrets in the user mapping).
+CREATE FUNCTION txbox._kafka_validator(text[], oid)
+RETURNS void
+LANGUAGE c STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_kafka_validator';
+CREATE FOREIGN DATA WRAPPER txbox_kafka VALIDATOR txbox._kafka_validator;
+
 -- This server's "system identifier:timeline" (src/identity.c): the xid
 -- space of relay positions.
 CREATE FUNCTION txbox._cluster()
@@ -33,7 +43,7 @@ AS 'MODULE_PATHNAME', 'txbox_cluster';
 CREATE TABLE txbox.relays (
 	relay_id		serial PRIMARY KEY,
 	name			text NOT NULL UNIQUE,
-	target			text NOT NULL CHECK (target IN ('postgres', 'notify', 'http')),
+	target			text NOT NULL CHECK (target IN ('postgres', 'notify', 'http', 'kafka')),
 	topics			text[],
 	options			jsonb NOT NULL DEFAULT '{}',
 	owner			regrole NOT NULL,
@@ -230,6 +240,45 @@ BEGIN
 END
 $$;
 
+-- A kafka relay's own options: topic_prefix and the topic_map values make
+-- Kafka topic names with the topics (at most 249 characters in all),
+-- exactly_once and cloudevents are booleans.
+CREATE FUNCTION txbox._kafka_check_options(options jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+BEGIN
+	IF options ? 'topic_prefix' AND (jsonb_typeof(options->'topic_prefix') <> 'string'
+	   OR options->>'topic_prefix' !~ '^[A-Za-z0-9._-]{0,200}$') THEN
+		RAISE EXCEPTION 'kafka relay option "topic_prefix" must be a string of up to 200 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-'''
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"topic_prefix": "shop."}''.';
+	END IF;
+	IF options ? 'topic_map' THEN
+		IF jsonb_typeof(options->'topic_map') <> 'object' THEN
+			RAISE EXCEPTION 'kafka relay option "topic_map" must be a JSON object of topic names'
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"topic_map": {"orders": "shop-orders"}}''.';
+		END IF;
+		FOR k IN SELECT jsonb_object_keys(options->'topic_map') LOOP
+			IF jsonb_typeof(options->'topic_map'->k) <> 'string'
+			   OR options->'topic_map'->>k !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+				RAISE EXCEPTION 'kafka relay option "topic_map" maps "%" to an invalid Kafka topic name', k
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Topic names are 1 to 249 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+			END IF;
+		END LOOP;
+	END IF;
+	FOREACH k IN ARRAY ARRAY['exactly_once', 'cloudevents'] LOOP
+		IF options ? k AND jsonb_typeof(options->k) <> 'boolean' THEN
+			RAISE EXCEPTION 'kafka relay option "%" must be true or false', k
+				USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": true}''.', k);
+		END IF;
+	END LOOP;
+END
+$$;
+
 CREATE FUNCTION txbox._relay_check_options(target text, options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -252,6 +301,14 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = '"cloudevents" adds the CloudEvents binary-mode headers ce-id, ce-source, ce-type, ce-specversion.';
 	END IF;
+	IF target = 'kafka' AND NOT options ? 'server' THEN
+		RAISE EXCEPTION 'a kafka relay needs the option "server"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers ''host:9092'') and a USER MAPPING, then pass ''{"server": "name"}''.';
+	END IF;
+	IF target = 'kafka' THEN
+		PERFORM txbox._kafka_check_options(options);
+	END IF;
 	IF target = 'notify' AND (NOT options ? 'channel' OR jsonb_typeof(options->'channel') <> 'string'
 	   OR options->>'channel' = '' OR length(options->>'channel') >= 64) THEN
 		RAISE EXCEPTION 'a notify relay needs the option "channel" (a name of up to 63 characters)'
@@ -267,8 +324,8 @@ BEGIN
 END
 $$;
 
--- A postgres (http) relay's server must be a txbox_fdw (txbox_http) server,
--- wrapper, that role may use, with a user mapping for role (or PUBLIC).
+-- A relay's server must be a server of wrapper (txbox_fdw, txbox_http,
+-- txbox_kafka) that role may use, with a user mapping for role (or PUBLIC).
 CREATE FUNCTION txbox._relay_check_server(server text, role regrole, wrapper text)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -283,8 +340,10 @@ BEGIN
 	IF srv IS NULL THEN
 		RAISE EXCEPTION 'server "%" does not exist or is not a % server', server, wrapper
 			USING ERRCODE = 'undefined_object',
-				  HINT = CASE wrapper WHEN 'txbox_http' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'').'
-						 ELSE 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').' END;
+				  HINT = CASE wrapper
+					WHEN 'txbox_http' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'').'
+					WHEN 'txbox_kafka' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers ''host:9092'').'
+					ELSE 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').' END;
 	END IF;
 	IF NOT has_server_privilege(role, srv, 'USAGE') THEN
 		RAISE EXCEPTION 'permission denied for server "%"', server
@@ -295,8 +354,10 @@ BEGIN
 					WHERE umserver = srv AND umuser IN (role, 0)) THEN
 		RAISE EXCEPTION 'user mapping for "%" on server "%" does not exist', role, server
 			USING ERRCODE = 'undefined_object',
-				  HINT = CASE wrapper WHEN 'txbox_http' THEN format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (signing_secret ''whsec_...'').', role, server)
-						 ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
+				  HINT = CASE wrapper
+					WHEN 'txbox_http' THEN format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (signing_secret ''whsec_...'').', role, server)
+					WHEN 'txbox_kafka' THEN format('CREATE USER MAPPING FOR %s SERVER %I, with OPTIONS (sasl_username ''...'', sasl_password ''...'') for SASL.', role, server)
+					ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
 	END IF;
 END
 $$;
@@ -332,16 +393,15 @@ BEGIN
 			USING ERRCODE = 'invalid_name',
 				  HINT = 'Relay names are 1 to 60 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
 	END IF;
-	IF target IS NULL OR target NOT IN ('postgres', 'notify', 'http') THEN
+	IF target IS NULL OR target NOT IN ('postgres', 'notify', 'http', 'kafka') THEN
 		RAISE EXCEPTION 'unknown relay target "%"', target
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel), http (webhooks).';
+				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel), http (webhooks), kafka (a Kafka cluster).';
 	END IF;
 	PERFORM txbox._check_topics(topics);
 	options := txbox._relay_check_options(target, coalesce(options, '{}'));
-	IF target IN ('postgres', 'http') THEN
-		PERFORM txbox._relay_check_server(options->>'server', caller,
-			CASE target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
+	IF target IN ('postgres', 'http', 'kafka') THEN
+		PERFORM txbox._relay_check_server(options->>'server', caller, 'txbox_' || CASE target WHEN 'postgres' THEN 'fdw' ELSE target END);
 	END IF;
 	PERFORM txbox._check_caller_can_login(caller, 'relay');
 	-- LISTEN needs no privilege: a notify relay shows every message it
@@ -466,9 +526,8 @@ BEGIN
 	END IF;
 	merged := jsonb_strip_nulls(r.options || options);
 	merged := txbox._relay_check_options(r.target, merged);
-	IF r.target IN ('postgres', 'http') THEN
-		PERFORM txbox._relay_check_server(merged->>'server', r.owner,
-			CASE r.target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
+	IF r.target IN ('postgres', 'http', 'kafka') THEN
+		PERFORM txbox._relay_check_server(merged->>'server', r.owner, 'txbox_' || CASE r.target WHEN 'postgres' THEN 'fdw' ELSE r.target END);
 	END IF;
 	UPDATE txbox.relays SET options = merged WHERE relays.name = _alter_relay.name;
 	PERFORM txbox._wake_at_commit('manager');

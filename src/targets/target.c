@@ -23,11 +23,13 @@
 extern const TargetCallbacks txbox_postgres_target;
 extern const TargetCallbacks txbox_notify_target;
 extern const TargetCallbacks txbox_http_target;
+extern const TargetCallbacks txbox_kafka_target;
 
 static const TargetCallbacks *const txbox_targets[] = {
 	&txbox_postgres_target,
 	&txbox_notify_target,
 	&txbox_http_target,
+	&txbox_kafka_target,
 };
 
 /*

@@ -20,6 +20,16 @@
  *	disconnect	(optional) drop what connect kept; called from the relay's
  *				error recovery, so it must not fail.
  *
+ * A target that keeps the relay's position itself, committed together with
+ * what it delivers (Kafka's exactly-once mode), also has:
+ *
+ *	load_position	when the relay (re)reads its saved position, in its
+ *				transaction: the position the target holds, if any, which
+ *				the relay then uses instead of its own copy.
+ *	save_position	in the relay's transaction saving a position, before it
+ *				commits: commit what deliver sent since with the position;
+ *				an ERROR rolls the relay's transaction back.
+ *
  * A target waits only through txbox_target_wait_socket or WaitLatchOrSocket
  * on MyLatch with a deadline, so SIGTERM and postmaster death are honoured
  * while an endpoint hangs.
@@ -88,6 +98,14 @@ typedef struct RelayPage
 												 * timestamptz[] */
 } RelayPage;
 
+/* A relay's position (txbox.relays.snapshot, batch_snapshot, batch_last_id) */
+typedef struct RelayPosition
+{
+	char	   *prev;			/* snapshot text: delivered up to here */
+	char	   *cur;			/* the batch in progress, or NULL */
+	int64		last_id;		/* delivered within the batch up to this id */
+} RelayPosition;
+
 typedef struct TargetCallbacks
 {
 	const char *name;			/* txbox.relays.target */
@@ -107,6 +125,10 @@ typedef struct TargetCallbacks
 							   int *duplicates, char **error);
 
 	void		(*disconnect) (void);
+
+	/* true and *pos (palloc'd) when the target holds the relay's position */
+	bool		(*load_position) (const RelayConfig *cfg, RelayPosition *pos);
+	void		(*save_position) (const RelayConfig *cfg, const RelayPosition *pos);
 } TargetCallbacks;
 
 /* target.c */

@@ -114,8 +114,56 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_http_validator';
 CREATE FOREIGN DATA WRAPPER txbox_http VALIDATOR txbox._http_validator;
 REVOKE ALL ON FUNCTION txbox._http_validator(text[], oid) FROM PUBLIC;
+-- kafka: the kafka relay target (txbox_kafka servers, relay options)
+CREATE FUNCTION txbox._kafka_validator(text[], oid)
+RETURNS void
+LANGUAGE c STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_kafka_validator';
+CREATE FOREIGN DATA WRAPPER txbox_kafka VALIDATOR txbox._kafka_validator;
+CREATE FUNCTION txbox._kafka_check_options(options jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+BEGIN
+	IF options ? 'topic_prefix' AND (jsonb_typeof(options->'topic_prefix') <> 'string'
+	   OR options->>'topic_prefix' !~ '^[A-Za-z0-9._-]{0,200}$') THEN
+		RAISE EXCEPTION 'kafka relay option "topic_prefix" must be a string of up to 200 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-'''
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"topic_prefix": "shop."}''.';
+	END IF;
+	IF options ? 'topic_map' THEN
+		IF jsonb_typeof(options->'topic_map') <> 'object' THEN
+			RAISE EXCEPTION 'kafka relay option "topic_map" must be a JSON object of topic names'
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{"topic_map": {"orders": "shop-orders"}}''.';
+		END IF;
+		FOR k IN SELECT jsonb_object_keys(options->'topic_map') LOOP
+			IF jsonb_typeof(options->'topic_map'->k) <> 'string'
+			   OR options->'topic_map'->>k !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+				RAISE EXCEPTION 'kafka relay option "topic_map" maps "%" to an invalid Kafka topic name', k
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Topic names are 1 to 249 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
+			END IF;
+		END LOOP;
+	END IF;
+	FOREACH k IN ARRAY ARRAY['exactly_once', 'cloudevents'] LOOP
+		IF options ? k AND jsonb_typeof(options->k) <> 'boolean' THEN
+			RAISE EXCEPTION 'kafka relay option "%" must be true or false', k
+				USING ERRCODE = 'invalid_parameter_value', HINT = format('For example ''{"%s": true}''.', k);
+		END IF;
+	END LOOP;
+END
+$$;
+
+REVOKE ALL ON FUNCTION txbox._kafka_validator(text[], oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION txbox._kafka_check_options(jsonb) FROM PUBLIC;
+
+-- http, kafka: the relay targets they add, the server check for any
+-- foreign-data wrapper, and the relay functions that name the targets
 ALTER TABLE txbox.relays DROP CONSTRAINT relays_target_check,
-	ADD CONSTRAINT relays_target_check CHECK (target IN ('postgres', 'notify', 'http'));
+	ADD CONSTRAINT relays_target_check CHECK (target IN ('postgres', 'notify', 'http', 'kafka'));
 DROP FUNCTION txbox._relay_check_server(text, regrole);
 CREATE FUNCTION txbox._relay_check_server(server text, role regrole, wrapper text)
 RETURNS void
@@ -131,8 +179,10 @@ BEGIN
 	IF srv IS NULL THEN
 		RAISE EXCEPTION 'server "%" does not exist or is not a % server', server, wrapper
 			USING ERRCODE = 'undefined_object',
-				  HINT = CASE wrapper WHEN 'txbox_http' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'').'
-						 ELSE 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').' END;
+				  HINT = CASE wrapper
+					WHEN 'txbox_http' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'').'
+					WHEN 'txbox_kafka' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers ''host:9092'').'
+					ELSE 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').' END;
 	END IF;
 	IF NOT has_server_privilege(role, srv, 'USAGE') THEN
 		RAISE EXCEPTION 'permission denied for server "%"', server
@@ -143,11 +193,14 @@ BEGIN
 					WHERE umserver = srv AND umuser IN (role, 0)) THEN
 		RAISE EXCEPTION 'user mapping for "%" on server "%" does not exist', role, server
 			USING ERRCODE = 'undefined_object',
-				  HINT = CASE wrapper WHEN 'txbox_http' THEN format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (signing_secret ''whsec_...'').', role, server)
-						 ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
+				  HINT = CASE wrapper
+					WHEN 'txbox_http' THEN format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (signing_secret ''whsec_...'').', role, server)
+					WHEN 'txbox_kafka' THEN format('CREATE USER MAPPING FOR %s SERVER %I, with OPTIONS (sasl_username ''...'', sasl_password ''...'') for SASL.', role, server)
+					ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
 	END IF;
 END
 $$;
+
 REVOKE ALL ON FUNCTION txbox._relay_check_server(text, regrole, text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION txbox._relay_check_options(target text, options jsonb)
 RETURNS jsonb
@@ -170,6 +223,14 @@ BEGIN
 		RAISE EXCEPTION 'relay option "format" must be "webhooks" or "cloudevents"'
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = '"cloudevents" adds the CloudEvents binary-mode headers ce-id, ce-source, ce-type, ce-specversion.';
+	END IF;
+	IF target = 'kafka' AND NOT options ? 'server' THEN
+		RAISE EXCEPTION 'a kafka relay needs the option "server"'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers ''host:9092'') and a USER MAPPING, then pass ''{"server": "name"}''.';
+	END IF;
+	IF target = 'kafka' THEN
+		PERFORM txbox._kafka_check_options(options);
 	END IF;
 	IF target = 'notify' AND (NOT options ? 'channel' OR jsonb_typeof(options->'channel') <> 'string'
 	   OR options->>'channel' = '' OR length(options->>'channel') >= 64) THEN
@@ -198,16 +259,15 @@ BEGIN
 			USING ERRCODE = 'invalid_name',
 				  HINT = 'Relay names are 1 to 60 characters of A-Z, a-z, 0-9, ''.'', ''_'' and ''-''.';
 	END IF;
-	IF target IS NULL OR target NOT IN ('postgres', 'notify', 'http') THEN
+	IF target IS NULL OR target NOT IN ('postgres', 'notify', 'http', 'kafka') THEN
 		RAISE EXCEPTION 'unknown relay target "%"', target
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel), http (webhooks).';
+				  HINT = 'Targets: postgres (another database''s txbox.inbox), notify (NOTIFY a channel), http (webhooks), kafka (a Kafka cluster).';
 	END IF;
 	PERFORM txbox._check_topics(topics);
 	options := txbox._relay_check_options(target, coalesce(options, '{}'));
-	IF target IN ('postgres', 'http') THEN
-		PERFORM txbox._relay_check_server(options->>'server', caller,
-			CASE target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
+	IF target IN ('postgres', 'http', 'kafka') THEN
+		PERFORM txbox._relay_check_server(options->>'server', caller, 'txbox_' || CASE target WHEN 'postgres' THEN 'fdw' ELSE target END);
 	END IF;
 	PERFORM txbox._check_caller_can_login(caller, 'relay');
 	-- LISTEN needs no privilege: a notify relay shows every message it
@@ -249,9 +309,8 @@ BEGIN
 	END IF;
 	merged := jsonb_strip_nulls(r.options || options);
 	merged := txbox._relay_check_options(r.target, merged);
-	IF r.target IN ('postgres', 'http') THEN
-		PERFORM txbox._relay_check_server(merged->>'server', r.owner,
-			CASE r.target WHEN 'http' THEN 'txbox_http' ELSE 'txbox_fdw' END);
+	IF r.target IN ('postgres', 'http', 'kafka') THEN
+		PERFORM txbox._relay_check_server(merged->>'server', r.owner, 'txbox_' || CASE r.target WHEN 'postgres' THEN 'fdw' ELSE r.target END);
 	END IF;
 	UPDATE txbox.relays SET options = merged WHERE relays.name = _alter_relay.name;
 	PERFORM txbox._wake_at_commit('manager');

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# bench/kafka.sh -- the kafka relay benchmark: relay throughput into
+# librdkafka's mock cluster (test/kafka_mock.c) as a ratio of a plain
+# librdkafka producer (bench/kafka/plain.c) sending the same records from
+# the same machine, round by round.  Never run as root: bash bench/run
+# kafka prepares everything.  Report on stdout, progress on stderr.
+#
+# Settings (environment):
+#   KAFKA_MESSAGES=100000   messages per run (value ~220 bytes, 1000 keys,
+#                           one header of their own)
+#   KAFKA_ROUNDS=3          rounds (relay then plain in each)
+#   KAFKA_RELAY_OPTIONS='{}'   more relay options (e.g. '{"exactly_once": true}')
+set -euo pipefail
+source "$(dirname "$0")/../tools/common.sh"
+source "$TXBOX_ROOT/tools/cluster.sh"
+export PATH="$TXBOX_BINDIR:$PATH"
+N=${KAFKA_MESSAGES:-100000}
+ROUNDS=${KAFKA_ROUNDS:-3}
+OPTS=${KAFKA_RELAY_OPTIONS:-'{}'}
+log() { printf '.. %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+
+dir=$(mktemp -d /tmp/txbox-kafka.XXXXXX)
+cc -O2 -o "$dir/kafka_mock" "$TXBOX_ROOT/test/kafka_mock.c" -lrdkafka
+cc -O2 -o "$dir/plain" "$TXBOX_ROOT/bench/kafka/plain.c" -lrdkafka
+mkfifo "$dir/mock.in"
+"$dir/kafka_mock" 3 orders:4 plain:4 txbox.positions:1 <"$dir/mock.in" >"$dir/mock.out" 2>/dev/null &
+mock=$!
+exec 3>"$dir/mock.in"
+until grep -q '^bootstrap ' "$dir/mock.out"; do sleep 0.1; done
+bootstrap=$(sed -n 's/^bootstrap //p' "$dir/mock.out")
+
+txbox_cluster_start "$dir" 54341 "synchronous_commit = off" "autovacuum = off" \
+	"txbox.poll_interval = '100ms'" "txbox.outbox_retention = '1d'"
+trap "echo quit >&3; wait $mock; pg_ctl -D '$dir/data' -m immediate stop >/dev/null 2>&1; rm -rf '$dir'" EXIT
+createdb shop
+psql -X -q -v ON_ERROR_STOP=1 -d shop <<SQL
+CREATE EXTENSION txbox;
+CREATE SERVER events FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '$bootstrap');
+CREATE USER MAPPING FOR CURRENT_USER SERVER events;
+SQL
+val() { psql -X -At -d shop -c "$1"; }
+
+relay_s=() plain_s=() relay_cpu=() plain_cpu=()
+hz=$(getconf CLK_TCK)
+# cpu PID -- CPU seconds (user + system, all threads) PID has used so far
+cpu() { awk -v hz="$hz" '{ i = index($0, ") "); split(substr($0, i + 2), f, " "); printf "%.2f", (f[12] + f[13]) / hz }' "/proc/$1/stat"; }
+for ((r = 1; r <= ROUNDS; r++)); do
+	# the relay: N messages published while it is paused, then resumed
+	val "SELECT txbox.create_relay('k', 'kafka', ARRAY['orders'],
+		'{\"server\": \"events\"}'::jsonb || '$OPTS'::jsonb); SELECT txbox.pause_relay('k')" >/dev/null
+	val "SELECT count(txbox.publish('orders', jsonb_build_object('n', g, 'pad', repeat('x', 200)),
+		'customer-' || g % 1000, jsonb_build_object('trace', 't-' || g)))
+		FROM generate_series(1, $N) g" >/dev/null
+	log "round $r: relay"
+	t0=$(now)
+	val "SELECT txbox.resume_relay('k')" >/dev/null
+	until [ "$(val "SELECT lag_messages FROM txbox.relay_status WHERE name = 'k'")" = 0 ]; do sleep 0.05; done
+	relay_s+=("$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')")
+	relay_cpu+=("$(cpu "$(val "SELECT pid FROM pg_stat_activity WHERE application_name = 'txbox relay k'")")")
+	val "SELECT txbox.drop_relay('k'); TRUNCATE txbox.outbox" >/dev/null
+	log "round $r: plain producer"
+	read -r s c < <("$dir/plain" "$bootstrap" plain "$N")
+	plain_s+=("$s")
+	plain_cpu+=("$c")
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+rm=$(median "${relay_s[@]}")
+pm=$(median "${plain_s[@]}")
+echo "kafka relay throughput into librdkafka's mock cluster (3 brokers, 4 partitions)"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$N messages per run (~220-byte JSON values, 1000 keys, 4 headers), $ROUNDS rounds, relay options $OPTS"
+printf '%-28s %8s s %8s msg/s   runs: %s s; CPU: %s s\n' "relay (publish excluded)" "$rm" \
+	"$(awk -v n="$N" -v s="$rm" 'BEGIN { printf "%d", n / s }')" "${relay_s[*]}" "${relay_cpu[*]}"
+printf '%-28s %8s s %8s msg/s   runs: %s s; CPU: %s s\n' "plain librdkafka producer" "$pm" \
+	"$(awk -v n="$N" -v s="$pm" 'BEGIN { printf "%d", n / s }')" "${plain_s[*]}" "${plain_cpu[*]}"
+echo "(CPU: the relay worker's, all its threads, from start to caught up; the plain"
+echo " producer's, all its threads, until it printed its time)"
+echo "ratio relay/plain: $(awk -v a="$pm" -v b="$rm" 'BEGIN { printf "%.2f", a / b }')x (goal >= 0.7x)"
