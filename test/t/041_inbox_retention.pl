@@ -118,8 +118,12 @@ poll_ok($node, 'postgres', 'SELECT count(*) FROM public.done', '5', 20, 'the han
 wait_gen_moves_from('inbox', $wgen, 'the inbox rotates');
 is($node->safe_psql('postgres', "SELECT public.receive('audit', $aarr)"), '5',
 	'five messages for the SQL consumer arrive, after a rotation');
-isnt($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT gen::text, ',') FROM txbox.inbox WHERE key LIKE 'a%'}),
-	$wgen, '... in a later generation');
+# (not "a generation other than $wgen": by now the inbox may have wrapped
+# around to $wgen, once the handler's processed messages left it)
+is( $node->safe_psql(
+		'postgres', q{SELECT count(*) FROM (SELECT gen FROM txbox.inbox GROUP BY gen
+					  HAVING bool_or(key LIKE 'w%') AND bool_or(key LIKE 'a%')) s}),
+	'0', '... in a later generation: none holds messages of both');
 
 poll_ok($node, 'postgres', inbox_count('w%'), '0', 20,
 	'the processed messages leave the inbox after inbox_retention');
