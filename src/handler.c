@@ -731,6 +731,6 @@ txbox_handler_main(Datum arg)
 			named = true;
 		}
 		if (sleep_ms > 0)
-			txbox_worker_wait(Min(sleep_ms, 1000), PG_WAIT_EXTENSION);
+			txbox_worker_wait(Min(sleep_ms, 1000), txbox_wait_event(TXBOX_WAIT_HANDLER_MAIN));
 	}
 }

@@ -441,6 +441,6 @@ txbox_manager_main(Datum arg)
 		timeout = 1000;
 		if (restart_due != 0)
 			timeout = Max(0, Min(timeout, TimestampDifferenceMilliseconds(now, restart_due)));
-		woken = txbox_worker_wait(again ? 0 : timeout, PG_WAIT_EXTENSION) || again;
+		woken = txbox_worker_wait(again ? 0 : timeout, txbox_wait_event(TXBOX_WAIT_MANAGER_MAIN)) || again;
 	}
 }

@@ -700,7 +700,7 @@ txbox_relay_main(Datum arg)
 				long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
 
 				/* a commit cuts an idle sleep short, not a backoff */
-				if (txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION) &&
+				if (txbox_worker_wait(Min(left, 1000), txbox_wait_event(TXBOX_WAIT_RELAY_MAIN)) &&
 					relay_failures == 0)
 					break;
 				if (left <= 1000)

@@ -16,6 +16,7 @@
 #include "storage/latch.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "target.h"
 
 /* each one's file defines it */
@@ -84,7 +85,7 @@ txbox_target_wait_socket(pgsocket sock, bool for_write, TimestampTz deadline)
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH |
 							   (for_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE),
-							   sock, timeout, PG_WAIT_EXTENSION);
+							   sock, timeout, txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
 		if (rc & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
