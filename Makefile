@@ -20,18 +20,19 @@ PG_CONFIG ?= pg_config
 # TAP_TESTS only switches TAP on: test/suites reads the environment's
 # TAP_TESTS (which TAP files to run), left as it is here.
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --dbname=txbox_regress
 ISOLATION    = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test --dbname=txbox_isolation --load-extension=txbox
+ISOLATION_OPTS = --inputdir=test --load-extension=txbox
 TAP_TESTS   ?= 1
 PROVE_TESTS  = test/t/*.pl
-PROVE_FLAGS  = -I test/t
 
 PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc
 SHLIB_LINK_INTERNAL = $(libpq)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# (after PGXS, which empties it) TxboxTest.pm
+PROVE_FLAGS = -I test/t
 
 txbox--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@

@@ -7,6 +7,12 @@
 
 TXBOX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TXBOX_PG_VERSION=${TXBOX_PG_VERSION:-15}
+# every version `make test-all` tests (test/matrix; tools/roots.sh says
+# where each comes from)
+TXBOX_PG_VERSIONS="15 17 18"
+# Debian packages that build and test txbox, besides PostgreSQL's own: on
+# this machine and in tools/roots.sh's roots alike
+TXBOX_PACKAGES=(make gcc libpq-dev libipc-run-perl libssl-dev libcurl4-openssl-dev librdkafka-dev kcat)
 # TXBOX_PREFIX: run against a copy of the PostgreSQL installation under
 # this directory (installed there with make install DESTDIR=...), e.g. to
 # develop without touching the system's.
@@ -34,7 +40,7 @@ txbox_need_packages() {
 # txbox_setup -- packages, warning-free build, install.
 txbox_setup() {
 	txbox_need_packages "postgresql-$TXBOX_PG_VERSION" "postgresql-server-dev-$TXBOX_PG_VERSION" \
-		libpq-dev libipc-run-perl make gcc "$@"
+		"${TXBOX_PACKAGES[@]}" "$@"
 	local sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	txbox_log "building txbox (warnings are errors)"
