@@ -14,6 +14,16 @@
 #endif
 
 /*
+ * object_aclcheck replaced pg_proc_aclcheck and its siblings in 16; txbox
+ * checks functions only.
+ */
+#if PG_VERSION_NUM < 160000
+#define object_aclcheck(classid, objectid, roleid, mode) \
+	(StaticAssertExpr((classid) == ProcedureRelationId, "txbox: functions only"), \
+	 pg_proc_aclcheck(objectid, roleid, mode))
+#endif
+
+/*
  * What a txbox process waits for in WaitLatch: on 17 and later a named
  * wait event of its own (pg_stat_activity.wait_event says TxboxRelayMain,
  * wait_event_type Extension); before 17 every extension's wait is
