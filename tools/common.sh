@@ -37,10 +37,15 @@ txbox_need_packages() {
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# txbox_setup -- packages, warning-free build, install.
-txbox_setup() {
+# txbox_install_packages -- the Debian packages for $TXBOX_PG_VERSION.
+txbox_install_packages() {
 	txbox_need_packages "postgresql-$TXBOX_PG_VERSION" "postgresql-server-dev-$TXBOX_PG_VERSION" \
 		"${TXBOX_PACKAGES[@]}" "$@"
+}
+
+# txbox_setup -- packages, warning-free build, install.
+txbox_setup() {
+	txbox_install_packages "$@"
 	local sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	txbox_log "building txbox (warnings are errors)"

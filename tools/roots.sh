@@ -44,26 +44,32 @@ txbox_root() {
 	chmod +x "$root/usr/sbin/policy-rc.d"
 	mkdir -p "$root/etc/postgresql-common/createcluster.d"
 	echo "create_main_cluster = false" >"$root/etc/postgresql-common/createcluster.d/txbox.conf"
+	# the mirror may serve a testing suite's index past its Valid-Until
+	echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99txbox"
 	touch "$root/.txbox-ready"
 }
 
 txbox_in_root() {
 	local suite=$1 root=$TXBOX_CACHE/roots/$1
 	shift
-	txbox_root "$suite" || return 1
-	cp /etc/resolv.conf "$root/etc/resolv.conf"
-	mkdir -p "$root/src" "$root/var/cache/apt/archives" "$TXBOX_CACHE/debs/$suite"
-	# one run per root at a time
-	flock "$TXBOX_CACHE/roots/$suite.lock" unshare --mount --propagation private bash -c '
-		set -e
-		root=$1 debs=$2 src=$3
-		shift 3
-		mount --rbind /dev "$root/dev"
-		mount -t proc proc "$root/proc"
-		mount --bind "$debs" "$root/var/cache/apt/archives"
-		mount --bind "$src" "$root/src"
-		mount -o remount,bind,ro "$root/src"
-		exec chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-			HOME=/root LANG=C.UTF-8 CI="${CI:-}" bash -c "$*"
-	' - "$root" "$TXBOX_CACHE/debs/$suite" "$TXBOX_ROOT" "$@"
+	mkdir -p "$TXBOX_CACHE/roots" "$TXBOX_CACHE/debs/$suite"
+	# one run per root at a time, its making included
+	(
+		flock 9
+		txbox_root "$suite" || exit 1
+		cp /etc/resolv.conf "$root/etc/resolv.conf"
+		mkdir -p "$root/src" "$root/var/cache/apt/archives"
+		unshare --mount --propagation private bash -c '
+			set -e
+			root=$1 debs=$2 src=$3
+			shift 3
+			mount --rbind /dev "$root/dev"
+			mount -t proc proc "$root/proc"
+			mount --bind "$debs" "$root/var/cache/apt/archives"
+			mount --bind "$src" "$root/src"
+			mount -o remount,bind,ro "$root/src"
+			exec chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+				HOME=/root LANG=C.UTF-8 CI="${CI:-}" bash -c "$*"
+		' - "$root" "$TXBOX_CACHE/debs/$suite" "$TXBOX_ROOT" "$@"
+	) 9>"$TXBOX_CACHE/roots/$suite.lock"
 }
