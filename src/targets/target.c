@@ -19,10 +19,6 @@
 #include "compat.h"
 #include "target.h"
 
-/* each one's file defines it */
-extern const TargetCallbacks txbox_postgres_target;
-extern const TargetCallbacks txbox_notify_target;
-
 static const TargetCallbacks *const txbox_targets[] = {
 	&txbox_postgres_target,
 	&txbox_notify_target,
