@@ -11,7 +11,19 @@ DATA_built = txbox--$(EXTVERSION).sql
 DATA       = $(wildcard src/upgrade/txbox--*.sql)
 EXTRA_CLEAN = txbox--$(EXTVERSION).sql
 
-PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+# the PostgreSQL to build for: the pg_config on PATH, as for any extension
+# (make PG_CONFIG=/usr/lib/postgresql/17/bin/pg_config install)
+PG_CONFIG ?= pg_config
+
+# `make installcheck`: the suites against the installed extension and a
+# running server started with test/txbox.conf's settings (README, Testing).
+# TAP_TESTS only switches TAP on: test/suites reads the environment's
+# TAP_TESTS (which TAP files to run), left as it is here.
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+ISOLATION    = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=txbox
+TAP_TESTS   ?= 1
+PROVE_TESTS  = test/t/*.pl
 
 PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc
 SHLIB_LINK_INTERNAL = $(libpq)
@@ -22,6 +34,9 @@ SHLIB_LINK = -lcurl -lcrypto -lrdkafka
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# (after PGXS, which empties it) TxboxTest.pm
+PROVE_FLAGS = -I test/t
+
 txbox--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
 
@@ -30,9 +45,15 @@ ifdef WERROR
 override CFLAGS += -Werror
 endif
 
-.PHONY: test demo bench
+# TAP tests make their own instances, with test/txbox.conf's settings
+installcheck: export TEMP_CONFIG = $(CURDIR)/test/txbox.conf
+
+.PHONY: test test-all demo bench
 test:
 	bash test/run
+
+test-all:
+	bash test/matrix
 
 demo:
 	bash demo/run

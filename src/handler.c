@@ -32,6 +32,7 @@
 
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -459,7 +460,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	message_type = SPI_gettypeid(window->tupdesc, Anum_window_message);
 
 	/* as the executor does before a call: the owner may have lost the right */
-	if (pg_proc_aclcheck(cfg->function, txbox_worker_userid(), ACL_EXECUTE) != ACLCHECK_OK)
+	if (object_aclcheck(ProcedureRelationId, cfg->function, txbox_worker_userid(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", get_func_name(cfg->function)),
@@ -755,6 +756,6 @@ txbox_handler_main(Datum arg)
 			named = true;
 		}
 		if (sleep_ms > 0)
-			txbox_worker_wait(Min(sleep_ms, 1000), PG_WAIT_EXTENSION);
+			txbox_worker_wait(Min(sleep_ms, 1000), txbox_wait_event(TXBOX_WAIT_HANDLER_MAIN));
 	}
 }

@@ -173,21 +173,7 @@ idem_return_row(FunctionCallInfo fcinfo, const char *state,
 	Datum		values[3];
 	bool		nulls[3] = {false, response_null, status_null};
 
-#if PG_VERSION_NUM >= 150000
 	InitMaterializedSRF(fcinfo, 0);
-#else
-	{
-		MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-		TupleDesc	desc;
-
-		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "txbox: return type must be a row type");
-		rsinfo->returnMode = SFRM_Materialize;
-		rsinfo->setDesc = CreateTupleDescCopy(desc);
-		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-		MemoryContextSwitchTo(old);
-	}
-#endif
 	values[0] = CStringGetTextDatum(state);
 	values[1] = response;
 	values[2] = status;

@@ -224,6 +224,6 @@ txbox_launcher_main(Datum arg)
 		txbox_shared->reprobe = false;
 		launcher_scan_databases();
 		launcher_reap_and_start(reprobe);
-		txbox_worker_wait(LAUNCHER_SCAN_MS, PG_WAIT_EXTENSION);
+		txbox_worker_wait(LAUNCHER_SCAN_MS, txbox_wait_event(TXBOX_WAIT_LAUNCHER_MAIN));
 	}
 }

@@ -441,6 +441,6 @@ txbox_manager_main(Datum arg)
 		timeout = 1000;
 		if (restart_due != 0)
 			timeout = Max(0, Min(timeout, TimestampDifferenceMilliseconds(now, restart_due)));
-		woken = txbox_worker_wait(timeout, PG_WAIT_EXTENSION);
+		woken = txbox_worker_wait(timeout, txbox_wait_event(TXBOX_WAIT_MANAGER_MAIN));
 	}
 }

@@ -719,7 +719,7 @@ relay_sleep(long sleep_ms)
 	{
 		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
 
-		if (txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION) &&
+		if (txbox_worker_wait(Min(left, 1000), txbox_wait_event(TXBOX_WAIT_RELAY_MAIN)) &&
 			relay_failures == 0)
 			break;
 		if (left <= 1000)

@@ -43,9 +43,7 @@
 TxboxShared *txbox_shared = NULL;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 
 /* wake-ups pending until this transaction commits (TXBOX_WAKE_*) */
 static int	wake_at_commit = 0;
@@ -61,10 +59,8 @@ txbox_shmem_size(void)
 static void
 txbox_shmem_request(void)
 {
-#if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	RequestAddinShmemSpace(txbox_shmem_size());
 	RequestNamedLWLockTranche("txbox", 1);
 }
@@ -92,12 +88,8 @@ txbox_shmem_startup(void)
 void
 txbox_shmem_init(void)
 {
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = txbox_shmem_request;
-#else
-	txbox_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = txbox_shmem_startup;
 }

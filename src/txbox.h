@@ -14,9 +14,7 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-#if PG_VERSION_NUM < 150000
-#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
-#endif
+#include "compat.h"
 
 /*
  * SQLSTATEs of txbox's own errors (class "TX"); generic validation errors

@@ -17,9 +17,7 @@
 #include "access/htup_details.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
-#endif
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -269,11 +267,7 @@ txbox_backoff_ms(int attempt, long max_ms)
 		ms *= 2;
 	if (ms > max_ms)
 		ms = max_ms;
-#if PG_VERSION_NUM >= 150000
 	return (long) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
-#else
-	return (long) (ms * (0.5 + 0.5 * ((double) random() / MAX_RANDOM_VALUE)));
-#endif
 }
 
 /*

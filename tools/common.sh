@@ -7,6 +7,12 @@
 
 TXBOX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TXBOX_PG_VERSION=${TXBOX_PG_VERSION:-15}
+# every version `make test-all` tests (test/matrix; tools/roots.sh says
+# where each comes from)
+TXBOX_PG_VERSIONS="15 17 18"
+# Debian packages that build and test txbox, besides PostgreSQL's own: on
+# this machine and in tools/roots.sh's roots alike
+TXBOX_PACKAGES=(make gcc libpq-dev libipc-run-perl libssl-dev libcurl4-openssl-dev librdkafka-dev kcat python3)
 # TXBOX_PREFIX: run against a copy of the PostgreSQL installation under
 # this directory (installed there with make install DESTDIR=...), e.g. to
 # develop without touching the system's.
@@ -31,10 +37,15 @@ txbox_need_packages() {
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# txbox_install_packages -- the Debian packages for $TXBOX_PG_VERSION.
+txbox_install_packages() {
+	txbox_need_packages "postgresql-$TXBOX_PG_VERSION" "postgresql-server-dev-$TXBOX_PG_VERSION" \
+		"${TXBOX_PACKAGES[@]}" "$@"
+}
+
 # txbox_setup -- packages, warning-free build, install.
 txbox_setup() {
-	txbox_need_packages "postgresql-$TXBOX_PG_VERSION" "postgresql-server-dev-$TXBOX_PG_VERSION" \
-		libpq-dev libcurl4-openssl-dev librdkafka-dev kcat libipc-run-perl python3 make gcc "$@"
+	txbox_install_packages "$@"
 	local sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	txbox_log "building txbox (warnings are errors)"

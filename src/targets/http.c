@@ -447,7 +447,7 @@ http_connect(const RelayConfig *cfg)
 			break;
 		if (txbox_database_is_being_dropped())
 			return pstrdup("the database is being dropped");
-		(void) txbox_worker_wait(Min(left, 1000), PG_WAIT_EXTENSION);
+		(void) txbox_worker_wait(Min(left, 1000), txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
 	}
 	return NULL;
 }
@@ -633,12 +633,13 @@ http_wait(void)
 			ModifyWaitEvent(http_set, http_sockets[i].pos, http_sockets[i].events, NULL);
 			http_sockets[i].waiting = http_sockets[i].events;
 		}
-	n = WaitEventSetWait(http_set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+	n = WaitEventSetWait(http_set, timeout, events, lengthof(events),
+						 txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
 
 	for (int i = 0; i < n; i++)
 	{
 		if (events[i].events & WL_LATCH_SET)
-			(void) txbox_worker_wait(0, PG_WAIT_EXTENSION);	/* reset, interrupts, reload */
+			(void) txbox_worker_wait(0, txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));	/* reset, interrupts, reload */
 		else
 			curl_multi_socket_action(http_multi, events[i].fd,
 									 ((events[i].events & WL_SOCKET_READABLE) ? CURL_CSELECT_IN : 0) |

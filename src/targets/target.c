@@ -17,13 +17,8 @@
 #include "storage/latch.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "target.h"
-
-/* each one's file defines it */
-extern const TargetCallbacks txbox_postgres_target;
-extern const TargetCallbacks txbox_notify_target;
-extern const TargetCallbacks txbox_http_target;
-extern const TargetCallbacks txbox_kafka_target;
 
 static const TargetCallbacks *const txbox_targets[] = {
 	&txbox_postgres_target,
@@ -89,7 +84,7 @@ txbox_target_wait_socket(pgsocket sock, bool for_write, TimestampTz deadline)
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH |
 							   (for_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE),
-							   sock, timeout, PG_WAIT_EXTENSION);
+							   sock, timeout, txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
 		if (rc & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);

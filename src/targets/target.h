@@ -3,9 +3,10 @@
  *		The target interface: what the relay worker (relay.c) knows of the
  *		places it delivers to, and the types a target needs.
  *
- * Every target is one file in targets/ that defines a TargetCallbacks, and
- * one line in target.c's table, where the relay looks it up by the relay's
- * target name.  The relay calls, for every page of messages:
+ * Every target is one file in targets/ that defines a TargetCallbacks, its
+ * declaration below and one line in target.c's table, where the relay
+ * looks it up by the relay's target name.  The relay calls, for every page
+ * of messages:
  *
  *	connect		(optional) make sure the endpoint is reachable, outside any
  *				transaction, before the page is read: a target that is down
@@ -130,6 +131,12 @@ typedef struct TargetCallbacks
 	bool		(*load_position) (const RelayConfig *cfg, RelayPosition *pos);
 	void		(*save_position) (const RelayConfig *cfg, const RelayPosition *pos);
 } TargetCallbacks;
+
+/* the targets, each defined in its own file (declared here for all) */
+extern const TargetCallbacks txbox_postgres_target;
+extern const TargetCallbacks txbox_notify_target;
+extern const TargetCallbacks txbox_http_target;
+extern const TargetCallbacks txbox_kafka_target;
 
 /* target.c */
 extern const TargetCallbacks *txbox_target_lookup(const char *name);

@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ * compat.h
+ *		Every difference between the PostgreSQL major versions txbox
+ *		supports (15, 16, 17, 18), in one place.  Include after postgres.h.
+ *-------------------------------------------------------------------------
+ */
+#ifndef TXBOX_COMPAT_H
+#define TXBOX_COMPAT_H
+
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000
+#error "txbox needs PostgreSQL 15 or later"
+#endif
+
+/*
+ * object_aclcheck replaced pg_proc_aclcheck and its siblings in 16; txbox
+ * checks functions only.
+ */
+#if PG_VERSION_NUM < 160000
+#define object_aclcheck(classid, objectid, roleid, mode) \
+	(StaticAssertExpr((classid) == ProcedureRelationId, "txbox: functions only"), \
+	 pg_proc_aclcheck(objectid, roleid, mode))
+#endif
+
+/*
+ * What a txbox process waits for in WaitLatch: on 17 and later a named
+ * wait event of its own (pg_stat_activity.wait_event says TxboxRelayMain,
+ * wait_event_type Extension); before 17 every extension's wait is
+ * "Extension".
+ */
+typedef enum TxboxWaitEvent
+{
+	TXBOX_WAIT_LAUNCHER_MAIN = 0,	/* launcher between scans */
+	TXBOX_WAIT_MANAGER_MAIN,	/* manager between reconciles */
+	TXBOX_WAIT_RELAY_MAIN,		/* relay idle or backing off */
+	TXBOX_WAIT_HANDLER_MAIN,	/* handler idle or backing off */
+	TXBOX_WAIT_TARGET_SOCKET,	/* relay waiting for its target's socket */
+	TXBOX_NUM_WAIT_EVENTS
+} TxboxWaitEvent;
+
+static inline uint32
+txbox_wait_event(TxboxWaitEvent event)
+{
+#if PG_VERSION_NUM >= 170000
+	static const char *const names[TXBOX_NUM_WAIT_EVENTS] = {
+		"TxboxLauncherMain", "TxboxManagerMain", "TxboxRelayMain",
+		"TxboxHandlerMain", "TxboxTargetSocket"
+	};
+	/* WaitEventExtensionNew looks the name up in shared memory: once */
+	static uint32 ids[TXBOX_NUM_WAIT_EVENTS];
+
+	if (ids[event] == 0)
+		ids[event] = WaitEventExtensionNew(names[event]);
+	return ids[event];
+#else
+	(void) event;
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+#endif							/* TXBOX_COMPAT_H */
