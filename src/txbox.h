@@ -58,6 +58,7 @@ typedef enum TxboxRotated
 } TxboxRotated;
 
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
+extern int16 txbox_generations(TxboxRotated table);
 extern void txbox_generation_init(void);
 
 /* uuid7.c */
@@ -73,7 +74,26 @@ typedef struct TxboxPlan
 	int			cursor_options; /* CURSOR_OPT_* of SPI_prepare_cursor */
 } TxboxPlan;
 
+/*
+ * A query on one generation's partition of a rotated table: format names
+ * the partition with %d (the generation), e.g. "INSERT INTO txbox.outbox_%d
+ * ...".  One saved plan per generation, made on first use.  Writing or
+ * reading the partition directly skips the parent's tuple routing and
+ * run-time pruning; the caller holds the parent's lock
+ * (txbox_current_generation).
+ */
+#define TXBOX_MAX_GENERATIONS			3
+
+typedef struct TxboxGenPlan
+{
+	const char *format;
+	int			nargs;
+	Oid			argtypes[10];
+	TxboxPlan	gens[TXBOX_MAX_GENERATIONS];
+} TxboxGenPlan;
+
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);
+extern TxboxPlan *txbox_gen_plan(TxboxGenPlan *p, int16 gen);
 extern int	txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
 					   bool latest_snapshot, long tcount);
 extern void txbox_require_text_arg(FunctionCallInfo fcinfo, int argno,
