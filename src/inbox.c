@@ -73,13 +73,13 @@ txbox_consumer_check(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* the current generation's partition, and each older one, directly */
-static TxboxGenPlan claim_insert_plan = {
-	"INSERT INTO txbox.inbox_dedup_%d (gen, consumer, message_id, claimed_at)"
+static TxboxPlan claim_insert_plan = {
+	"INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
 	" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
 	4, {INT2OID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
 };
 
+/* each older generation's partition directly: no Append, no pruning */
 static TxboxGenPlan claim_older_plan = {
 	"SELECT 1 FROM txbox.inbox_dedup_%d"
 	" WHERE consumer OPERATOR(pg_catalog.=) $2"
@@ -117,7 +117,7 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 	values[2] = PG_GETARG_DATUM(2);
 	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 
-	claimed = txbox_exec(txbox_gen_plan(&claim_insert_plan, gen), values, NULL, false, 0) == 1;
+	claimed = txbox_exec(&claim_insert_plan, values, NULL, false, 0) == 1;
 	for (int16 older = 0; claimed && !others_empty && older < txbox_generations(TXBOX_INBOX_DEDUP); older++)
 		if (older != gen)
 			claimed = txbox_exec(txbox_gen_plan(&claim_older_plan, older), values, NULL, true, 1) == 0;

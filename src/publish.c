@@ -25,9 +25,13 @@
 
 #define TXBOX_TOPIC_MAX 249
 
-/* into the current generation's partition directly (no tuple routing) */
-static TxboxGenPlan publish_plan = {
-	"INSERT INTO txbox.outbox_%d (gen, id, txid, message_id, topic, key, headers,"
+/*
+ * Through the parent: the partitions' statement triggers (restored rows of
+ * a pg_restore, src/sql/10_dump_restore.sql) would cost each publish more
+ * than the tuple routing.
+ */
+static TxboxPlan publish_plan = {
+	"INSERT INTO txbox.outbox (gen, id, txid, message_id, topic, key, headers,"
 	" payload, payload_bytes, published_at, relay)"
 	" VALUES ($1, pg_catalog.nextval('txbox.outbox_id_seq'::pg_catalog.regclass),"
 	" pg_catalog.pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -124,7 +128,6 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
 	Size		payload_size;
 	Size		key_size;
-	int16		gen;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -169,8 +172,7 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 
 	SPI_connect();
 
-	gen = txbox_current_generation(TXBOX_OUTBOX, NULL);
-	values[0] = Int16GetDatum(gen);
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX, NULL));
 	values[1] = UUIDPGetDatum(message_id);
 	values[2] = PointerGetDatum(topic);
 	values[3] = PG_GETARG_DATUM(2);
@@ -183,7 +185,7 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 	nulls[6] = binary ? ' ' : 'n';
 	values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
 
-	txbox_exec(txbox_gen_plan(&publish_plan, gen), values, nulls, false, 0);
+	txbox_exec(&publish_plan, values, nulls, false, 0);
 
 	SPI_finish();
 
@@ -220,15 +222,13 @@ txbox_republish(PG_FUNCTION_ARGS)
 {
 	Datum		values[9];
 	char		nulls[9];
-	int16		gen;
 
 	for (int i = 0; i < 3; i++)
 		if (PG_ARGISNULL(i))
 			elog(ERROR, "txbox._republish: argument %d is NULL", i + 1);
 
 	SPI_connect();
-	gen = txbox_current_generation(TXBOX_OUTBOX, NULL);
-	values[0] = Int16GetDatum(gen);
+	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX, NULL));
 	for (int i = 1; i <= 6; i++)
 	{
 		values[i] = PG_GETARG_DATUM(i);
@@ -239,7 +239,7 @@ txbox_republish(PG_FUNCTION_ARGS)
 	nulls[7] = ' ';
 	values[8] = PG_GETARG_DATUM(0);
 	nulls[8] = ' ';
-	txbox_exec(txbox_gen_plan(&publish_plan, gen), values, nulls, false, 0);
+	txbox_exec(&publish_plan, values, nulls, false, 0);
 	SPI_finish();
 
 	txbox_wake_at_commit(TXBOX_WAKE_RELAYS);
