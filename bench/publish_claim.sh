@@ -66,7 +66,7 @@ for ((r = 1; r <= rounds; r++)); do
 		cpu_of[$name]="${cpu_of[$name]:-} $cpu"
 		usr_of[$name]="${usr_of[$name]:-} $usr"
 		note=""
-		if [ "$group" = claim ]; then
+		if [ "$group" != publish ]; then
 			# the share of claims that met an existing record, measured
 			rows=$(bench_claim_rows "$name")
 			d=$(awk -v x="$xacts" -v rows="$rows" -v pre="$bench_preclaimed" \
@@ -140,6 +140,8 @@ printf '%-36s %7s %7s %7s  %-8s %s\n' "ratio" "medians" "paired" "CPU" "target" 
 line "(c)/(b) publish" c b ">= $target"
 line "(e)/(d) inbox_claim, 100% new" e_new d_new ">= $target"
 line "(e)/(d) inbox_claim, 50% duplicates" e_dup d_dup ">= $target"
+line "(e)/(d) after a rotation, 100% new" e_new_rot d_new ">= $target"
+line "(e)/(d) after a rotation, 50% dup" e_dup_rot d_dup ">= $target"
 line "(b)/(a) cost of a hand-made outbox" b a "-"
 line "(c)/(a) cost of txbox.publish" c a "-"
 if [ "$diag" = 1 ]; then
