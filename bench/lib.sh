@@ -45,10 +45,9 @@ BENCH_VARIANTS=(
 BENCH_DIAG_VARIANTS=(
 	"b_shape|publish|0|b0_outbox_shape.sql|(b') plain INSERT, txbox.outbox shape"
 	"c_plain|publish|0|c0_publish_plain.sql|(c') publish, no SECDEF/SET"
-	"e_plain_new|claim|0|e0_claim_plain.sql|(e') claim, no SECDEF/SET, new"
-	"e_plain_dup|claim|50|e0_claim_plain.sql|(e') claim, no SECDEF/SET, dup"
-	"e_secdef_new|claim|0|e1_claim_secdef.sql|(e'') claim, SECDEF no SET, new"
-	"e_secdef_dup|claim|50|e1_claim_secdef.sql|(e'') claim, SECDEF no SET, dup"
+	"c_pinned|publish_pinned|0|c_txbox_publish.sql|(c*) publish, search_path pinned"
+	"e_pinned_new|claim_pinned|0|e_txbox_claim.sql|(e*) claim, search_path pinned, new"
+	"e_pinned_dup|claim_pinned|50|e_txbox_claim.sql|(e*) claim, search_path pinned, dup"
 	"d_work|claim|0|d1_dedup_with_work.sql|(d+w) INSERT ON CONFLICT + work, new"
 	"e_work|claim|0|e2_claim_with_work.sql|(e+w) inbox_claim + work, new"
 )
@@ -134,14 +133,21 @@ bench_cluster_start() {
 # young table, whose claims skip the older generation),
 # vacuumed, then a checkpoint, so that neither table growth nor the
 # full-page writes after a checkpoint favour the variants that run later.
+# The *_pinned groups run publish and inbox_claim with SET search_path, as
+# txbox 0.1.0 declared them; every other group without.
 bench_reset() {
+	local pin=RESET
+	case $1 in *_pinned) pin="SET search_path = pg_catalog, pg_temp" ;; esac
+	bench_psql -c "ALTER FUNCTION txbox.publish(text, jsonb, text, jsonb, uuid) $pin" \
+		-c "ALTER FUNCTION txbox.inbox_claim(text, text) $pin" \
+		-c "ALTER FUNCTION txbox._inbox_claim(regrole, text, text) $pin"
 	case $1 in
-	publish)
+	publish | publish_pinned)
 		bench_psql -c "TRUNCATE bench.orders, bench.outbox, bench.outbox_shape, txbox.outbox" \
 			-c "VACUUM (ANALYZE) bench.orders, bench.outbox, bench.outbox_shape, txbox.outbox" \
 			-c "CHECKPOINT"
 		;;
-	claim | claim_rotated)
+	claim | claim_rotated | claim_pinned)
 		bench_psql -c "TRUNCATE bench.dedup, txbox.inbox_dedup, bench.orders" \
 			-c "DELETE FROM txbox._generation_end WHERE relname = 'inbox_dedup'" \
 			-c "INSERT INTO bench.dedup (consumer, message_id, claimed_at)
