@@ -136,7 +136,7 @@ bench_cluster_start() {
 # The *_pinned groups run publish and inbox_claim with SET search_path, as
 # txbox 0.1.0 declared them; every other group without.
 bench_reset() {
-	local pin=RESET
+	local pin="RESET search_path"
 	case $1 in *_pinned) pin="SET search_path = pg_catalog, pg_temp" ;; esac
 	bench_psql -c "ALTER FUNCTION txbox.publish(text, jsonb, text, jsonb, uuid) $pin" \
 		-c "ALTER FUNCTION txbox.inbox_claim(text, text) $pin" \
