@@ -66,7 +66,7 @@ for ((r = 1; r <= rounds; r++)); do
 		cpu_of[$name]="${cpu_of[$name]:-} $cpu"
 		usr_of[$name]="${usr_of[$name]:-} $usr"
 		note=""
-		if [ "$group" != publish ]; then
+		if [ "${group#claim}" != "$group" ]; then
 			# the share of claims that met an existing record, measured
 			rows=$(bench_claim_rows "$name")
 			d=$(awk -v x="$xacts" -v rows="$rows" -v pre="$bench_preclaimed" \
