@@ -38,15 +38,16 @@ BENCH_VARIANTS=(
 	"e_new|claim|0|e_txbox_claim.sql|(e) txbox.inbox_claim, 100% new"
 	"d_dup|claim|50|d_dedup_insert.sql|(d) INSERT ON CONFLICT, 50% dup"
 	"e_dup|claim|50|e_txbox_claim.sql|(e) txbox.inbox_claim, 50% dup"
+	"e_new_rot|claim_rotated|0|e_txbox_claim.sql|(e) inbox_claim after a rotation, new"
+	"e_dup_rot|claim_rotated|50|e_txbox_claim.sql|(e) inbox_claim after a rotation, 50% dup"
 )
 # Diagnostics (BENCH_DIAG=1): where the difference comes from.
 BENCH_DIAG_VARIANTS=(
 	"b_shape|publish|0|b0_outbox_shape.sql|(b') plain INSERT, txbox.outbox shape"
 	"c_plain|publish|0|c0_publish_plain.sql|(c') publish, no SECDEF/SET"
-	"e_plain_new|claim|0|e0_claim_plain.sql|(e') claim, no SECDEF/SET, new"
-	"e_plain_dup|claim|50|e0_claim_plain.sql|(e') claim, no SECDEF/SET, dup"
-	"e_secdef_new|claim|0|e1_claim_secdef.sql|(e'') claim, SECDEF no SET, new"
-	"e_secdef_dup|claim|50|e1_claim_secdef.sql|(e'') claim, SECDEF no SET, dup"
+	"c_pinned|publish_pinned|0|c_txbox_publish.sql|(c*) publish, search_path pinned"
+	"e_pinned_new|claim_pinned|0|e_txbox_claim.sql|(e*) claim, search_path pinned, new"
+	"e_pinned_dup|claim_pinned|50|e_txbox_claim.sql|(e*) claim, search_path pinned, dup"
 	"d_work|claim|0|d1_dedup_with_work.sql|(d+w) INSERT ON CONFLICT + work, new"
 	"e_work|claim|0|e2_claim_with_work.sql|(e+w) inbox_claim + work, new"
 )
@@ -125,18 +126,30 @@ bench_cluster_start() {
 # --- between runs ---------------------------------------------------------
 # bench_reset GROUP -- every run starts from the same state: its tables
 # emptied (publish) or reloaded with the same pre-claimed ids (claim; the
-# orders too, for the diagnostics that do work after the claim),
+# orders too, for the diagnostics that do work after the claim; with
+# claim_rotated, txbox's ids then sit in the older generation after a
+# rotation, as in a system that has run longer than txbox.dedup_retention:
+# each claim of a new id probes it; with claim, no generation has ended: a
+# young table, whose claims skip the older generation),
 # vacuumed, then a checkpoint, so that neither table growth nor the
 # full-page writes after a checkpoint favour the variants that run later.
+# The *_pinned groups run publish and inbox_claim with SET search_path, as
+# txbox 0.1.0 declared them; every other group without.
 bench_reset() {
+	local pin="RESET search_path"
+	case $1 in *_pinned) pin="SET search_path = pg_catalog, pg_temp" ;; esac
+	bench_psql -c "ALTER FUNCTION txbox.publish(text, jsonb, text, jsonb, uuid) $pin" \
+		-c "ALTER FUNCTION txbox.inbox_claim(text, text) $pin" \
+		-c "ALTER FUNCTION txbox._inbox_claim(regrole, text, text) $pin"
 	case $1 in
-	publish)
+	publish | publish_pinned)
 		bench_psql -c "TRUNCATE bench.orders, bench.outbox, bench.outbox_shape, txbox.outbox" \
 			-c "VACUUM (ANALYZE) bench.orders, bench.outbox, bench.outbox_shape, txbox.outbox" \
 			-c "CHECKPOINT"
 		;;
-	claim)
+	claim | claim_rotated | claim_pinned)
 		bench_psql -c "TRUNCATE bench.dedup, txbox.inbox_dedup, bench.orders" \
+			-c "DELETE FROM txbox._generation_end WHERE relname = 'inbox_dedup'" \
 			-c "INSERT INTO bench.dedup (consumer, message_id, claimed_at)
 				SELECT 'billing', ($bench_pre_lo + g)::text, now()
 				FROM generate_series(1, $bench_preclaimed) g" \
@@ -144,17 +157,20 @@ bench_reset() {
 				SELECT (SELECT current_gen FROM txbox._generation WHERE relname = 'inbox_dedup'),
 					   'billing', ($bench_pre_lo + g)::text, now()
 				FROM generate_series(1, $bench_preclaimed) g" \
+			-c "SELECT txbox._switch_generation('inbox_dedup') WHERE '$1' = 'claim_rotated'" \
 			-c "VACUUM (ANALYZE) bench.dedup, txbox.inbox_dedup, bench.orders" \
 			-c "CHECKPOINT"
 		;;
 	esac
 }
 
-# bench_claim_rows NAME -- rows now in the dedup table variant NAME writes to
+# bench_claim_rows NAME -- ids now in the dedup table variant NAME writes to
+# (after a rotation, a duplicate's claim also writes a row into the current
+# generation: ids are counted once)
 bench_claim_rows() {
 	case $1 in
 	d_*) bench_psql -At -c "SELECT count(*) FROM bench.dedup" ;;
-	*) bench_psql -At -c "SELECT count(*) FROM txbox.inbox_dedup" ;;
+	*) bench_psql -At -c "SELECT count(DISTINCT message_id) FROM txbox.inbox_dedup" ;;
 	esac
 }
 

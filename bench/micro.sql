@@ -111,9 +111,9 @@ BEGIN
 			WHERE consumer = 'billing' AND message_id = (pre_lo + 1 + i % 1000)::text AND gen = older
 			LIMIT 1;
 		END LOOP;
-	WHEN 'claim_plain_new' THEN		-- txbox_inbox_claim without SECDEF / SET
+	WHEN 'claim_plain_new' THEN		-- txbox_inbox_claim without the wrapper
 		FOR i IN 1..n LOOP
-			PERFORM bench.inbox_claim_plain('billing', (base + i)::text);
+			PERFORM bench.inbox_claim_plain(current_user::regrole, 'billing', (base + i)::text);
 		END LOOP;
 	WHEN 'claim_new' THEN			-- (e): txbox.inbox_claim
 		FOR i IN 1..n LOOP

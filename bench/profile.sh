@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/profile.sh VARIANT... -- where the backends spend their CPU time in
 # benchmark variants (names as in bench/lib.sh: a, b, c, d_new, e_new,
-# d_dup, e_dup, c_plain, e_plain_new, ...).  Never run as root: `bash
+# d_dup, e_dup, c_plain, e_pinned_new, ...).  Never run as root: `bash
 # bench/run profile VARIANT...` prepares everything.
 #
 # For each variant: runs it with pgbench as bench/publish_claim.sh does and

@@ -66,7 +66,7 @@ for ((r = 1; r <= rounds; r++)); do
 		cpu_of[$name]="${cpu_of[$name]:-} $cpu"
 		usr_of[$name]="${usr_of[$name]:-} $usr"
 		note=""
-		if [ "$group" = claim ]; then
+		if [ "${group#claim}" != "$group" ]; then
 			# the share of claims that met an existing record, measured
 			rows=$(bench_claim_rows "$name")
 			d=$(awk -v x="$xacts" -v rows="$rows" -v pre="$bench_preclaimed" \
@@ -140,18 +140,17 @@ printf '%-36s %7s %7s %7s  %-8s %s\n' "ratio" "medians" "paired" "CPU" "target" 
 line "(c)/(b) publish" c b ">= $target"
 line "(e)/(d) inbox_claim, 100% new" e_new d_new ">= $target"
 line "(e)/(d) inbox_claim, 50% duplicates" e_dup d_dup ">= $target"
+line "(e)/(d) after a rotation, 100% new" e_new_rot d_new ">= $target"
+line "(e)/(d) after a rotation, 50% dup" e_dup_rot d_dup ">= $target"
 line "(b)/(a) cost of a hand-made outbox" b a "-"
 line "(c)/(a) cost of txbox.publish" c a "-"
 if [ "$diag" = 1 ]; then
 	line "(b')/(b) txbox.outbox's shape" b_shape b "-"
 	line "(c')/(b') function call + SPI" c_plain b_shape "-"
-	line "(c)/(c') SECDEF + SET search_path" c c_plain "-"
-	line "(e')/(d) claim w/o attributes, new" e_plain_new d_new "-"
-	line "(e')/(d) claim w/o attributes, dup" e_plain_dup d_dup "-"
-	line "(e'')/(e') SECURITY DEFINER, new" e_secdef_new e_plain_new "-"
-	line "(e'')/(e') SECURITY DEFINER, dup" e_secdef_dup e_plain_dup "-"
-	line "(e)/(e'') SET search_path, new" e_new e_secdef_new "-"
-	line "(e)/(e'') SET search_path, dup" e_dup e_secdef_dup "-"
+	line "(c)/(c') SECURITY DEFINER" c c_plain "-"
+	line "(c)/(c*) publish without the pin" c c_pinned "-"
+	line "(e)/(e*) claim without the pin, new" e_new e_pinned_new "-"
+	line "(e)/(e*) claim without the pin, dup" e_dup e_pinned_dup "-"
 	line "(e+w)/(d+w) claim in a consumer xact" e_work d_work "-"
 fi
 echo "(CPU us: median server CPU per transaction, user + system, all backends;"

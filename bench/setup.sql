@@ -41,14 +41,13 @@ CREATE TABLE bench.outbox_shape_1 PARTITION OF bench.outbox_shape FOR VALUES IN 
 CREATE TABLE bench.outbox_shape_2 PARTITION OF bench.outbox_shape FOR VALUES IN (2);
 CREATE INDEX ON bench.outbox_shape (txid);
 
--- The same C functions as txbox.publish and txbox.inbox_claim, declared
--- without SECURITY DEFINER and SET search_path.  The C code schema-qualifies
+-- The same C functions as txbox.publish and txbox._inbox_claim, declared
+-- without SECURITY DEFINER (and without the txbox_api wrapper of
+-- inbox_claim: the caller is passed).  The C code schema-qualifies
 -- everything, so it behaves the same (the caller here is a superuser).
 CREATE FUNCTION bench.publish_plain(topic text, payload jsonb, key text DEFAULT NULL,
 									headers jsonb DEFAULT NULL,
 									message_id uuid DEFAULT NULL)
 RETURNS uuid LANGUAGE c VOLATILE AS '$libdir/txbox', 'txbox_publish';
-CREATE FUNCTION bench.inbox_claim_plain(consumer text, message_id text)
+CREATE FUNCTION bench.inbox_claim_plain(caller regrole, consumer text, message_id text)
 RETURNS boolean LANGUAGE c VOLATILE AS '$libdir/txbox', 'txbox_inbox_claim';
-CREATE FUNCTION bench.inbox_claim_secdef(consumer text, message_id text)
-RETURNS boolean LANGUAGE c VOLATILE SECURITY DEFINER AS '$libdir/txbox', 'txbox_inbox_claim';

@@ -10,7 +10,10 @@ RESET client_min_messages;
 \i sql/include/try.sql
 
 ------------------------------------------------------------------------
--- 1. Every function of the extension pins search_path (catalog check).
+-- 1. Every function of the extension pins search_path (catalog check),
+-- except the hot C functions whose SQL qualifies every name: part 2 plants
+-- look-alikes in public and pg_temp, first on the caller's path, and shows
+-- that none is used.
 ------------------------------------------------------------------------
 CREATE TEMP VIEW ext_funcs AS
 SELECT p.oid::regprocedure::text AS func, p.prosecdef, p.pronamespace::regnamespace::text AS schema,
@@ -22,14 +25,13 @@ WHERE d.deptype = 'e' AND d.refclassid = 'pg_extension'::regclass
 	AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'txbox');
 SELECT count(*) >= 6 AS has_functions, bool_and(schema = 'txbox') AS all_in_txbox
 FROM ext_funcs;
--- functions without a search_path setting: none
-SELECT func FROM ext_funcs WHERE search_path IS NULL ORDER BY func;
--- SECURITY DEFINER functions without it, or whose path is not trusted
--- schemas ending with pg_temp (else pg_temp is searched first): none
+-- functions without a search_path setting: publish, publish_bytes, inbox_claim
+SELECT func, prosecdef FROM ext_funcs WHERE search_path IS NULL ORDER BY func;
+-- SECURITY DEFINER functions whose path is not trusted schemas ending with
+-- pg_temp (else pg_temp is searched first): none
 SELECT func, search_path FROM ext_funcs
 WHERE prosecdef
-	AND (search_path IS NULL
-		 OR search_path !~ '^(pg_catalog|txbox)(, *(pg_catalog|txbox))*, *pg_temp$')
+	AND search_path !~ '^(pg_catalog|txbox)(, *(pg_catalog|txbox))*, *pg_temp$'
 ORDER BY func;
 -- and no function's path includes public or "$user" (writable by others)
 SELECT func, search_path FROM ext_funcs
@@ -67,8 +69,17 @@ CREATE OPERATOR public.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTI
 CREATE FUNCTION public.tspl_evil(timestamptz, interval) RETURNS timestamptz LANGUAGE plpgsql
 AS $$ BEGIN PERFORM public.hostile('timestamptz + interval'); RETURN pg_catalog.timestamptz_pl_interval($1, $2); END $$;
 CREATE OPERATOR public.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = public.tspl_evil);
--- look-alike tables in public and pg_temp
+-- (unqualified names never resolve to functions or operators in pg_temp;
+-- planted all the same)
+CREATE FUNCTION pg_temp.texteq_evil(text, text) RETURNS boolean LANGUAGE plpgsql
+AS $$ BEGIN PERFORM public.hostile('pg_temp text = text'); RETURN pg_catalog.texteq($1, $2); END $$;
+CREATE OPERATOR pg_temp.= (LEFTARG = text, RIGHTARG = text, FUNCTION = pg_temp.texteq_evil);
+-- look-alike tables in public and pg_temp (parents and partitions)
 CREATE TABLE public.outbox (LIKE txbox.outbox);
+CREATE TABLE public.outbox_0 (LIKE txbox.outbox);
+CREATE TABLE public.inbox_dedup_0 (LIKE txbox.inbox_dedup);
+CREATE TEMP TABLE outbox_1 (LIKE txbox.outbox);
+CREATE TEMP TABLE inbox_dedup_1 (LIKE txbox.inbox_dedup);
 CREATE TABLE public.inbox_dedup (LIKE txbox.inbox_dedup);
 CREATE TABLE public.idempotency_keys (LIKE txbox.idempotency_keys);
 CREATE TABLE public._generation (LIKE txbox._generation);
@@ -79,7 +90,7 @@ CREATE TEMP TABLE _generation (LIKE txbox._generation);
 CREATE FUNCTION pg_temp.now() RETURNS timestamptz LANGUAGE plpgsql
 AS $$ BEGIN PERFORM public.hostile('pg_temp.now()'); RETURN pg_catalog.now(); END $$;
 
-SET search_path = public, pg_catalog;
+SET search_path = pg_temp, public, pg_catalog;
 -- control: for unqualified SQL of the caller, the planted objects win
 SELECT 'a'::text = 'a'::text AS eq, now() IS NOT NULL AS now,
 	'x'::name = 'x'::name AS name_eq, 1::int2 <> 2::int2 AS int2_ne;
@@ -126,12 +137,17 @@ SELECT (SELECT count(*) FROM public.outbox) + (SELECT count(*) FROM public.inbox
 	+ (SELECT count(*) FROM public.idempotency_keys) + (SELECT count(*) FROM public._generation)
 	+ (SELECT count(*) FROM pg_temp.outbox) + (SELECT count(*) FROM pg_temp.inbox_dedup)
 	+ (SELECT count(*) FROM pg_temp.idempotency_keys) + (SELECT count(*) FROM pg_temp._generation)
+	+ (SELECT count(*) FROM public.outbox_0) + (SELECT count(*) FROM public.inbox_dedup_0)
+	+ (SELECT count(*) FROM pg_temp.outbox_1) + (SELECT count(*) FROM pg_temp.inbox_dedup_1)
 	AS rows_in_look_alikes;
 -- and the real tables got the data
 SELECT count(*) AS published FROM txbox.outbox WHERE topic = 'sec.planted';
 SELECT count(*) AS claims FROM txbox.inbox_dedup WHERE consumer = 'sec';
 DROP TABLE public.outbox, public.inbox_dedup, public.idempotency_keys, public._generation,
-	pg_temp.outbox, pg_temp.inbox_dedup, pg_temp.idempotency_keys, pg_temp._generation;
+	pg_temp.outbox, pg_temp.inbox_dedup, pg_temp.idempotency_keys, pg_temp._generation,
+	public.outbox_0, public.inbox_dedup_0, pg_temp.outbox_1, pg_temp.inbox_dedup_1;
+DROP OPERATOR pg_temp.= (text, text);
+DROP FUNCTION pg_temp.texteq_evil(text, text);
 DROP OPERATOR public.= (text, text), public.= (name, name), public.= (xid8, xid8),
 	public.<> (int2, int2), public.<= (timestamptz, timestamptz), public.+ (timestamptz, interval);
 DROP FUNCTION public.texteq_evil(text, text), public.nameeq_evil(name, name),

@@ -45,6 +45,7 @@ typedef struct GenerationCache
 	const char *relname;
 	Oid			relid;			/* InvalidOid: look up again */
 	int16		current;
+	int16		generations;	/* how many (partitions gen 0 .. generations - 1) */
 	bool		others_empty;	/* no other generation ever held rows since truncation */
 	bool		valid;
 } GenerationCache;
@@ -58,12 +59,13 @@ static GenerationCache gen_cache[TXBOX_NUM_ROTATED] = {
 
 static TxboxPlan gen_read_plan = {
 	"SELECT g.current_gen, NOT EXISTS (SELECT 1 FROM txbox._generation_end e"
-	"   WHERE e.relname OPERATOR(pg_catalog.=) $1)"
+	"   WHERE e.relname OPERATOR(pg_catalog.=) $1), g.generations"
 	" FROM txbox._generation g WHERE g.relname OPERATOR(pg_catalog.=) $1",
 	1, {NAMEOID}
 };
 #define Anum_gen_read_current		1
 #define Anum_gen_read_others_empty	2
+#define Anum_gen_read_generations	3
 
 /* Relcache callback: forget what a switch (or DROP EXTENSION) changed. */
 static void
@@ -137,12 +139,29 @@ txbox_current_generation(TxboxRotated table, bool *others_empty)
 		c->others_empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc,
 													 Anum_gen_read_others_empty, &isnull));
+		c->generations = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc,
+													 Anum_gen_read_generations, &isnull));
+		if (c->generations > TXBOX_MAX_GENERATIONS)
+			elog(ERROR, "txbox: txbox.%s has %d generations, more than %d",
+				 c->relname, c->generations, TXBOX_MAX_GENERATIONS);
 		c->relid = generation_parent_relid(c);
 		c->valid = true;
 	}
 	if (others_empty)
 		*others_empty = c->others_empty;
 	return c->current;
+}
+
+/*
+ * txbox_generations -- how many generations table has; valid after
+ * txbox_current_generation(table) in the same transaction.
+ */
+int16
+txbox_generations(TxboxRotated table)
+{
+	Assert(gen_cache[table].valid);
+	return gen_cache[table].generations;
 }
 
 static TxboxPlan gen_info_plan = {

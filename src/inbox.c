@@ -79,11 +79,11 @@ static TxboxPlan claim_insert_plan = {
 	4, {INT2OID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
 };
 
-static TxboxPlan claim_older_plan = {
-	"SELECT 1 FROM txbox.inbox_dedup"
+/* each older generation's partition directly: no Append, no pruning */
+static TxboxGenPlan claim_older_plan = {
+	"SELECT 1 FROM txbox.inbox_dedup_%d"
 	" WHERE consumer OPERATOR(pg_catalog.=) $2"
-	" AND message_id OPERATOR(pg_catalog.=) $3"
-	" AND gen OPERATOR(pg_catalog.<>) $1 LIMIT 1",
+	" AND message_id OPERATOR(pg_catalog.=) $3 LIMIT 1",
 	3, {INT2OID, TEXTOID, TEXTOID}
 };
 
@@ -102,6 +102,7 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		claimed;
 	bool		others_empty;
+	int16		gen;
 
 	txbox_require_text_arg(fcinfo, 1, "consumer");
 	txbox_require_text_arg(fcinfo, 2, "message_id");
@@ -110,14 +111,16 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 
 	consumer_check(PG_GETARG_OID(0), PG_GETARG_DATUM(1));
 
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, &others_empty));
+	gen = txbox_current_generation(TXBOX_INBOX_DEDUP, &others_empty);
+	values[0] = Int16GetDatum(gen);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_GETARG_DATUM(2);
 	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	claimed = txbox_exec(&claim_insert_plan, values, NULL, false, 0) == 1;
-	if (claimed && !others_empty)
-		claimed = txbox_exec(&claim_older_plan, values, NULL, true, 1) == 0;
+	for (int16 older = 0; claimed && !others_empty && older < txbox_generations(TXBOX_INBOX_DEDUP); older++)
+		if (older != gen)
+			claimed = txbox_exec(txbox_gen_plan(&claim_older_plan, older), values, NULL, true, 1) == 0;
 
 	SPI_finish();
 

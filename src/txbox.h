@@ -54,6 +54,7 @@ typedef enum TxboxRotated
 } TxboxRotated;
 
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
+extern int16 txbox_generations(TxboxRotated table);
 extern void txbox_generation_init(void);
 
 /* options.c: the options of relays and handlers, in a relay's or handler's options */
@@ -74,7 +75,25 @@ typedef struct TxboxPlan
 	int			cursor_options; /* CURSOR_OPT_* of SPI_prepare_cursor */
 } TxboxPlan;
 
+/*
+ * A query on one generation's partition of a rotated table: format names
+ * the partition with %d (the generation), e.g. "SELECT ... FROM
+ * txbox.inbox_dedup_%d ...".  One saved plan per generation, made on first
+ * use.  Reading the partition directly skips the parent's run-time
+ * pruning; the caller holds the parent's lock (txbox_current_generation).
+ */
+#define TXBOX_MAX_GENERATIONS			3
+
+typedef struct TxboxGenPlan
+{
+	const char *format;
+	int			nargs;
+	Oid			argtypes[10];
+	TxboxPlan	gens[TXBOX_MAX_GENERATIONS];
+} TxboxGenPlan;
+
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);
+extern TxboxPlan *txbox_gen_plan(TxboxGenPlan *p, int16 gen);
 extern int	txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
 					   bool latest_snapshot, long tcount);
 extern void txbox_require_text_arg(FunctionCallInfo fcinfo, int argno,

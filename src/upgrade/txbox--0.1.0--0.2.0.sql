@@ -318,3 +318,10 @@ BEGIN
 END
 $$;
 
+
+-- speed: publish, publish_bytes and inbox_claim no longer pin search_path
+-- (their SQL qualifies every name; sql/security.sql plants look-alikes)
+ALTER FUNCTION txbox.publish(text, jsonb, text, jsonb, uuid) RESET search_path;
+ALTER FUNCTION txbox.publish_bytes(text, bytea, text, jsonb, uuid) RESET search_path;
+ALTER FUNCTION txbox.inbox_claim(text, text) RESET search_path;
+ALTER FUNCTION txbox._inbox_claim(regrole, text, text) RESET search_path;
