@@ -16,7 +16,8 @@ EXTRA_CLEAN = txbox--$(EXTVERSION).sql
 PG_CONFIG ?= pg_config
 
 # `make installcheck`: the suites against the installed extension and a
-# running server started with test/txbox.conf's settings (README, Testing).
+# running server started with test/txbox.conf's settings (README,
+# PostgreSQL versions).
 # TAP_TESTS only switches TAP on: test/suites reads the environment's
 # TAP_TESTS (which TAP files to run), left as it is here.
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
