@@ -59,4 +59,20 @@ txbox_wait_event(TxboxWaitEvent event)
 #endif
 }
 
+/*
+ * CreateWaitEventSet took the memory context to allocate in before 17, a
+ * resource owner since (NULL: none, allocated in TopMemoryContext).  Either
+ * way the set lives until FreeWaitEventSet.
+ */
+#if PG_VERSION_NUM >= 170000
+#define txbox_create_wait_event_set(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define txbox_create_wait_event_set(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
+/*
+ * pg_b64_encode and pg_b64_decode take their bytes as uint8 * from 18,
+ * char * before: callers pass a void * (the bytes of an HMAC, a secret).
+ */
+
 #endif							/* TXBOX_COMPAT_H */

@@ -184,7 +184,7 @@ http_decode_secret(const char *secret, int *len)
 	int			n = strlen(b64);
 	char	   *out = palloc(pg_b64_dec_len(n) + 1);
 
-	*len = n > 0 ? pg_b64_decode(b64, n, out, pg_b64_dec_len(n)) : -1;
+	*len = n > 0 ? pg_b64_decode(b64, n, (void *) out, pg_b64_dec_len(n)) : -1;
 	return *len > 0 ? out : NULL;
 }
 
@@ -617,7 +617,7 @@ http_wait(void)
 
 	if (http_set == NULL)
 	{
-		http_set = CreateWaitEventSet(TopMemoryContext, http_nsockets + 2);
+		http_set = txbox_create_wait_event_set(http_nsockets + 2);
 		AddWaitEventToSet(http_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(http_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		for (int i = 0; i < http_nsockets; i++)
@@ -771,7 +771,7 @@ http_add_signature(HttpRequest *req, const HttpEndpoint *ep, const HttpMessage *
 		if (HMAC(EVP_sha256(), ep->secret[i], ep->secret_len[i], (unsigned char *) content.data,
 				 content.len, mac, &mac_len) == NULL)
 			elog(ERROR, "could not compute an HMAC-SHA256 signature");
-		n = pg_b64_encode((char *) mac, mac_len, b64, sizeof(b64) - 1);
+		n = pg_b64_encode((void *) mac, mac_len, b64, sizeof(b64) - 1);
 		appendStringInfo(&sig, "%sv1,%.*s", i > 0 ? " " : "", n, b64);
 	}
 	http_add_header(req, "webhook-signature", sig.data, sig.len, false);
