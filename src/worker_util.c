@@ -355,10 +355,27 @@ txbox_user_code_begin(void)
  * txbox_user_code_end -- after the user code returned: undo every setting
  * it made, and act as txbox's owner again.  After an error, the
  * transaction's abort does the same.
+ *
+ * Temporary objects would outlive the call in the worker's session, where
+ * the next call and txbox's own SQL would meet them.  A security-restricted
+ * operation may not create them, but PostgreSQL 18 lets some through (a
+ * temporary domain); so whatever user code made a temporary schema for
+ * fails here, and the transaction's abort takes the objects and the schema
+ * back.  (The worker itself never makes one, so none exists before.)
  */
 void
 txbox_user_code_end(int nestlevel)
 {
+	Oid			temp_namespace;
+	Oid			temp_toast_namespace;
+
+	GetTempNamespaceState(&temp_namespace, &temp_toast_namespace);
+	if (OidIsValid(temp_namespace))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot create temporary objects within security-restricted operation"),
+				 errdetail("txbox runs handlers as a security-restricted operation."),
+				 errhint("Keep what a handler needs between calls in a regular table.")));
 	AtEOXact_GUC(false, nestlevel);
 	txbox_xact_as_extension_owner();
 }
