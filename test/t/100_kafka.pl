@@ -1,9 +1,9 @@
 # The kafka relay target, at least once, against librdkafka's mock cluster
 # (test/kafka_mock.c): 20,000 messages over 100 keys land with their key,
 # headers and value, in partition murmur2(key) and in order per key; a
-# page sent once complete, whatever linger.ms; brokers down then back; injected retriable errors; a message too large
-# dead-lettered; kill -9 mid-stream; SIGTERM and DROP DATABASE with every
-# broker down.
+# page sent once complete, whatever linger.ms; brokers down then back;
+# injected retriable errors; a message too large dead-lettered; kill -9
+# mid-stream; SIGTERM and DROP DATABASE with every broker down.
 use strict;
 use warnings;
 use Time::HiRes qw(time);
