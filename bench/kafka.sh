@@ -2,8 +2,10 @@
 # bench/kafka.sh -- the kafka relay benchmark: relay throughput into
 # librdkafka's mock cluster (test/kafka_mock.c) as a ratio of a plain
 # librdkafka producer (bench/kafka/plain.c) sending the same records from
-# the same machine, round by round.  Never run as root: bash bench/run
-# kafka prepares everything.  Report on stdout, progress on stderr.
+# the same machine, round by round: a running relay, from the commit of
+# the messages to the save of its last position.  Never run as root: bash
+# bench/run kafka prepares everything.  Report on stdout, progress on
+# stderr.
 #
 # Settings (environment):
 #   KAFKA_MESSAGES=100000   messages per run (value ~220 bytes, 1000 keys,
