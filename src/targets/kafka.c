@@ -62,6 +62,7 @@
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/pmsignal.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/inval.h"
@@ -190,11 +191,11 @@ kafka_poll(void)
  * Wait until librdkafka has events, at most ms; with flush, until every
  * message produced is delivered or failed, at most ms, sending at once
  * what waits for linger.ms (the page is complete: nothing more is coming
- * to batch it with; rd_kafka_flush blocks, so ms is short and interrupts
- * are checked after it).  Every second, see whether our database is being
- * dropped (PostgreSQL before 18 does not end background workers for DROP
- * DATABASE): if so, ERROR, and the relay exits on its next wake-up instead
- * of waiting out its deliveries.
+ * to batch it with; rd_kafka_flush blocks, so ms is short, and interrupts
+ * and postmaster death are checked after it).  Every second, see whether
+ * our database is being dropped (PostgreSQL before 18 does not end
+ * background workers for DROP DATABASE): if so, ERROR, and the relay
+ * exits on its next wake-up instead of waiting out its deliveries.
  */
 static void
 kafka_wait(long ms, bool flush)
@@ -214,6 +215,8 @@ kafka_wait(long ms, bool flush)
 	{
 		rd_kafka_flush(kafka_rk, ms);
 		CHECK_FOR_INTERRUPTS();
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 	}
 	else
 		txbox_target_wait_socket(kafka_pipe[0], false, TimestampTzPlusMilliseconds(now, ms));
