@@ -473,11 +473,17 @@ relay_deliver_page(RelayConfig *cfg, int n, char **error)
 	else
 	{
 		bool		isnull;
+		int			guc_level;
 
 		/* read the page into memory, then deliver outside any transaction */
 		txbox_xact_begin("txbox relay: reading a batch");
 		relay_key_args(batch.next, n, args);
+		/* one index scan per key: a bitmap scan's rescan also asks the kernel the table's size */
+		guc_level = NewGUCNestLevel();
+		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		txbox_exec(&relay_page_plan, args, NULL, false, 1);
+		AtEOXact_GUC(true, guc_level);
 		page.count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 												 RELAY_PAGE_COLUMNS + 1, &isnull));
 		if (page.count != n)

@@ -22,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -146,6 +149,22 @@ main(int argc, char **argv)
 
 		*colon = '\0';
 		rd_kafka_mock_topic_create(mcluster, argv[i], atoi(colon + 1), 1);
+	}
+	/*
+	 * Answer without Nagle's delay, as Kafka's brokers do (TCP_NODELAY,
+	 * inherited by the sockets accepted on the listeners): else the second
+	 * of two answers on a connection waits for the client's delayed ACK,
+	 * about 40 ms, which stalls every producer that waits for its
+	 * delivery reports before producing more.
+	 */
+	for (int fd = 3; fd < 1024; fd++)
+	{
+		int			listening = 0,
+					on = 1;
+		socklen_t	len = sizeof(listening);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	}
 	printf("bootstrap %s\n", rd_kafka_mock_cluster_bootstraps(mcluster));
 

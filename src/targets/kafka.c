@@ -38,11 +38,12 @@
  * nothing twice.
  *
  * Never blocking: librdkafka signals its events on a pipe we wait on with
- * the latch (txbox_target_wait_socket); the transactional calls, which
- * block, are made with short timeouts and repeated, checking for
- * interrupts in between; every second of waiting also looks for DROP
- * DATABASE.  On exit the producer's queue is purged and it is destroyed
- * without waiting for brokers.
+ * the latch (txbox_target_wait_socket); the calls that block (the
+ * transactional ones, and rd_kafka_flush, which sends a complete page at
+ * once instead of after linger.ms) are made with short timeouts and
+ * repeated, checking for interrupts in between; every second of waiting
+ * also looks for DROP DATABASE.  On exit the producer's queue is purged
+ * and it is destroyed without waiting for brokers.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -61,6 +62,7 @@
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/pmsignal.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/inval.h"
@@ -186,13 +188,17 @@ kafka_poll(void)
 }
 
 /*
- * Wait until librdkafka has events, at most ms.  Every second, see whether
+ * Wait until librdkafka has events, at most ms; with flush, until every
+ * message produced is delivered or failed, at most ms, sending at once
+ * what waits for linger.ms (the page is complete: nothing more is coming
+ * to batch it with; rd_kafka_flush blocks, so ms is short, and interrupts
+ * and postmaster death are checked after it).  Every second, see whether
  * our database is being dropped (PostgreSQL before 18 does not end
- * background workers for DROP DATABASE): if so, ERROR, and the relay exits
- * on its next wake-up instead of waiting out its deliveries.
+ * background workers for DROP DATABASE): if so, ERROR, and the relay
+ * exits on its next wake-up instead of waiting out its deliveries.
  */
 static void
-kafka_wait(long ms)
+kafka_wait(long ms, bool flush)
 {
 	static TimestampTz last_check = 0;
 	TimestampTz now = GetCurrentTimestamp();
@@ -205,7 +211,15 @@ kafka_wait(long ms)
 					(errcode(ERRCODE_OBJECT_IN_USE),
 					 errmsg("the relay's database is being dropped")));
 	}
-	txbox_target_wait_socket(kafka_pipe[0], false, TimestampTzPlusMilliseconds(now, ms));
+	if (flush)
+	{
+		rd_kafka_flush(kafka_rk, ms);
+		CHECK_FOR_INTERRUPTS();
+		if (!PostmasterIsAlive())
+			proc_exit(1);
+	}
+	else
+		txbox_target_wait_socket(kafka_pipe[0], false, TimestampTzPlusMilliseconds(now, ms));
 	kafka_poll();
 }
 
@@ -654,7 +668,7 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && GetCurrentTimestamp() < deadline)
 		{
 			rd_kafka_headers_destroy(h);
-			kafka_wait(KAFKA_CALL_MS);
+			kafka_wait(KAFKA_CALL_MS, false);
 			continue;
 		}
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -671,7 +685,7 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 	/* the delivery reports of what was produced */
 	while (kafka_outstanding > 0 && kafka_page_err == RD_KAFKA_RESP_ERR_NO_ERROR &&
 		   GetCurrentTimestamp() < deadline)
-		kafka_wait(KAFKA_CALL_MS);
+		kafka_wait(KAFKA_CALL_MS, true);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		err = kafka_page_err;
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR && kafka_outstanding > 0)

@@ -1,9 +1,9 @@
 # The kafka relay target, at least once, against librdkafka's mock cluster
 # (test/kafka_mock.c): 20,000 messages over 100 keys land with their key,
-# headers and value, in partition murmur2(key) and in order per key;
-# brokers down then back; injected retriable errors; a message too large
-# dead-lettered; kill -9 mid-stream; SIGTERM and DROP DATABASE with every
-# broker down.
+# headers and value, in partition murmur2(key) and in order per key; a
+# page sent once complete, whatever linger.ms; brokers down then back;
+# injected retriable errors; a message too large dead-lettered; kill -9
+# mid-stream; SIGTERM and DROP DATABASE with every broker down.
 use strict;
 use warnings;
 use Time::HiRes qw(time);
@@ -85,6 +85,22 @@ is_deeply([ sort map { defined $_->{key} ? 'key' : 'none' } @docs ], [ 'none', '
 	'no message key: no record key');
 is_deeply([ sort map { unpack('H*', $_->{value}) } @docs ],
 	[ sort('00ff0a0d', unpack('H*', '{"doc": true}')) ], 'bytea payload byte-exact, jsonb as text');
+
+# A page is sent when it is complete, not after linger.ms: a relay whose
+# server lingers a minute delivers one message well before that minute.
+$node->safe_psql(
+	'shop', qq{CREATE SERVER lingering FOREIGN DATA WRAPPER txbox_kafka
+	  OPTIONS (bootstrap_servers '$kafka->{bootstrap}', "linger.ms" '60000');
+	  CREATE USER MAPPING FOR CURRENT_USER SERVER lingering;
+	  SELECT txbox.create_relay('lingering', 'kafka', ARRAY['docs'],
+		'{"server": "lingering", "statement_timeout": "120s"}');});
+$node->safe_psql('shop', q{SELECT txbox.publish('docs', '{"linger": true}', 'linger')});
+poll_ok($node, 'shop',
+	q{SELECT delivered || ' ' || lag_messages FROM txbox.relay_status WHERE name = 'lingering'},
+	'1 0', 30, 'linger.ms 60000: the page is delivered without waiting for it');
+$node->safe_psql('shop', q{SELECT txbox.drop_relay('lingering')});
+poll_ok($node, 'shop', q{SELECT lag_messages FROM txbox.relay_status WHERE name = 'to_kafka'},
+	'0', 60, 'docs delivered');
 
 ######################################################################
 # 2. Brokers down, then back
