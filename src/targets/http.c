@@ -208,7 +208,9 @@ http_check_url(const char *url)
 		curl_url_cleanup(u);
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
-				 errmsg("invalid url \"%s\": %s", url, curl_url_strerror(rc)),
+				 errmsg("invalid url \"%s\"", url),
+				 /* libcurl's words for it change between its versions */
+				 errdetail("%s", curl_url_strerror(rc)),
 				 errhint("For example url 'https://hooks.example.com/txbox'.")));
 	}
 	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
