@@ -103,7 +103,7 @@ static const TargetCallbacks *relay_target = NULL;	/* once the relay is loaded *
 static TxboxPlan relay_load_plan = {
 	"SELECT name, target, owner::pg_catalog.oid, paused, options,"
 	" topics, snapshot::pg_catalog.text, batch_snapshot::pg_catalog.text, batch_last_id,"
-	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster(), options::pg_catalog.text"
+	" position_cluster OPERATOR(pg_catalog.<>) txbox._cluster()"
 	" FROM txbox.relays WHERE relay_id OPERATOR(pg_catalog.=) $1",
 	1, {INT4OID}
 };
