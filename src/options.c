@@ -6,7 +6,7 @@
  *
  * The table is read by the validators (txbox._check_options, in SQL,
  * through txbox.options()), by the workers (txbox_option_int and
- * txbox_option_ms, txbox_option_text on a relay's or handler's stored
+ * txbox_option_ms, txbox_option_text, txbox_option_bool on a relay's or handler's stored
  * options), and users
  * read it with SELECT * FROM txbox.options() (README "Options").  Workers
  * read it here, not through SQL, so that they run unchanged in a database
@@ -145,6 +145,19 @@ txbox_option_text(Jsonb *options, const char *applies_to, const char *name)
 		return pnstrdup(v->val.string.val, v->val.string.len);
 	def = option_default(opt);
 	return def ? pstrdup(def) : NULL;
+}
+
+/* txbox_option_bool -- a boolean option. */
+bool
+txbox_option_bool(Jsonb *options, const char *applies_to, const char *name)
+{
+	const TxboxOption *opt = option_lookup(applies_to, name);
+	JsonbValue	buf;
+	JsonbValue *v = option_stored(options, opt, &buf);
+
+	if (v != NULL && v->type == jbvBool)
+		return v->val.boolean;
+	return strcmp(option_default(opt), "true") == 0;
 }
 
 /* txbox_option_ms -- an interval option, in milliseconds. */

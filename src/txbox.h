@@ -61,6 +61,7 @@ extern void txbox_generation_init(void);
 extern int	txbox_option_int(Jsonb *options, const char *applies_to, const char *name);
 extern int	txbox_option_ms(Jsonb *options, const char *applies_to, const char *name);
 extern char *txbox_option_text(Jsonb *options, const char *applies_to, const char *name);
+extern bool txbox_option_bool(Jsonb *options, const char *applies_to, const char *name);
 
 /* uuid7.c */
 extern void txbox_uuid7_generate(pg_uuid_t *uuid);

@@ -235,28 +235,19 @@ kafka_on_exit(int code, Datum arg)
 	kafka_disconnect();
 }
 
-/* Parse the relay's options (JSON text) into kafka_opts, in kafka_cxt. */
+/* Read the relay's options into kafka_opts, in kafka_cxt (src/options.c). */
 static void
 kafka_parse_options(Jsonb *jb)
 {
-	JsonbValue	k,
-			   *v;
+	JsonbValue	buf;
+	JsonbValue *v = getKeyJsonValueFromContainer(&jb->root, "topic_map", strlen("topic_map"), &buf);
 
 	memset(&kafka_opts, 0, sizeof(kafka_opts));
-	k.type = jbvString;
-#define KAFKA_GET(name) (k.val.string.val = (name), k.val.string.len = strlen(name), \
-						 findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k))
-	v = KAFKA_GET("topic_prefix");
-	kafka_opts.topic_prefix = v && v->type == jbvString ?
-		pnstrdup(v->val.string.val, v->val.string.len) : "";
-	v = KAFKA_GET("exactly_once");
-	kafka_opts.exactly_once = v && v->type == jbvBool && v->val.boolean;
-	v = KAFKA_GET("cloudevents");
-	kafka_opts.cloudevents = v && v->type == jbvBool && v->val.boolean;
-	v = KAFKA_GET("topic_map");
+	kafka_opts.topic_prefix = txbox_option_text(jb, "kafka", "topic_prefix");
+	kafka_opts.exactly_once = txbox_option_bool(jb, "kafka", "exactly_once");
+	kafka_opts.cloudevents = txbox_option_bool(jb, "kafka", "cloudevents");
 	if (v && v->type == jbvBinary)
 		kafka_opts.topic_map = JsonbValueToJsonb(v);
-#undef KAFKA_GET
 }
 
 static void
