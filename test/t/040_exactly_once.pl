@@ -200,13 +200,18 @@ ROLLBACK;
 	return ("$commit\@9", "$abort\@1");
 }
 
+# tx_per_client transactions per client; or, with 'until the crash', a
+# load that goes on until a crash restart of the source ends its
+# connections (10 minutes at most): a fixed count may run out before the
+# crash on a slow machine, and then the crash happens after the load
 sub start_pgbench
 {
 	my ($topic, $tx_per_client, $out) = @_;
+	my @limit = $tx_per_client eq 'until the crash' ? ('-T', '600') : ('-t', $tx_per_client);
 	local $ENV{PGAPPNAME} = 'txbox_load';
 	return IPC::Run::start(
 		[
-			'pgbench', '-n', '-c', '8', '-j', '2', '-t', $tx_per_client,
+			'pgbench', '-n', '-c', '8', '-j', '2', @limit,
 			(map { ('-f', $_) } pgbench_scripts($topic)),
 			'-h', $shost, '-p', $sport, 'shop'
 		],
@@ -329,7 +334,7 @@ my $aborted_before = $source->safe_psql('shop',
 # phase 1: until the relay worker is killed
 my $out1 = '';
 my $t_load = time();
-my $load = start_pgbench('orders', 3500, \$out1);
+my $load = start_pgbench('orders', 'until the crash', \$out1);
 ok( wait_for($source, 'shop', q{SELECT sum(n) >= 10000 FROM keyseq WHERE topic = 'orders'}, 120)
 	  && wait_for($target, 'billing', 'SELECT count(*) >= 1000 FROM effects', 60),
 	'load: messages flow to the handler');
@@ -465,7 +470,7 @@ ok( $source->poll_query_until(
 
 my $poison_local = publish_poison('orders_local');
 my $out3 = '';
-$load = start_pgbench('orders_local', 1000, \$out3);
+$load = start_pgbench('orders_local', 'until the crash', \$out3);
 ok( wait_for($source, 'shop', q{SELECT sum(n) >= 2000 FROM keyseq WHERE topic = 'orders_local'}, 60)
 	  && wait_for($source, 'billing_local', 'SELECT count(*) >= 500 FROM effects', 60),
 	'one cluster: messages flow');
@@ -474,7 +479,7 @@ $handler_pid = $source->safe_psql('billing_local',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'txbox handler'
 	  AND datname = 'billing_local' ORDER BY pid LIMIT 1});
 kill 'KILL', $handler_pid;
-$load->finish;
+$load->finish;    # the crash restart ends pgbench's connections
 ok( wait_for(
 		$source, 'billing_local',
 		qq{SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'txbox handler'
