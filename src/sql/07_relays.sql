@@ -279,32 +279,45 @@ BEGIN
 END
 $$;
 
+-- The servers of a relay target: the foreign-data wrapper that its file in
+-- src/targets names, and the options of a server and the end of a user
+-- mapping's statement, for hints.  All null: the target has no server.
+CREATE FUNCTION txbox._relay_server_kind(relay_target text, OUT wrapper text,
+										 OUT server_options text, OUT mapping_options text)
+RETURNS record
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT k.wrapper, k.server_options, k.mapping_options
+	  FROM (VALUES ('postgres', 'txbox_fdw', 'host ''...'', port ''...'', dbname ''...''',
+					' OPTIONS (user ''...'', password ''...'')'),
+				   ('http', 'txbox_http', 'url ''https://...''', ' OPTIONS (signing_secret ''whsec_...'')'),
+				   ('kafka', 'txbox_kafka', 'bootstrap_servers ''host:9092''',
+					', with OPTIONS (sasl_username ''...'', sasl_password ''...'') for SASL'))
+		   AS k(target, wrapper, server_options, mapping_options)
+	 WHERE k.target OPERATOR(pg_catalog.=) relay_target
+$$;
+
 CREATE FUNCTION txbox._relay_check_options(target text, options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	kind record;
 BEGIN
 	options := txbox._check_options('relay', options, ARRAY['relay', target]);
-	IF target = 'postgres' AND NOT options ? 'server' THEN
-		RAISE EXCEPTION 'a postgres relay needs the option "server"'
+	SELECT * INTO kind FROM txbox._relay_server_kind(target);
+	IF kind.wrapper IS NOT NULL AND NOT options ? 'server' THEN
+		RAISE EXCEPTION '% relays need the option "server"', target
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ..., dbname ...) and a USER MAPPING, then pass ''{"server": "name"}''.';
-	END IF;
-	IF target = 'http' AND NOT options ? 'server' THEN
-		RAISE EXCEPTION 'an http relay needs the option "server"'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'') and a USER MAPPING, then pass ''{"server": "name"}''.';
+				  HINT = format('Create a server with CREATE SERVER name FOREIGN DATA WRAPPER %s OPTIONS (%s) and a USER MAPPING, then pass ''{"server": "name"}''.',
+								kind.wrapper, kind.server_options);
 	END IF;
 	IF options ? 'format' AND NOT (options->>'format') IN ('webhooks', 'cloudevents') THEN
 		RAISE EXCEPTION 'relay option "format" must be "webhooks" or "cloudevents"'
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = '"cloudevents" adds the CloudEvents binary-mode headers ce-id, ce-source, ce-type, ce-specversion.';
-	END IF;
-	IF target = 'kafka' AND NOT options ? 'server' THEN
-		RAISE EXCEPTION 'a kafka relay needs the option "server"'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Create a server with CREATE SERVER name FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers ''host:9092'') and a USER MAPPING, then pass ''{"server": "name"}''.';
 	END IF;
 	IF target = 'kafka' THEN
 		PERFORM txbox._kafka_check_options(options);
@@ -324,26 +337,26 @@ BEGIN
 END
 $$;
 
--- A relay's server must be a server of wrapper (txbox_fdw, txbox_http,
--- txbox_kafka) that role may use, with a user mapping for role (or PUBLIC).
-CREATE FUNCTION txbox._relay_check_server(server text, role regrole, wrapper text)
+-- A relay's server must be a server of its target's wrapper that role may
+-- use, with a user mapping for role (or PUBLIC).
+CREATE FUNCTION txbox._relay_check_server(server text, role regrole, target text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	kind record;
 	srv oid;
 BEGIN
+	SELECT * INTO kind FROM txbox._relay_server_kind(target);
 	SELECT s.oid INTO srv FROM pg_foreign_server s
 	  JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-	 WHERE s.srvname = server AND w.fdwname = wrapper;
+	 WHERE s.srvname = server AND w.fdwname = kind.wrapper;
 	IF srv IS NULL THEN
-		RAISE EXCEPTION 'server "%" does not exist or is not a % server', server, wrapper
+		RAISE EXCEPTION 'server "%" does not exist or is not a % server', server, kind.wrapper
 			USING ERRCODE = 'undefined_object',
-				  HINT = CASE wrapper
-					WHEN 'txbox_http' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_http OPTIONS (url ''https://...'').'
-					WHEN 'txbox_kafka' THEN 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers ''host:9092'').'
-					ELSE 'CREATE SERVER name FOREIGN DATA WRAPPER txbox_fdw OPTIONS (host ''...'', port ''...'', dbname ''...'').' END;
+				  HINT = format('CREATE SERVER name FOREIGN DATA WRAPPER %s OPTIONS (%s).',
+								kind.wrapper, kind.server_options);
 	END IF;
 	IF NOT has_server_privilege(role, srv, 'USAGE') THEN
 		RAISE EXCEPTION 'permission denied for server "%"', server
@@ -354,10 +367,7 @@ BEGIN
 					WHERE umserver = srv AND umuser IN (role, 0)) THEN
 		RAISE EXCEPTION 'user mapping for "%" on server "%" does not exist', role, server
 			USING ERRCODE = 'undefined_object',
-				  HINT = CASE wrapper
-					WHEN 'txbox_http' THEN format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (signing_secret ''whsec_...'').', role, server)
-					WHEN 'txbox_kafka' THEN format('CREATE USER MAPPING FOR %s SERVER %I, with OPTIONS (sasl_username ''...'', sasl_password ''...'') for SASL.', role, server)
-					ELSE format('CREATE USER MAPPING FOR %s SERVER %I OPTIONS (user ''...'', password ''...'').', role, server) END;
+				  HINT = format('CREATE USER MAPPING FOR %s SERVER %I%s.', role, server, kind.mapping_options);
 	END IF;
 END
 $$;
@@ -400,8 +410,8 @@ BEGIN
 	END IF;
 	PERFORM txbox._check_topics(topics);
 	options := txbox._relay_check_options(target, coalesce(options, '{}'));
-	IF target IN ('postgres', 'http', 'kafka') THEN
-		PERFORM txbox._relay_check_server(options->>'server', caller, 'txbox_' || CASE target WHEN 'postgres' THEN 'fdw' ELSE target END);
+	IF options ? 'server' THEN
+		PERFORM txbox._relay_check_server(options->>'server', caller, target);
 	END IF;
 	PERFORM txbox._check_caller_can_login(caller, 'relay');
 	-- LISTEN needs no privilege: a notify relay shows every message it
@@ -526,8 +536,8 @@ BEGIN
 	END IF;
 	merged := jsonb_strip_nulls(r.options || options);
 	merged := txbox._relay_check_options(r.target, merged);
-	IF r.target IN ('postgres', 'http', 'kafka') THEN
-		PERFORM txbox._relay_check_server(merged->>'server', r.owner, 'txbox_' || CASE r.target WHEN 'postgres' THEN 'fdw' ELSE r.target END);
+	IF merged ? 'server' THEN
+		PERFORM txbox._relay_check_server(merged->>'server', r.owner, r.target);
 	END IF;
 	UPDATE txbox.relays SET options = merged WHERE relays.name = _alter_relay.name;
 	PERFORM txbox._wake_at_commit('manager');
