@@ -43,14 +43,36 @@ txbox_install_packages() {
 		"${TXBOX_PACKAGES[@]}" "$@"
 }
 
-# txbox_setup -- packages, warning-free build, install.
-txbox_setup() {
-	txbox_install_packages "$@"
+# txbox_make_prefix -- the copy of the system's PostgreSQL under
+# TXBOX_PREFIX, made on first use.
+txbox_make_prefix() {
+	[ ! -x "$TXBOX_BINDIR/postgres" ] || return 0
+	mkdir -p "$TXBOX_PREFIX/usr/lib/postgresql" "$TXBOX_PREFIX/usr/share/postgresql"
+	cp -a "/usr/lib/postgresql/$TXBOX_PG_VERSION" "$TXBOX_PREFIX/usr/lib/postgresql/"
+	cp -a "/usr/share/postgresql/$TXBOX_PG_VERSION" "$TXBOX_PREFIX/usr/share/postgresql/"
+}
+
+# txbox_build_install -- warning-free build against the system's
+# PostgreSQL headers, installed there or, with TXBOX_PREFIX, into the copy
+# (whose pg_config finds no headers: the copy has none).
+txbox_build_install() {
+	local pg_config=/usr/lib/postgresql/$TXBOX_PG_VERSION/bin/pg_config
 	local sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	txbox_log "building txbox (warnings are errors)"
-	make -s -C "$TXBOX_ROOT" PG_CONFIG="$TXBOX_BINDIR/pg_config" WERROR=1 >/dev/null
-	$sudo make -s -C "$TXBOX_ROOT" PG_CONFIG="$TXBOX_BINDIR/pg_config" install >/dev/null
+	make -s -C "$TXBOX_ROOT" PG_CONFIG="$pg_config" WERROR=1 >/dev/null
+	if [ -n "$TXBOX_PREFIX" ]; then
+		txbox_make_prefix
+		make -s -C "$TXBOX_ROOT" PG_CONFIG="$pg_config" install DESTDIR="$TXBOX_PREFIX" >/dev/null
+	else
+		$sudo make -s -C "$TXBOX_ROOT" PG_CONFIG="$pg_config" install >/dev/null
+	fi
+}
+
+# txbox_setup -- packages, warning-free build, install.
+txbox_setup() {
+	txbox_install_packages "$@"
+	txbox_build_install
 }
 
 # txbox_as_user SCRIPT ARGS... -- run SCRIPT (a path relative to the tree)
