@@ -1215,7 +1215,6 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 			else if (status >= 200 && status < 300)
 			{
 				m->state = HTTP_DONE;
-				(void) http_remembered(m, HASH_ENTER);
 			}
 			else if (status == 410)
 			{
@@ -1270,6 +1269,10 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 				 errmsg("the endpoint of server \"%s\" answered 410 Gone: it no longer takes these webhooks",
 						cfg->server),
 				 errhint("Point the server at a live endpoint (ALTER SERVER ... OPTIONS (SET url '...')) or drop the relay; it retries with backoff meanwhile.")));
+	/* what this attempt delivered is not sent again with the page */
+	for (int i = 0; (dropped || transient || rejection != NULL) && i < n; i++)
+		if (msgs[i].state == HTTP_DONE)
+			(void) http_remembered(&msgs[i], HASH_ENTER);
 	if (dropped)
 	{
 		*error = pstrdup("the database is being dropped");
@@ -1283,8 +1286,13 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 		return DELIVERY_REJECTED;
 	}
 	/* the page is complete: the relay saves its position past it */
-	for (int i = 0; i < n; i++)
+	for (int i = 0; http_delivered != NULL && i < n; i++)
 		(void) http_remembered(&msgs[i], HASH_REMOVE);
+	if (http_delivered != NULL && hash_get_num_entries(http_delivered) == 0)
+	{
+		hash_destroy(http_delivered);
+		http_delivered = NULL;
+	}
 	return DELIVERY_OK;
 }
 
