@@ -84,10 +84,17 @@ wrk.headers["webhook-id"] = "0192f4c4-6a8e-7b3c-9d2e-1f0a2b3c4d5e"
 wrk.headers["webhook-timestamp"] = "1764600000"
 wrk.headers["webhook-signature"] = "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="
 LUA
+# "requests/s CPU-microseconds/request" of wrk -c $1
 wrk_rate() {
-	wrk -t 1 -c "$1" -d "${seconds}s" -s "$dir/post.lua" "http://127.0.0.1:$hport/hook" |
-		awk '/^Requests\/sec/ { printf "%.0f", $2 }'
+	local cpu
+	cpu=$( { TIMEFORMAT='%3U %3S'; time wrk -t 1 -c "$1" -d "${seconds}s" -s "$dir/post.lua" \
+		"http://127.0.0.1:$hport/hook" >"$dir/wrk.out" 2>/dev/null; } 2>&1)
+	awk -v cpu="$cpu" '/ requests in / { n = $1 } /^Requests\/sec/ { r = $2 }
+		END { split(cpu, c, " "); printf "%.0f %.1f\n", r, (c[1] + c[2]) * 1e6 / n }' "$dir/wrk.out"
 }
+
+# CPU seconds (user + system) a process used so far
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 txbox_rate() {
 	psql -qXAt -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
@@ -97,35 +104,43 @@ SELECT txbox.publish('orders', jsonb_build_object('seq', i, 'order', 42, 'custom
 					 key => 'k' || (i % 64))
   FROM generate_series(1, $messages) i;
 SQL
-	local t0 t1
+	local t0 t1 pid=""
 	t0=$(date +%s.%N)
 	psql -qXAt -d bench -c "SELECT txbox.create_relay('to_hooks', 'http', NULL,
 		'{\"server\": \"hooks\", \"concurrency\": $concurrency, \"from\": \"beginning\"}')" >/dev/null
 	until [ "$(psql -qXAt -d bench -c "SELECT delivered >= $messages FROM txbox.relay_status")" = t ]; do
+		[ -n "$pid" ] || pid=$(psql -qXAt -d bench -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'txbox relay'")
 		sleep 0.05
 	done
 	t1=$(date +%s.%N)
-	echo "$t0 $t1" | awk -v n="$messages" '{ printf "%.0f", n / ($2 - $1) }'
+	# and the relay worker's CPU per message (its whole life: one relay)
+	echo "$t0 $t1 $(cpu_of "$pid")" | awk -v n="$messages" '{ printf "%.0f %.1f\n", n / ($2 - $1), $3 * 1e6 / n }'
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "http relay: $messages messages (64 keys), concurrency $concurrency, nginx receiver on 127.0.0.1"
 echo "$(nproc) CPUs; libcurl $(curl-config --version 2>/dev/null || dpkg-query -W -f='${Version}' libcurl4)"
-printf '%-6s %12s %12s %12s %8s %8s\n' round wrk_c$concurrency wrk_c1 txbox 'vs wrk' 'vs c1'
-: > "$dir/w"; : > "$dir/s"; : > "$dir/t"
+# row LABEL WRK_C WRK_C_US WRK_1 TXBOX TXBOX_US
+row() {
+	printf '%-6s %12s %12s %12s %8.2f %8.2f %10s %10s\n' "$1" "$2" "$4" "$5" \
+		"$(echo "$5 $2" | awk '{ print $1 / $2 }')" "$(echo "$5 $4" | awk '{ print $1 / $2 }')" "$3" "$6"
+}
+printf '%-6s %12s %12s %12s %8s %8s %10s %10s\n' round wrk_c$concurrency wrk_c1 txbox 'vs wrk' 'vs c1' \
+	"us_wrk_c$concurrency" us_txbox
+: > "$dir/w"; : > "$dir/s"; : > "$dir/t"; : > "$dir/wu"; : > "$dir/tu"
 for r in $(seq 1 "$rounds"); do
 	log "round $r: wrk -c $concurrency"
-	w=$(wrk_rate "$concurrency")
+	read -r w wu < <(wrk_rate "$concurrency")
 	log "round $r: wrk -c 1"
-	s=$(wrk_rate 1)
+	read -r s _ < <(wrk_rate 1)
 	log "round $r: txbox"
-	t=$(txbox_rate)
+	read -r t tu < <(txbox_rate)
 	echo "$w" >> "$dir/w"; echo "$s" >> "$dir/s"; echo "$t" >> "$dir/t"
-	printf '%-6s %12s %12s %12s %8.2f %8.2f\n' "$r" "$w" "$s" "$t" \
-		"$(echo "$t $w" | awk '{ print $1 / $2 }')" "$(echo "$t $s" | awk '{ print $1 / $2 }')"
+	echo "$wu" >> "$dir/wu"; echo "$tu" >> "$dir/tu"
+	row "$r" "$w" "$wu" "$s" "$t" "$tu"
 done
-w=$(median < "$dir/w"); s=$(median < "$dir/s"); t=$(median < "$dir/t")
-printf '%-6s %12s %12s %12s %8.2f %8.2f\n' median "$w" "$s" "$t" \
-	"$(echo "$t $w" | awk '{ print $1 / $2 }')" "$(echo "$t $s" | awk '{ print $1 / $2 }')"
-echo "(requests/s; txbox = messages / seconds from create_relay to all delivered, signed, per-key ordered)"
+row median "$(median < "$dir/w")" "$(median < "$dir/wu")" "$(median < "$dir/s")" \
+	"$(median < "$dir/t")" "$(median < "$dir/tu")"
+echo "(requests/s; txbox = messages / seconds from create_relay to all delivered, signed, per-key ordered;"
+echo " us_* = CPU microseconds (user + system) per request of wrk, per message of the relay worker)"

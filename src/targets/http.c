@@ -40,10 +40,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "access/reloptions.h"
 #include "access/xact.h"
@@ -90,6 +91,7 @@ typedef struct HttpEndpoint
 	int			nsecrets;
 	char	   *secret[2];		/* decoded signing secrets, current first */
 	int			secret_len[2];
+	EVP_MAC_CTX *mac[2];		/* HMAC-SHA256 keyed with each (http_mac_new) */
 } HttpEndpoint;
 
 typedef enum HttpState
@@ -130,13 +132,26 @@ typedef struct HttpRequest
 	int			answer_len;
 } HttpRequest;
 
+/*
+ * A socket curl watches, or one of ours (http_open_socket) it watched and
+ * keeps for the next request (a kept-alive connection, between requests):
+ * such an idle socket stays in http_set, waiting for readable (the server
+ * closing it), so that curl watching it again changes only what it waits
+ * for, not the set.  It leaves the set when it becomes readable while
+ * idle, and the table when curl closes it (http_close_socket).
+ */
 typedef struct HttpSocket
 {
 	curl_socket_t fd;
-	uint32		events;			/* WL_SOCKET_* curl waits for */
-	uint32		waiting;		/* WL_SOCKET_* in http_set */
-	int			pos;			/* in http_set */
+	uint32		events;			/* WL_SOCKET_* curl waits for, 0: none (idle) */
+	uint32		waiting;		/* WL_SOCKET_* it waits for in http_set */
+	int			pos;			/* in http_set, -1: not in it */
+	bool		ours;			/* opened by http_open_socket */
+	bool		keep;			/* idle, stays in http_set */
 } HttpSocket;
+
+/* what a socket in http_set waits for */
+#define HTTP_SOCKET_WAIT(s) ((s)->events != 0 ? (s)->events : WL_SOCKET_READABLE)
 
 static MemoryContext http_cxt = NULL;	/* the endpoint */
 static HttpEndpoint *http_endpoint = NULL;
@@ -349,6 +364,28 @@ http_reset_connections(void)
 	http_delivered = NULL;
 }
 
+/* an HMAC-SHA256 context keyed with a signing secret, for every message */
+static EVP_MAC_CTX *
+http_mac_new(const char *key, int len)
+{
+	static EVP_MAC *hmac = NULL;
+	OSSL_PARAM	params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+		OSSL_PARAM_construct_end()
+	};
+	EVP_MAC_CTX *ctx;
+
+	if (hmac == NULL)
+		hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	ctx = hmac != NULL ? EVP_MAC_CTX_new(hmac) : NULL;
+	if (ctx == NULL || !EVP_MAC_init(ctx, (const unsigned char *) key, len, params))
+	{
+		EVP_MAC_CTX_free(ctx);
+		elog(ERROR, "could not set up HMAC-SHA256");
+	}
+	return ctx;
+}
+
 static void
 http_load_endpoint(const RelayConfig *cfg)
 {
@@ -367,6 +404,8 @@ http_load_endpoint(const RelayConfig *cfg)
 	um = GetUserMapping(cfg->owner, server->serverid);
 
 	http_reset_connections();
+	for (int i = 0; http_endpoint != NULL && i < http_endpoint->nsecrets; i++)
+		EVP_MAC_CTX_free(http_endpoint->mac[i]);
 	if (http_cxt == NULL)
 		http_cxt = AllocSetContextCreate(TopMemoryContext, "txbox http endpoint",
 										 ALLOCSET_SMALL_SIZES);
@@ -410,6 +449,8 @@ http_load_endpoint(const RelayConfig *cfg)
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("server \"%s\" has no url", cfg->server),
 				 errhint("ALTER SERVER %s OPTIONS (ADD url 'https://...').", cfg->server)));
+	for (int i = 0; i < ep->nsecrets; i++)
+		ep->mac[i] = http_mac_new(ep->secret[i], ep->secret_len[i]);
 	http_endpoint = ep;
 }
 
@@ -452,6 +493,49 @@ http_connect(const RelayConfig *cfg)
 		(void) txbox_worker_wait(Min(left, 1000), txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
 	}
 	return NULL;
+}
+
+/*----------
+ * The sockets curl watches, and http_set, the wait event set of our latch
+ * and these sockets.
+ *----------
+ */
+
+/* the sockets changed: make the wait event set again before the next wait */
+static void
+http_set_stale(void)
+{
+	if (http_set != NULL)
+		FreeWaitEventSet(http_set);
+	http_set = NULL;
+	for (int i = 0; i < http_nsockets; i++)
+		http_sockets[i].pos = -1;
+}
+
+/* fd's entry in http_sockets, a new one (not in http_set) if add, or NULL */
+static HttpSocket *
+http_find_socket(curl_socket_t fd, bool add)
+{
+	HttpSocket *s;
+
+	for (int i = 0; i < http_nsockets; i++)
+		if (http_sockets[i].fd == fd)
+			return &http_sockets[i];
+	if (!add || http_nsockets == HTTP_MAX_SOCKETS)
+		return NULL;
+	s = &http_sockets[http_nsockets++];
+	memset(s, 0, sizeof(HttpSocket));
+	s->fd = fd;
+	s->pos = -1;
+	return s;
+}
+
+static void
+http_forget_socket(HttpSocket *s)
+{
+	if (s->pos >= 0)
+		http_set_stale();
+	*s = http_sockets[--http_nsockets];
 }
 
 /*----------
@@ -518,6 +602,7 @@ http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr
 {
 	HttpRequest *req = clientp;
 	const char *internal = http_internal_address(&addr->addr);
+	curl_socket_t fd;
 
 	if (internal != NULL && !req->allow_private)
 	{
@@ -530,7 +615,30 @@ http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr
 		snprintf(req->refused, sizeof(req->refused), "%s, a %s address", host, internal);
 		return CURL_SOCKET_BAD;
 	}
-	return socket(addr->family, addr->socktype, addr->protocol);
+	fd = socket(addr->family, addr->socktype, addr->protocol);
+	if (fd != CURL_SOCKET_BAD)
+	{
+		/* an entry of this number is of a socket closed behind our back */
+		HttpSocket *s = http_find_socket(fd, false);
+
+		if (s != NULL)
+			http_forget_socket(s);
+		s = http_find_socket(fd, true);
+		if (s != NULL)
+			s->ours = true;
+	}
+	return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the socket leaves the table (and the set) */
+static int
+http_close_socket(void *clientp, curl_socket_t fd)
+{
+	HttpSocket *s = http_find_socket(fd, false);
+
+	if (s != NULL)
+		http_forget_socket(s);
+	return close(fd);
 }
 
 /*----------
@@ -538,42 +646,27 @@ http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr
  *----------
  */
 
-/* the sockets changed: make the wait event set again before the next wait */
-static void
-http_set_stale(void)
-{
-	if (http_set != NULL)
-		FreeWaitEventSet(http_set);
-	http_set = NULL;
-}
-
 static int
 http_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	int			i;
+	HttpSocket *s = http_find_socket(fd, what != CURL_POLL_REMOVE);
 
-	for (i = 0; i < http_nsockets; i++)
-		if (http_sockets[i].fd == fd)
-			break;
+	if (s == NULL)
+		return what == CURL_POLL_REMOVE ? 0 : -1;
 	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < http_nsockets)
-		{
-			http_sockets[i] = http_sockets[--http_nsockets];
-			http_set_stale();
-		}
+		/* ours is closed through http_close_socket: kept, idle, till then */
+		s->events = 0;
+		s->keep = s->ours;
+		if (!s->ours)
+			http_forget_socket(s);
 		return 0;
 	}
-	if (i == http_nsockets)
-	{
-		if (http_nsockets == HTTP_MAX_SOCKETS)
-			return -1;
-		http_nsockets++;
-		http_sockets[i].fd = fd;
-		http_set_stale();
-	}
-	http_sockets[i].events = ((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
+	s->events = ((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
 		((what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0);
+	s->keep = false;
+	if (s->pos < 0)
+		http_set_stale();
 	return 0;
 }
 
@@ -606,8 +699,8 @@ http_multi_init(int concurrency)
  * Wait for curl's sockets, its timer or our latch (at most a second), and
  * let curl act on what happened.  Interrupts are handled as in every wait:
  * SIGTERM ends the worker here, a reload is applied.  The wait event set
- * lives as long as curl's sockets do (kept-alive connections): only what a
- * socket waits for changes from one request to the next.
+ * lives as long as curl's sockets do (kept-alive connections, HttpSocket):
+ * only what a socket waits for changes from one request to the next.
  */
 static void
 http_wait(void)
@@ -623,25 +716,34 @@ http_wait(void)
 		AddWaitEventToSet(http_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(http_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		for (int i = 0; i < http_nsockets; i++)
-		{
-			http_sockets[i].pos = AddWaitEventToSet(http_set, http_sockets[i].events,
-													http_sockets[i].fd, NULL, NULL);
-			http_sockets[i].waiting = http_sockets[i].events;
-		}
+			if (http_sockets[i].events != 0 || http_sockets[i].keep)
+			{
+				http_sockets[i].waiting = HTTP_SOCKET_WAIT(&http_sockets[i]);
+				http_sockets[i].pos = AddWaitEventToSet(http_set, http_sockets[i].waiting,
+														http_sockets[i].fd, NULL, NULL);
+			}
 	}
 	for (int i = 0; i < http_nsockets; i++)
-		if (http_sockets[i].waiting != http_sockets[i].events)
+		if (http_sockets[i].pos >= 0 && http_sockets[i].waiting != HTTP_SOCKET_WAIT(&http_sockets[i]))
 		{
-			ModifyWaitEvent(http_set, http_sockets[i].pos, http_sockets[i].events, NULL);
-			http_sockets[i].waiting = http_sockets[i].events;
+			http_sockets[i].waiting = HTTP_SOCKET_WAIT(&http_sockets[i]);
+			ModifyWaitEvent(http_set, http_sockets[i].pos, http_sockets[i].waiting, NULL);
 		}
 	n = WaitEventSetWait(http_set, timeout, events, lengthof(events),
 						 txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
 
 	for (int i = 0; i < n; i++)
 	{
+		HttpSocket *s;
+
 		if (events[i].events & WL_LATCH_SET)
 			(void) txbox_worker_wait(0, txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));	/* reset, interrupts, reload */
+		else if ((s = http_find_socket(events[i].fd, false)) != NULL && s->events == 0)
+		{
+			/* idle, readable: the server closed it (curl sees it at its next use) */
+			s->keep = false;
+			http_set_stale();
+		}
 		else
 			curl_multi_socket_action(http_multi, events[i].fd,
 									 ((events[i].events & WL_SOCKET_READABLE) ? CURL_CSELECT_IN : 0) |
@@ -676,12 +778,18 @@ static void
 http_add_header(HttpRequest *req, const char *name, const char *value, int len, bool encode)
 {
 	StringInfoData h;
+	int			plain = 0;
 
 	if (len < 0)
 		len = strlen(value);
+	/* the bytes before the first that is not printable ASCII (or is '%') go as they are */
+	while (plain < len && (unsigned char) value[plain] >= 0x20 && (unsigned char) value[plain] <= 0x7e &&
+		   !(encode && value[plain] == '%'))
+		plain++;
 	initStringInfo(&h);
 	appendStringInfo(&h, "%s: ", name);
-	for (int i = 0; i < len; i++)
+	appendBinaryStringInfo(&h, value, plain);
+	for (int i = plain; i < len; i++)
 	{
 		unsigned char c = value[i];
 
@@ -756,29 +864,29 @@ http_add_message_headers(HttpRequest *req, const char *json)
 static void
 http_add_signature(HttpRequest *req, const HttpEndpoint *ep, const HttpMessage *m, const char *ts)
 {
-	StringInfoData content;
-	StringInfoData sig;
+	char		prefix[sizeof(m->id) + 34];
+	int			prefix_len = snprintf(prefix, sizeof(prefix), "%s.%s.", m->id, ts);
+	char		sig[2 * (3 + 44) + 2];	/* 2 x "v1," + base64 of 32 bytes, " " */
+	int			len = 0;
 
-	initStringInfo(&content);
-	appendStringInfo(&content, "%s.%s.", m->id, ts);
-	appendBinaryStringInfo(&content, m->body, m->body_len);
-	initStringInfo(&sig);
 	for (int i = 0; i < ep->nsecrets; i++)
 	{
 		unsigned char mac[EVP_MAX_MD_SIZE];
-		unsigned int mac_len;
-		char		b64[128];
-		int			n;
+		size_t		mac_len;
 
-		if (HMAC(EVP_sha256(), ep->secret[i], ep->secret_len[i], (unsigned char *) content.data,
-				 content.len, mac, &mac_len) == NULL)
+		/* a NULL key: the context's own */
+		if (!EVP_MAC_init(ep->mac[i], NULL, 0, NULL) ||
+			!EVP_MAC_update(ep->mac[i], (unsigned char *) prefix, prefix_len) ||
+			!EVP_MAC_update(ep->mac[i], (const unsigned char *) m->body, m->body_len) ||
+			!EVP_MAC_final(ep->mac[i], mac, &mac_len, sizeof(mac)))
 			elog(ERROR, "could not compute an HMAC-SHA256 signature");
-		n = pg_b64_encode((void *) mac, mac_len, b64, sizeof(b64) - 1);
-		appendStringInfo(&sig, "%sv1,%.*s", i > 0 ? " " : "", n, b64);
+		if (i > 0)
+			sig[len++] = ' ';
+		memcpy(sig + len, "v1,", 3);
+		len += 3;
+		len += pg_b64_encode((void *) mac, mac_len, sig + len, sizeof(sig) - len);
 	}
-	http_add_header(req, "webhook-signature", sig.data, sig.len, false);
-	pfree(content.data);
-	pfree(sig.data);
+	http_add_header(req, "webhook-signature", sig, len, false);
 }
 
 static void
@@ -805,6 +913,7 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket);
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
+		curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_close_socket);
 		curl_easy_setopt(e, CURLOPT_PRIVATE, req);
 		req->easy = e;
 	}
@@ -1106,7 +1215,6 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 			else if (status >= 200 && status < 300)
 			{
 				m->state = HTTP_DONE;
-				(void) http_remembered(m, HASH_ENTER);
 			}
 			else if (status == 410)
 			{
@@ -1161,6 +1269,10 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 				 errmsg("the endpoint of server \"%s\" answered 410 Gone: it no longer takes these webhooks",
 						cfg->server),
 				 errhint("Point the server at a live endpoint (ALTER SERVER ... OPTIONS (SET url '...')) or drop the relay; it retries with backoff meanwhile.")));
+	/* what this attempt delivered is not sent again with the page */
+	for (int i = 0; (dropped || transient || rejection != NULL) && i < n; i++)
+		if (msgs[i].state == HTTP_DONE)
+			(void) http_remembered(&msgs[i], HASH_ENTER);
 	if (dropped)
 	{
 		*error = pstrdup("the database is being dropped");
@@ -1174,8 +1286,13 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 		return DELIVERY_REJECTED;
 	}
 	/* the page is complete: the relay saves its position past it */
-	for (int i = 0; i < n; i++)
+	for (int i = 0; http_delivered != NULL && i < n; i++)
 		(void) http_remembered(&msgs[i], HASH_REMOVE);
+	if (http_delivered != NULL && hash_get_num_entries(http_delivered) == 0)
+	{
+		hash_destroy(http_delivered);
+		http_delivered = NULL;
+	}
 	return DELIVERY_OK;
 }
 

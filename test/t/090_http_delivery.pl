@@ -191,13 +191,17 @@ poll_delivered('busy', 1, 60, 'delivered after 503 and 429');
 control({ retry_after => undef });
 
 # 4. a poison message: rejected (400) max_attempts times, dead-lettered
-# while its key's next message waits and other keys go on; replayed
+# while its key's next message waits and other keys go on; replayed.  One
+# transaction: one page, whose delivered messages are not sent again when
+# it is retried one message at a time
 $node->safe_psql(
 	'shop', q{
+	BEGIN;
 	SELECT txbox.publish('p', '{"seq": 1}', key => 'pk');
 	SELECT txbox.publish('p', '{"seq": 2, "poison": true}', key => 'pk');
 	SELECT txbox.publish('p', '{"seq": 3}', key => 'pk');
-	SELECT txbox.publish('p', '{"seq": 1}', key => 'other');});
+	SELECT txbox.publish('p', '{"seq": 1}', key => 'other');
+	COMMIT;});
 poll_delivered('p', 3, 60, 'the others delivered');
 is( $node->safe_psql(
 		'shop', q{SELECT payload->>'seq', attempts, last_error LIKE 'HTTP 400 for message %: poison refused for Bearer ****%'
@@ -209,6 +213,8 @@ is( $node->safe_psql(
 	my ($last_poison) = grep { $pk[$_] == 2 } reverse 0 .. $#pk;
 	my ($three) = grep { $pk[$_] == 3 } 0 .. $#pk;
 	ok($three > $last_poison, "its key's next message only after it was dead-lettered (@pk)");
+	is(scalar(grep { $_->{topic} eq 'p' && $_->{key} eq 'other' } requests()),
+		1, 'a message delivered when its page was rejected is not sent again');
 }
 control({ accept_poison => JSON::PP::true });
 $node->safe_psql('shop', 'SELECT txbox.replay_dead_letter(dead_letter_id) FROM txbox.dead_letters');
