@@ -33,6 +33,11 @@ GRANT EXECUTE ON FUNCTION txbox.create_relay(text, text, text[], jsonb) TO regre
 SET ROLE regress_kafka_owner;
 SELECT pg_temp.try($$CREATE SERVER k1 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "ssl.ca.location" '/etc/ssl/certs')$$) AS ca_file_not_superuser;
 SELECT pg_temp.try($$CREATE SERVER k1 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "ssl.key.location" '/etc/ssl/private/x.key')$$) AS key_file_not_superuser;
+-- Kerberos: the server account's credentials (kinit with its keytab)
+SELECT pg_temp.try($$CREATE SERVER k1 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "sasl.mechanism" 'gssapi')$$) AS gssapi_not_superuser;
+SELECT pg_temp.try($$CREATE SERVER k1 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "sasl.mechanisms" 'GSSAPI')$$) AS gssapi_mechanisms_not_superuser;
+SELECT pg_temp.try($$CREATE SERVER k3 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "sasl.mechanism" 'SCRAM-SHA-512')$$) AS scram_not_superuser_ok;
+DROP SERVER k3;
 SELECT pg_temp.try($$CREATE SERVER k1 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1')$$) AS server_not_superuser_ok;
 RESET ROLE;
 SELECT pg_temp.try($$CREATE SERVER k2 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "ssl.ca.location" '/etc/ssl/certs')$$) AS ca_file_superuser;

@@ -106,10 +106,20 @@ static const char *const kafka_secrets[][2] = {
 	{NULL, NULL}
 };
 
-static bool
-kafka_is_server_file(const char *name)
+/*
+ * Why only a superuser may give a server property this value (NULL: anyone
+ * may): a relay would act with the database server's own rights, as
+ * postgres_fdw refuses a password-less connection to non-superusers.
+ */
+static const char *
+kafka_superuser_only(const char *name, const char *value)
 {
-	return strncmp(name, "ssl.", 4) == 0 && strstr(name, ".location") != NULL;
+	if (strncmp(name, "ssl.", 4) == 0 && strstr(name, ".location") != NULL)
+		return "With it, a relay would read a file on the database server with the server account's rights.";
+	if ((strcmp(name, "sasl.mechanism") == 0 || strcmp(name, "sasl.mechanisms") == 0) &&
+		pg_strcasecmp(value, "GSSAPI") == 0)
+		return "With it, a relay would authenticate to Kafka with the Kerberos credentials of the database server's account (librdkafka runs kinit with its keytab).";
+	return NULL;
 }
 
 /* the relay's options that shape the records (RelayConfig.options) */
@@ -948,6 +958,7 @@ txbox_kafka_validator(PG_FUNCTION_ARGS)
 		DefElem    *def = (DefElem *) lfirst(lc);
 		const char *name = def->defname;
 		const char *property = NULL;
+		const char *reason;
 		rd_kafka_conf_t *conf;
 		char		errstr[512];
 		rd_kafka_conf_res_t res;
@@ -981,12 +992,13 @@ txbox_kafka_validator(PG_FUNCTION_ARGS)
 					 context == UserMappingRelationId ?
 					 errhint("User mappings take sasl_username, sasl_password and ssl_key_password.") :
 					 errhint("txbox_kafka takes options only on servers and user mappings.")));
-		if (kafka_is_server_file(name) && !superuser())
+		reason = kafka_superuser_only(name, defGetString(def));
+		if (reason != NULL && !superuser())
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("option \"%s\" is superuser-only", name),
-					 errdetail("With it, a relay would read a file on the database server with the server account's rights."),
-					 errhint("Servers with the options ssl.ca.location, ssl.certificate.location, ssl.key.location or ssl.crl.location may only be created or modified by a superuser.")));
+					 errmsg("option \"%s\" '%s' is superuser-only", name, defGetString(def)),
+					 errdetail("%s", reason),
+					 errhint("Servers with the options ssl.ca.location, ssl.certificate.location, ssl.key.location, ssl.crl.location or sasl.mechanism 'GSSAPI' may only be created or modified by a superuser.")));
 		conf = rd_kafka_conf_new();
 		res = rd_kafka_conf_set(conf, property, defGetString(def), errstr, sizeof(errstr));
 		rd_kafka_conf_destroy(conf);
