@@ -180,6 +180,7 @@ for my $k (map { "pipe-$_" } 0 .. 19)
 	$missing += @want - keys %seen;
 	$misordered++ unless "@last" eq "@want";
 }
+note(sprintf('%d records for 4000 messages', scalar map { @$_ } values %copies));
 is($missing,    0, 'a page failing with the next in flight: every message delivered');
 is($misordered, 0, 'a page failing with the next in flight: per key, the last copies in publish order');
 $node->safe_psql('shop', q{SELECT txbox.alter_relay('to_kafka', '{"batch_size": null}')});
