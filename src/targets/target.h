@@ -19,13 +19,15 @@
  *				memory (a remote call, after which the relay saves the
  *				position in a transaction of its own).
  *	deliver_finish	(optional, with deliver outside the relay's transaction)
- *				when deliver answered DELIVERY_PENDING: the page is on its way,
- *				and the relay reads and delivers the next one before it calls
- *				deliver_finish, which waits for the outcome of the oldest page
- *				in flight (at most two are).  On a failure the target first
- *				lets every page started after it settle (their outcome waited
- *				for, then dropped), so that nothing of them is still on its
- *				way when the relay delivers again from the failed page.
+ *				when deliver answered DELIVERY_PENDING: the page is on its way
+ *				(deliver copied what it still needs of it: the RelayPage does
+ *				not outlive the call), and the relay reads and delivers the
+ *				next one before it calls deliver_finish, which waits for the
+ *				outcome of the oldest page in flight (at most two are), after
+ *				which the relay saves its position.  On a failure the target
+ *				first lets every page started after it settle (their outcome
+ *				waited for, then dropped), so that nothing of them is still on
+ *				its way when the relay delivers again from the failed page.
  *	disconnect	(optional) drop what connect kept, pages in flight too;
  *				called from the relay's error recovery, so it must not fail.
  *
