@@ -43,6 +43,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER events;
 SQL
 val() { psql -X -At -d shop -c "$1"; }
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 relay_s=() plain_s=() relay_cpu=() plain_cpu=()
 hz=$(getconf CLK_TCK)
 # cpu PID -- CPU seconds (user + system, all threads) PID has used so far
@@ -84,7 +85,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 rm=$(median "${relay_s[@]}")
 pm=$(median "${plain_s[@]}")
 echo "kafka relay throughput into librdkafka's mock cluster (3 brokers, 4 partitions)"
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $load0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "$N messages per run (~220-byte JSON values, 1000 keys, 4 headers), $ROUNDS rounds, relay options $OPTS"
 printf '%-28s %8s s %8s msg/s   runs: %s s; CPU: %s s\n' "relay (running, from commit)" "$rm" \
 	"$(awk -v n="$N" -v s="$rm" 'BEGIN { printf "%d", n / s }')" "${relay_s[*]}" "${relay_cpu[*]}"

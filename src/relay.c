@@ -19,7 +19,12 @@
  * A batch's (txid, id) keys are read once, sorted by id, and delivered in
  * pages of batch_size.  After each page the position (prev, cur, last id
  * delivered) is saved; a crash repeats at most the page in flight, which
- * the target drops as a duplicate (it deduplicates by message_id).
+ * the target drops as a duplicate (it deduplicates by message_id).  A
+ * target that answers a page DELIVERY_PENDING (kafka, at least once) gets
+ * the next page read and delivered while the first one's outcome is
+ * outstanding; each position is still saved only once its page is
+ * delivered, in order, and a failed page is delivered again, with what
+ * follows it, once the target has let the page after it settle.
  *
  * Failures.  Any error (target down, authentication, timeouts, even a
  * local one) is caught, recorded in txbox.relays (state 'retrying',
@@ -84,6 +89,7 @@ typedef struct RelayBatch
 	int64		last_id;		/* delivered within the batch up to this id */
 	int			nkeys;
 	int			next;			/* index of the next key to deliver */
+	int			inflight;		/* keys from next on in a page DELIVERY_PENDING */
 	FullTransactionId *txids;
 	int64	   *ids;
 	int			isolate_until;	/* deliver one at a time below this index */
@@ -418,15 +424,17 @@ relay_record_error(int32 relay_id, const char *state, const char *message)
 }
 
 /*
- * The number of messages of the next page: batch_size, one while isolating
- * the culprit of a rejected page, at most page_max after a timeout.
+ * The number of messages of the next page (after those in flight): 0 when
+ * none is left, else batch_size, one while isolating the culprit of a
+ * rejected page, at most page_max after a timeout.
  */
 static int
 relay_page_size(const RelayConfig *cfg)
 {
-	int			n = Min(cfg->batch_size, batch.nkeys - batch.next);
+	int			from = batch.next + batch.inflight;
+	int			n = Min(cfg->batch_size, batch.nkeys - from);
 
-	if (batch.next < batch.isolate_until)
+	if (from < batch.isolate_until)
 		n = 1;
 	if (batch.page_max > 0)
 		n = Min(n, batch.page_max);
@@ -434,18 +442,74 @@ relay_page_size(const RelayConfig *cfg)
 }
 
 /*
- * Deliver the next page (n messages) of the open batch through the relay's
- * target.  Returns the result; on failure *error says why (palloc'd).
+ * Read the n messages from keys[from] into page, as one array per column
+ * (binary send format), in a transaction of its own.
+ */
+static void
+relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
+{
+	Datum		args[2];
+	bool		isnull;
+	int			guc_level;
+
+	txbox_xact_begin("txbox relay: reading a batch");
+	relay_key_args(from, n, args);
+	/* one index scan per key: a bitmap scan's rescan also asks the kernel the table's size */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	txbox_exec(&relay_page_plan, args, NULL, false, 1);
+	AtEOXact_GUC(true, guc_level);
+	page->count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  RELAY_PAGE_COLUMNS + 1, &isnull));
+	if (page->count != n)
+		elog(ERROR, "txbox relay \"%s\": %d of %d messages of a batch are missing from the outbox",
+			 cfg->name, n - page->count, n);
+	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
+	{
+		Datum		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										c + 1, &isnull);
+		bytea	   *wire = DatumGetByteaPP(OidFunctionCall1(F_ARRAY_SEND, arr));
+
+		page->columns[c] = (bytea *) SPI_datumTransfer(PointerGetDatum(wire), false, -1);
+	}
+	txbox_xact_commit();
+}
+
+/*
+ * In the open transaction: the n messages from keys[next] are delivered;
+ * save the position after them and commit.
+ */
+static void
+relay_page_delivered(RelayConfig *cfg, int n, int duplicates)
+{
+	relay_save(cfg, batch.next + n, n, 0, duplicates);
+	txbox_xact_commit();
+	batch.next += n;
+}
+
+/*
+ * Deliver the next page of the open batch through the relay's target: the
+ * *n messages after those in flight, then, when a page was in flight
+ * (DELIVERY_PENDING before), wait for its outcome.  *n = 0: only that.
+ *
+ * Returns DELIVERY_PENDING when the page went out and none was in flight
+ * before; DELIVERY_OK when the oldest page was delivered (its position
+ * saved); else what the failure of the oldest page means, *error why
+ * (palloc'd) and *n its size: the target dropped what followed it, and the
+ * relay goes on from it (keys[next]).
  */
 static DeliveryResult
-relay_deliver_page(RelayConfig *cfg, int n, char **error)
+relay_deliver_page(RelayConfig *cfg, int *n, char **error)
 {
 	Datum		args[2];
 	RelayPage	page = {0};
 	int			duplicates = 0;
-	DeliveryResult res;
+	int			prev = batch.inflight;
+	DeliveryResult res = DELIVERY_OK;
 
-	if (relay_target->connect != NULL)
+	/* (a target with a page in flight is connected) */
+	if (relay_target->connect != NULL && prev == 0)
 	{
 		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
 		*error = relay_target->connect(cfg);
@@ -458,8 +522,8 @@ relay_deliver_page(RelayConfig *cfg, int n, char **error)
 	{
 		/* delivery and the position commit together: exactly once */
 		txbox_xact_begin("txbox relay: delivering");
-		relay_key_args(batch.next, n, args);
-		page.count = n;
+		relay_key_args(batch.next, *n, args);
+		page.count = *n;
 		page.txids = args[0];
 		page.ids = args[1];
 		res = relay_target->deliver(cfg, &page, &duplicates, error);
@@ -469,46 +533,48 @@ relay_deliver_page(RelayConfig *cfg, int n, char **error)
 			txbox_xact_commit();
 			return res;
 		}
+		relay_page_delivered(cfg, *n, duplicates);
+		return DELIVERY_OK;
 	}
-	else
+
+	/* read the page into memory, then deliver outside any transaction */
+	if (*n > 0)
 	{
-		bool		isnull;
-		int			guc_level;
-
-		/* read the page into memory, then deliver outside any transaction */
-		txbox_xact_begin("txbox relay: reading a batch");
-		relay_key_args(batch.next, n, args);
-		/* one index scan per key: a bitmap scan's rescan also asks the kernel the table's size */
-		guc_level = NewGUCNestLevel();
-		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		txbox_exec(&relay_page_plan, args, NULL, false, 1);
-		AtEOXact_GUC(true, guc_level);
-		page.count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												 RELAY_PAGE_COLUMNS + 1, &isnull));
-		if (page.count != n)
-			elog(ERROR, "txbox relay \"%s\": %d of %d messages of a batch are missing from the outbox",
-				 cfg->name, n - page.count, n);
-		for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
-		{
-			Datum		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											c + 1, &isnull);
-			bytea	   *wire = DatumGetByteaPP(OidFunctionCall1(F_ARRAY_SEND, arr));
-
-			page.columns[c] = (bytea *) SPI_datumTransfer(PointerGetDatum(wire), false, -1);
-		}
-		txbox_xact_commit();
-
+		relay_read_page(cfg, batch.next + prev, *n, &page);
 		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
 		res = relay_target->deliver(cfg, &page, &duplicates, error);
-		pgstat_report_activity(STATE_IDLE, NULL);
-		if (res != DELIVERY_OK)
-			return res;
-		txbox_xact_begin("txbox relay: saving position");
 	}
-	relay_save(cfg, batch.next + n, n, 0, duplicates);
-	txbox_xact_commit();
-	batch.next += n;
+	if (prev > 0)
+	{
+		/* the page before it: its position once all of it is delivered */
+		int			prev_duplicates = 0;
+		char	   *prev_error = NULL;
+		DeliveryResult prev_res;
+
+		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
+		prev_res = relay_target->deliver_finish(cfg, &prev_duplicates, &prev_error);
+		batch.inflight = 0;
+		if (prev_res != DELIVERY_OK)
+		{
+			/* the target dropped the page after it: on from this one */
+			pgstat_report_activity(STATE_IDLE, NULL);
+			*n = prev;
+			*error = prev_error;
+			return prev_res;
+		}
+		txbox_xact_begin("txbox relay: saving position");
+		relay_page_delivered(cfg, prev, prev_duplicates);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (res == DELIVERY_PENDING)
+	{
+		batch.inflight = *n;
+		return prev > 0 ? DELIVERY_OK : DELIVERY_PENDING;
+	}
+	if (res != DELIVERY_OK || *n == 0)
+		return res;
+	txbox_xact_begin("txbox relay: saving position");
+	relay_page_delivered(cfg, *n, duplicates);
 	return DELIVERY_OK;
 }
 
@@ -586,7 +652,9 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	txbox_xact_commit();
 
 	n = relay_page_size(&cfg);
-	res = relay_deliver_page(&cfg, n, &error);
+	res = relay_deliver_page(&cfg, &n, &error);
+	if (res == DELIVERY_PENDING)
+		return 0;				/* its outcome comes with the next page's */
 	if (res == DELIVERY_OK)
 	{
 		relay_failures = 0;

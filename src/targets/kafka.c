@@ -18,13 +18,19 @@
  * statement_timeout), with the Java client's partitioner (murmur2_random),
  * so that a key keeps its partition and its order.  A page is delivered
  * when every one of its messages has a successful delivery report; only
- * then does the relay save its position (at least once).  A message
+ * then does the relay save its position (at least once).  At least once,
+ * deliver produces the page and answers DELIVERY_PENDING: the relay reads
+ * and produces the next page while this one's reports come in, and
+ * deliver_finish waits for them (two pages in flight at most).  A message
  * Kafka refuses for its data (too large, invalid) rejects the page, which
  * the relay narrows to the message and dead-letters after max_attempts;
  * anything else (brokers down, timeouts, a fatal producer error) retries
- * the page.  A page that failed drops its producer (purged, not waited
- * for): the next attempt makes a new one, so nothing of the failed one
- * lingers or is delivered behind the relay's back.
+ * the page.  A page that failed first lets everything still in flight
+ * settle (the rest of its reports, the next page's: their outcome is
+ * dropped), then drops its producer: the next attempt makes a new one, so
+ * nothing of the failed one lingers or is delivered behind the relay's
+ * back, and the page and the ones after it go out again in order, behind
+ * everything of the failed attempt.
  *
  * "exactly_once": true makes the producer transactional, with the
  * transactional.id txbox-SYSID-DBOID-RELAYID (stable across restarts and
@@ -141,10 +147,22 @@ static int	kafka_pipe[2] = {-1, -1};	/* librdkafka's events: a byte each */
 static KafkaOptions kafka_opts;
 static MemoryContext kafka_cxt = NULL;	/* kafka_opts, kafka_rk_key */
 
-/* delivery reports of the page in flight (written by kafka_dr_cb) */
+/*
+ * The pages in flight, oldest first, and their delivery reports (counted
+ * by kafka_dr_cb).  A message's opaque is its page's seq << 32 | its index:
+ * reports of a page dropped (no longer here) are ignored.
+ */
+#define KAFKA_MAX_PAGES 2
+typedef struct KafkaPage
+{
+	uint32		seq;
+	int			outstanding;	/* produced, not yet reported */
+	rd_kafka_resp_err_t err;	/* the first error (a report's or producev's) */
+	TimestampTz deadline;
+} KafkaPage;
+static KafkaPage kafka_pages[KAFKA_MAX_PAGES];
+static int	kafka_npages = 0;
 static uint32 kafka_page_seq = 0;
-static int	kafka_outstanding = 0;
-static rd_kafka_resp_err_t kafka_page_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 static char kafka_last_error[256];	/* the last error librdkafka reported */
 
 /* the messages of a page, decoded from RelayPage's binary arrays */
@@ -155,20 +173,36 @@ typedef struct KafkaColumn
 } KafkaColumn;
 
 static void kafka_disconnect(void);
+static DeliveryResult kafka_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error);
 
 /*
  * Delivery report, called from rd_kafka_poll in this process: count the
- * page's message done and keep its first error.  Reports of an abandoned
- * page (another kafka_page_seq) are ignored.  No palloc, no ereport here.
+ * page's message done and keep its first error.  When that settles the
+ * page (its last report, or its first error), make rd_kafka_flush return
+ * (rd_kafka_yield): its waiter need not wait for the next page too.  No
+ * palloc, no ereport here.
  */
 static void
 kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-	if ((uint32) ((uintptr_t) m->_private >> 32) != kafka_page_seq)
+	uint32		seq = (uint32) ((uintptr_t) m->_private >> 32);
+
+	for (int i = 0; i < kafka_npages; i++)
+	{
+		KafkaPage  *kp = &kafka_pages[i];
+
+		if (kp->seq != seq)
+			continue;
+		kp->outstanding--;
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && kp->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			kp->err = m->err;
+			rd_kafka_yield(rk);
+		}
+		else if (kp->outstanding == 0)
+			rd_kafka_yield(rk);
 		return;
-	kafka_outstanding--;
-	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && kafka_page_err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		kafka_page_err = m->err;
+	}
 }
 
 /* librdkafka's error events (all brokers down, authentication...) */
@@ -602,24 +636,22 @@ kafka_result(rd_kafka_resp_err_t err)
 }
 
 /*
- * kafka_deliver -- the deliver callback: produce the page's records and
- * wait for every delivery report, outside any transaction.  Returns
- * DELIVERY_OK when all are delivered (exactly-once: produced in the open
- * Kafka transaction, which save_position commits), else what the first
- * failure means for the page and *error why (nothing of it committed in
- * exactly-once mode).
+ * kafka_deliver -- the deliver callback: produce the page's records,
+ * outside any transaction.  At least once, DELIVERY_PENDING: the delivery
+ * reports are kafka_deliver_finish's to wait for.  Exactly once, wait for
+ * them (kafka_deliver_finish): DELIVERY_OK when all are delivered, produced
+ * in the open Kafka transaction, which save_position commits; else what
+ * the first failure means for the page and *error why (nothing of it
+ * committed).
  */
 static DeliveryResult
 kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 			  char **error)
 {
 	KafkaColumn cols[RELAY_PAGE_COLUMNS];
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   cfg->statement_timeout_ms + 5000);
-	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	KafkaPage  *kp;
 	int			produced = 0;
 
-	*duplicates = 0;
 	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
 		kafka_decode_column(page, c, &cols[c]);
 
@@ -632,10 +664,16 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		kafka_txn_open = true;
 	}
 
-	kafka_page_seq++;
-	kafka_outstanding = 0;
-	kafka_page_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	kafka_last_error[0] = '\0';
+	if (kafka_npages == KAFKA_MAX_PAGES)
+		elog(ERROR, "txbox kafka: more than %d pages in flight", KAFKA_MAX_PAGES);
+	if (kafka_npages == 0)
+		kafka_last_error[0] = '\0';
+	kp = &kafka_pages[kafka_npages++];
+	kp->seq = ++kafka_page_seq;
+	kp->outstanding = 0;
+	kp->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	kp->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											   cfg->statement_timeout_ms + 5000);
 	while (produced < page->count)
 	{
 		int			i = produced;
@@ -644,6 +682,7 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		char	   *id = kafka_uuid(cols[0].data[i]);
 		char	   *published = kafka_timestamp(cols[6].data[i]);
 		rd_kafka_headers_t *h;
+		rd_kafka_resp_err_t err;
 
 		if (payload_len > 0)
 		{
@@ -664,9 +703,9 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 								RD_KAFKA_V_VALUE((void *) payload, Max(payload_len, 0)),
 								RD_KAFKA_V_HEADERS(h),
 								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								RD_KAFKA_V_OPAQUE((void *) (((uintptr_t) kafka_page_seq << 32) | (uintptr_t) i)),
+								RD_KAFKA_V_OPAQUE((void *) (((uintptr_t) kp->seq << 32) | (uintptr_t) i)),
 								RD_KAFKA_V_END);
-		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && GetCurrentTimestamp() < deadline)
+		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && GetCurrentTimestamp() < kp->deadline)
 		{
 			rd_kafka_headers_destroy(h);
 			kafka_wait(KAFKA_CALL_MS, false);
@@ -674,27 +713,64 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		}
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
+			/* the rest of the page is not produced: the page failed */
 			rd_kafka_headers_destroy(h);
+			kp->err = err;
 			break;
 		}
 		produced++;
-		kafka_outstanding++;
+		kp->outstanding++;
 		if (produced % 1000 == 0)
 			kafka_poll();
 	}
 
-	/* the delivery reports of what was produced */
-	while (kafka_outstanding > 0 && kafka_page_err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-		   GetCurrentTimestamp() < deadline)
+	if (!kafka_opts.exactly_once)
+		return DELIVERY_PENDING;
+	return kafka_deliver_finish(cfg, duplicates, error);
+}
+
+/*
+ * kafka_deliver_finish -- the deliver_finish callback: wait for the
+ * delivery reports of the oldest page in flight.  DELIVERY_OK when all are
+ * successful; else, once everything still in flight has settled (or the
+ * last page's deadline passed), drop the producer with the pages in
+ * flight, and return what the first failure means for the page and *error
+ * why.
+ */
+static DeliveryResult
+kafka_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
+{
+	KafkaPage  *kp = &kafka_pages[0];
+	rd_kafka_resp_err_t err;
+
+	*duplicates = 0;
+	if (kafka_npages == 0)
+	{
+		/* (kafka_disconnect dropped it: a server or option changed) */
+		*error = pstrdup("Kafka did not take the messages: the producer was dropped with them in flight");
+		return DELIVERY_RETRY;
+	}
+	while (kp->outstanding > 0 && kp->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		   GetCurrentTimestamp() < kp->deadline)
 		kafka_wait(KAFKA_CALL_MS, true);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		err = kafka_page_err;
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR && kafka_outstanding > 0)
+	err = kp->err;
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR && kp->outstanding > 0)
 		err = RD_KAFKA_RESP_ERR__TIMED_OUT;
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		kafka_npages--;
+		memmove(&kafka_pages[0], &kafka_pages[1], sizeof(KafkaPage) * kafka_npages);
 		return DELIVERY_OK;
+	}
 
-	/* a new producer for the next page: nothing of this one lingers */
+	/*
+	 * Let what is still in flight settle (this page's other records, the
+	 * next page's): then nothing of this attempt is on its way any more
+	 * when the relay delivers this page again, with a new producer.
+	 */
+	while (rd_kafka_outq_len(kafka_rk) > 0 &&
+		   GetCurrentTimestamp() < kafka_pages[kafka_npages - 1].deadline)
+		kafka_wait(KAFKA_CALL_MS, true);
 	kafka_disconnect();
 	*error = psprintf("Kafka did not take the messages: %s%s%s", rd_kafka_err2str(err),
 					  kafka_last_error[0] ? " (" : "", kafka_last_error[0] ? psprintf("%s)", kafka_last_error) : "");
@@ -922,8 +998,7 @@ kafka_disconnect(void)
 	kafka_rk = NULL;
 	kafka_txn_ready = false;
 	kafka_txn_open = false;
-	kafka_outstanding = 0;
-	kafka_page_seq++;
+	kafka_npages = 0;
 }
 
 const TargetCallbacks txbox_kafka_target = {
@@ -932,6 +1007,7 @@ const TargetCallbacks txbox_kafka_target = {
 	.in_relay_xact = false,
 	.connect = kafka_connect,
 	.deliver = kafka_deliver,
+	.deliver_finish = kafka_deliver_finish,
 	.disconnect = kafka_disconnect,
 	.load_position = kafka_load_position,
 	.save_position = kafka_save_position,

@@ -18,8 +18,18 @@
  *				outside any transaction with the page's messages read into
  *				memory (a remote call, after which the relay saves the
  *				position in a transaction of its own).
- *	disconnect	(optional) drop what connect kept; called from the relay's
- *				error recovery, so it must not fail.
+ *	deliver_finish	(optional, with deliver outside the relay's transaction)
+ *				when deliver answered DELIVERY_PENDING: the page is on its way
+ *				(deliver copied what it still needs of it: the RelayPage does
+ *				not outlive the call), and the relay reads and delivers the
+ *				next one before it calls deliver_finish, which waits for the
+ *				outcome of the oldest page in flight (at most two are), after
+ *				which the relay saves its position.  On a failure the target
+ *				first lets every page started after it settle (their outcome
+ *				waited for, then dropped), so that nothing of them is still on
+ *				its way when the relay delivers again from the failed page.
+ *	disconnect	(optional) drop what connect kept, pages in flight too;
+ *				called from the relay's error recovery, so it must not fail.
  *
  * A target that keeps the relay's position itself, committed together with
  * what it delivers (Kafka's exactly-once mode), also has:
@@ -77,7 +87,8 @@ typedef enum DeliveryResult
 	DELIVERY_OK,				/* every message delivered (some perhaps duplicates) */
 	DELIVERY_RETRY,				/* target down, slow, or failing: retry later */
 	DELIVERY_TIMEOUT,			/* the page timed out: retry a smaller one */
-	DELIVERY_REJECTED			/* the target refused these messages' data */
+	DELIVERY_REJECTED,			/* the target refused these messages' data */
+	DELIVERY_PENDING			/* on its way: deliver_finish tells the outcome */
 } DeliveryResult;
 
 /*
@@ -124,6 +135,9 @@ typedef struct TargetCallbacks
 	 */
 	DeliveryResult (*deliver) (const RelayConfig *cfg, const RelayPage *page,
 							   int *duplicates, char **error);
+
+	/* the outcome of the oldest page deliver left DELIVERY_PENDING, as deliver's */
+	DeliveryResult (*deliver_finish) (const RelayConfig *cfg, int *duplicates, char **error);
 
 	void		(*disconnect) (void);
 

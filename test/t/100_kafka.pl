@@ -2,7 +2,8 @@
 # (test/kafka_mock.c): 20,000 messages over 100 keys land with their key,
 # headers and value, in partition murmur2(key) and in order per key; a
 # page sent once complete, whatever linger.ms; brokers down then back;
-# injected retriable errors; a message too large dead-lettered; kill -9
+# injected retriable errors; a page failing while the next one is in
+# flight; a message too large dead-lettered; kill -9
 # mid-stream; SIGTERM and DROP DATABASE with every broker down.
 use strict;
 use warnings;
@@ -138,6 +139,51 @@ my @err_ids = split /\n/, $node->safe_psql('shop',
 	q{SELECT message_id FROM txbox.outbox WHERE key LIKE 'err-%'});
 is(scalar(grep { $got->{$_} && @{ $got->{$_} } == 1 } @err_ids),
 	100, 'retriable errors: every message once (idempotent producer)');
+
+######################################################################
+# 3b. A page fails while the next one is in flight (pipelining)
+######################################################################
+
+# The relay produces page N+1 before page N's delivery reports are in.
+# Produce requests failing for good (TOPIC_AUTHORIZATION_FAILED: not
+# retried by the producer) fail a page: no position may be saved past it,
+# and it is delivered again with what follows, only once the page after
+# it settled.  Every message lands, and per key the last copy of each
+# message is in publish order (each retry goes out behind everything of
+# the failed attempt).
+$node->safe_psql('shop', q{SELECT txbox.alter_relay('to_kafka', '{"batch_size": 200}')});
+my $retried = $node->safe_psql('shop', q{SELECT retried FROM txbox.relays WHERE name = 'to_kafka'});
+$kafka->command('errors 3 29');
+$node->safe_psql('shop',
+	q{SELECT txbox.publish('orders', jsonb_build_object('n', g), 'pipe-' || (g % 20))
+	  FROM generate_series(1, 4000) g});
+poll_ok($node, 'shop', q{SELECT lag_messages FROM txbox.relay_status WHERE name = 'to_kafka'},
+	'0', 90, 'a page failing with the next in flight: delivered');
+is( $node->safe_psql('shop',
+		qq{SELECT retried > $retried AND last_error LIKE '%uthoriz%' FROM txbox.relays WHERE name = 'to_kafka'}),
+	't', 'the relay saw its pages fail');
+my %copies;    # key -> n of each record, in partition order
+for my $r (grep { ($_->{key} // '') =~ /^pipe-/ } $kafka->records('orders'))
+{
+	$r->{value} =~ /"n": (\d+)/ or next;
+	push @{ $copies{ $r->{key} } }, $1;
+}
+my ($missing, $misordered) = (0, 0);
+for my $k (map { "pipe-$_" } 0 .. 19)
+{
+	my (%seen, @last);
+	for my $n (reverse @{ $copies{$k} // [] })    # each message's last copy
+	{
+		unshift @last, $n unless $seen{$n}++;
+	}
+	my @want = grep { $_ % 20 == substr($k, 5) } 1 .. 4000;
+	$missing += @want - keys %seen;
+	$misordered++ unless "@last" eq "@want";
+}
+note(sprintf('%d records for 4000 messages', scalar map { @$_ } values %copies));
+is($missing,    0, 'a page failing with the next in flight: every message delivered');
+is($misordered, 0, 'a page failing with the next in flight: per key, the last copies in publish order');
+$node->safe_psql('shop', q{SELECT txbox.alter_relay('to_kafka', '{"batch_size": null}')});
 
 ######################################################################
 # 4. A message too large (message.max.bytes) is dead-lettered
