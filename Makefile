@@ -38,6 +38,11 @@ include $(PGXS)
 # (after PGXS, which empties it) TxboxTest.pm
 PROVE_FLAGS = -I test/t
 
+# every object depends on every header of ours (PGXS tracks no header
+# dependencies unless PostgreSQL was configured with --enable-depend):
+# a changed struct in a header rebuilds all that might use it
+$(OBJS): $(wildcard src/*.h src/targets/*.h)
+
 txbox--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
 
