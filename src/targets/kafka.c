@@ -320,26 +320,27 @@ kafka_transactional_id(const RelayConfig *cfg)
 }
 
 /*
- * Make the producer for cfg: the server's properties, the owner's user
- * mapping's secrets, and the guarantees txbox sets.  Needs a transaction
- * (catalog lookups).  ERROR on a configuration librdkafka refuses.
+ * A librdkafka configuration with cfg's server's properties (only those
+ * that reach the cluster if connection_only: for a consumer) and the
+ * owner's user mapping's secrets.  Needs a transaction (catalog lookups).
  */
-static void
-kafka_create(const RelayConfig *cfg)
+static rd_kafka_conf_t *
+kafka_conf_endpoint(const RelayConfig *cfg, bool connection_only)
 {
 	ForeignServer *server = GetForeignServerByName(cfg->server, false);
 	UserMapping *um = GetUserMapping(cfg->owner, server->serverid);
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_queue_t *mainq;
-	char		errstr[512];
 	ListCell   *lc;
 
 	foreach(lc, server->options)
 	{
 		DefElem    *d = lfirst(lc);
+		bool		bootstrap = strcmp(d->defname, "bootstrap_servers") == 0;
 
-		kafka_set(conf, strcmp(d->defname, "bootstrap_servers") == 0 ? "bootstrap.servers" : d->defname,
-				  defGetString(d));
+		if (!connection_only || bootstrap ||
+			strncmp(d->defname, "ssl.", 4) == 0 || strncmp(d->defname, "sasl.", 5) == 0 ||
+			strcmp(d->defname, "security.protocol") == 0 || strcmp(d->defname, "client.id") == 0)
+			kafka_set(conf, bootstrap ? "bootstrap.servers" : d->defname, defGetString(d));
 	}
 	foreach(lc, um->options)
 	{
@@ -349,6 +350,20 @@ kafka_create(const RelayConfig *cfg)
 			if (strcmp(d->defname, kafka_secrets[i][0]) == 0)
 				kafka_set(conf, kafka_secrets[i][1], defGetString(d));
 	}
+	return conf;
+}
+
+/*
+ * Make the producer for cfg: the server's properties, the owner's user
+ * mapping's secrets, and the guarantees txbox sets.  Needs a transaction
+ * (catalog lookups).  ERROR on a configuration librdkafka refuses.
+ */
+static void
+kafka_create(const RelayConfig *cfg)
+{
+	rd_kafka_conf_t *conf = kafka_conf_endpoint(cfg, false);
+	rd_kafka_queue_t *mainq;
+	char		errstr[512];
 	kafka_set(conf, "enable.idempotence", "true");
 	kafka_set(conf, "partitioner", "murmur2_random");
 	kafka_set(conf, "message.timeout.ms", psprintf("%d", cfg->statement_timeout_ms));
@@ -852,8 +867,6 @@ kafka_load_position(const RelayConfig *cfg, RelayPosition *pos)
 				high;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   cfg->connect_timeout_ms + cfg->statement_timeout_ms);
-	ForeignServer *server;
-	ListCell   *lc;
 	rd_kafka_resp_err_t err;
 
 	error = kafka_ready(cfg);
@@ -864,26 +877,7 @@ kafka_load_position(const RelayConfig *cfg, RelayPosition *pos)
 	if (!kafka_opts.exactly_once)
 		return false;
 
-	server = GetForeignServerByName(cfg->server, false);
-	conf = rd_kafka_conf_new();
-	foreach(lc, server->options)
-	{
-		DefElem    *d = lfirst(lc);
-
-		if (strcmp(d->defname, "bootstrap_servers") == 0 ||
-			strncmp(d->defname, "ssl.", 4) == 0 || strncmp(d->defname, "sasl.", 5) == 0 ||
-			strcmp(d->defname, "security.protocol") == 0 || strcmp(d->defname, "client.id") == 0)
-			kafka_set(conf, strcmp(d->defname, "bootstrap_servers") == 0 ? "bootstrap.servers" : d->defname,
-					  defGetString(d));
-	}
-	foreach(lc, GetUserMapping(cfg->owner, server->serverid)->options)
-	{
-		DefElem    *d = lfirst(lc);
-
-		for (int i = 0; kafka_secrets[i][0]; i++)
-			if (strcmp(d->defname, kafka_secrets[i][0]) == 0)
-				kafka_set(conf, kafka_secrets[i][1], defGetString(d));
-	}
+	conf = kafka_conf_endpoint(cfg, true);
 	key = kafka_transactional_id(cfg);
 	kafka_set(conf, "group.id", key);
 	kafka_set(conf, "enable.auto.commit", "false");
@@ -1033,6 +1027,7 @@ txbox_kafka_validator(PG_FUNCTION_ARGS)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 		const char *name = def->defname;
+		const char *value = defGetString(def);
 		const char *property = NULL;
 		const char *reason;
 		rd_kafka_conf_t *conf;
@@ -1068,15 +1063,15 @@ txbox_kafka_validator(PG_FUNCTION_ARGS)
 					 context == UserMappingRelationId ?
 					 errhint("User mappings take sasl_username, sasl_password and ssl_key_password.") :
 					 errhint("txbox_kafka takes options only on servers and user mappings.")));
-		reason = kafka_superuser_only(name, defGetString(def));
+		reason = kafka_superuser_only(name, value);
 		if (reason != NULL && !superuser())
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("option \"%s\" '%s' is superuser-only", name, defGetString(def)),
+					 errmsg("option \"%s\" '%s' is superuser-only", name, value),
 					 errdetail("%s", reason),
 					 errhint("Servers with the options ssl.ca.location, ssl.certificate.location, ssl.key.location, ssl.crl.location or sasl.mechanism 'GSSAPI' may only be created or modified by a superuser.")));
 		conf = rd_kafka_conf_new();
-		res = rd_kafka_conf_set(conf, property, defGetString(def), errstr, sizeof(errstr));
+		res = rd_kafka_conf_set(conf, property, value, errstr, sizeof(errstr));
 		rd_kafka_conf_destroy(conf);
 		if (res != RD_KAFKA_CONF_OK)
 			ereport(ERROR,
