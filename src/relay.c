@@ -61,6 +61,7 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/xid8.h"
 #include "utils/syscache.h"
@@ -92,6 +93,8 @@ typedef struct RelayBatch
 	int			inflight;		/* keys from next on in a page DELIVERY_PENDING */
 	FullTransactionId *txids;
 	int64	   *ids;
+	Datum		topics;			/* the relay's topics the keys were read for */
+	bool		topics_null;
 	int			isolate_until;	/* deliver one at a time below this index */
 	int			page_max;		/* 0, or the page size a timeout halved it to */
 	int			pages_ok;		/* pages delivered in a row since page_max changed */
@@ -135,29 +138,46 @@ static TxboxPlan relay_snapshot_plan = {
 	0, {InvalidOid}
 };
 
+/* the batch's keys as two arrays, in delivery order (the function's) */
 static TxboxPlan relay_keys_plan = {
-	"SELECT txid, id FROM txbox._batch_keys($1::pg_catalog.pg_snapshot,"
-	" $2::pg_catalog.pg_snapshot, $3, $4, $5)",
+	"SELECT pg_catalog.array_agg(k.txid), pg_catalog.array_agg(k.id), pg_catalog.count(*)"
+	" FROM txbox._batch_keys($1::pg_catalog.pg_snapshot, $2::pg_catalog.pg_snapshot, $3, $4, $5) k",
 	5, {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, INT8OID}
 };
-#define Anum_relay_key_txid		1
-#define Anum_relay_key_id		2
+#define Anum_relay_keys_txids	1
+#define Anum_relay_keys_ids		2
+#define Anum_relay_keys_count	3
 
-/* one page as arrays (for a remote target), in delivery order */
+/*
+ * One page as arrays (for a remote target), in delivery order, read by
+ * runs: a run is keys in a row of one transaction, (txid, lo, hi), and
+ * holds every message of that transaction between lo and hi that the
+ * batch has (the filter of txbox._batch_keys, repeated here: relay_read_page
+ * checks that the ids read are the page's keys).  A big transaction's page
+ * is one index range scan, not one probe per key.  The nested loop keeps
+ * the runs' order, each run in id order, and the aggregates take the rows
+ * as they come.
+ */
 static TxboxPlan relay_page_plan = {
-	"SELECT pg_catalog.array_agg(o.message_id ORDER BY k.ord),"
-	" pg_catalog.array_agg(o.topic ORDER BY k.ord),"
-	" pg_catalog.array_agg(o.key ORDER BY k.ord),"
-	" pg_catalog.array_agg(o.headers ORDER BY k.ord),"
-	" pg_catalog.array_agg(o.payload ORDER BY k.ord),"
-	" pg_catalog.array_agg(o.payload_bytes ORDER BY k.ord),"
-	" pg_catalog.array_agg(o.published_at ORDER BY k.ord),"
-	" pg_catalog.count(*)"
-	" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::pg_catalog.int8[]))"
-	" WITH ORDINALITY AS k(txid, id, ord)"
-	" JOIN txbox.outbox o ON o.txid OPERATOR(pg_catalog.=) k.txid AND o.id OPERATOR(pg_catalog.=) k.id",
-	2, {XID8ARRAYOID, INT8ARRAYOID}
+	"SELECT pg_catalog.array_agg(o.message_id), pg_catalog.array_agg(o.topic),"
+	" pg_catalog.array_agg(o.key), pg_catalog.array_agg(o.headers),"
+	" pg_catalog.array_agg(o.payload), pg_catalog.array_agg(o.payload_bytes),"
+	" pg_catalog.array_agg(o.published_at), pg_catalog.array_agg(o.id), pg_catalog.count(*)"
+	" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::pg_catalog.int8[]),"
+	" pg_catalog.unnest($3::pg_catalog.int8[])) WITH ORDINALITY AS r(txid, lo, hi, ord)"
+	" CROSS JOIN LATERAL (SELECT x.message_id, x.topic, x.key, x.headers, x.payload, x.payload_bytes,"
+	" x.published_at, x.id FROM txbox.outbox x"
+	" WHERE x.txid OPERATOR(pg_catalog.=) r.txid"
+	" AND x.id OPERATOR(pg_catalog.>=) r.lo AND x.id OPERATOR(pg_catalog.<=) r.hi"
+	" AND ($4::pg_catalog.text[] IS NULL OR x.topic OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]))"
+	" AND (x.relay IS NULL OR x.relay OPERATOR(pg_catalog.=) $5)"
+	" ORDER BY x.id) o",
+	5, {XID8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTOID},
+	/* one plan for every page: nested loops through the index */
+	NULL, CURSOR_OPT_GENERIC_PLAN
 };
+#define Anum_relay_page_ids		(RELAY_PAGE_COLUMNS + 1)
+#define Anum_relay_page_count	(RELAY_PAGE_COLUMNS + 2)
 
 
 static TxboxPlan relay_save_plan = {
@@ -301,6 +321,7 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	Datum		args[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			n;
+	bool		isnull;
 	MemoryContext old;
 
 	if (batch.cur == NULL)
@@ -316,7 +337,9 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	nulls[2] = topics_null ? 'n' : ' ';
 	args[3] = CStringGetTextDatum(cfg->name);
 	args[4] = Int64GetDatum(batch.last_id);
-	n = txbox_exec(&relay_keys_plan, args, nulls, true, 0);
+	txbox_exec(&relay_keys_plan, args, nulls, true, 1);
+	n = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  Anum_relay_keys_count, &isnull));
 
 	/*
 	 * Deliver only what survives a crash: a transaction committed
@@ -333,17 +356,22 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	batch.page_max = 0;
 	batch.pages_ok = 0;
 	batch.attempts = 0;
+	batch.topics = topics_null ? (Datum) 0 : datumCopy(topics, false, -1);
+	batch.topics_null = topics_null;
 	batch.txids = palloc(sizeof(FullTransactionId) * Max(n, 1));
 	batch.ids = palloc(sizeof(int64) * Max(n, 1));
-	for (int i = 0; i < n; i++)
+	if (n > 0)
 	{
-		bool		isnull;
+		ArrayType  *txids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc,
+															 Anum_relay_keys_txids, &isnull));
+		ArrayType  *ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc,
+														   Anum_relay_keys_ids, &isnull));
 
-		batch.txids[i] = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc,
-																 Anum_relay_key_txid, &isnull));
-		batch.ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-												   Anum_relay_key_id, &isnull));
+		/* xid8 and bigint: 8 bytes each, no nulls */
+		memcpy(batch.txids, ARR_DATA_PTR(txids), sizeof(FullTransactionId) * n);
+		memcpy(batch.ids, ARR_DATA_PTR(ids), sizeof(int64) * n);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -448,23 +476,53 @@ relay_page_size(const RelayConfig *cfg)
 static void
 relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
 {
-	Datum		args[2];
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum	   *txids = palloc(sizeof(Datum) * n);
+	Datum	   *lo = palloc(sizeof(Datum) * n);
+	Datum	   *hi = palloc(sizeof(Datum) * n);
+	int			runs = 0;
 	bool		isnull;
 	int			guc_level;
+	ArrayType  *ids;
+
+	/* the page's runs: keys in a row of one transaction */
+	for (int i = from; i < from + n; i++)
+	{
+		if (runs == 0 || !FullTransactionIdEquals(batch.txids[i], batch.txids[i - 1]))
+		{
+			txids[runs] = FullTransactionIdGetDatum(batch.txids[i]);
+			lo[runs++] = Int64GetDatum(batch.ids[i]);
+		}
+		hi[runs - 1] = Int64GetDatum(batch.ids[i]);
+	}
+	args[0] = PointerGetDatum(construct_array(txids, runs, XID8OID, sizeof(FullTransactionId),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(lo, runs, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(hi, runs, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = batch.topics;
+	nulls[3] = batch.topics_null ? 'n' : ' ';
+	args[4] = CStringGetTextDatum(cfg->name);
 
 	txbox_xact_begin("txbox relay: reading a batch");
-	relay_key_args(from, n, args);
-	/* one index scan per key: a bitmap scan's rescan also asks the kernel the table's size */
+	/* index scans: a bitmap scan's rescan per run asks the kernel the table's size */
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	txbox_exec(&relay_page_plan, args, NULL, false, 1);
+	txbox_exec(&relay_page_plan, args, nulls, false, 1);
 	AtEOXact_GUC(true, guc_level);
 	page->count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											  RELAY_PAGE_COLUMNS + 1, &isnull));
+											  Anum_relay_page_count, &isnull));
 	if (page->count != n)
 		elog(ERROR, "txbox relay \"%s\": %d of %d messages of a batch are missing from the outbox",
 			 cfg->name, n - page->count, n);
+	ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   Anum_relay_page_ids, &isnull));
+	if (memcmp(ARR_DATA_PTR(ids), &batch.ids[from], sizeof(int64) * n) != 0)
+		elog(ERROR, "txbox relay \"%s\": a page read from the outbox is not the batch's",
+			 cfg->name);
 	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
 	{
 		Datum		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -728,7 +786,7 @@ relay_connect(TxboxSlot *slot)
 static void
 relay_session_settings(void)
 {
-	/* page fetches probe the (txid, id) index key by key */
+	/* key arrays join the outbox key by key, through its (txid, id) index */
 	SetConfigOption("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION);
 

@@ -563,14 +563,21 @@ kafka_timestamp(const char *data)
 					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
 }
 
-static char *
-kafka_uuid(const char *data)
+/* The text form of a uuid's 16 bytes, into out (37 bytes) */
+static void
+kafka_uuid(const char *data, char *out)
 {
+	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *) data;
 
-	return psprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-					u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
-					u[12], u[13], u[14], u[15]);
+	for (int i = 0; i < 16; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*out++ = '-';
+		*out++ = hex[u[i] >> 4];
+		*out++ = hex[u[i] & 15];
+	}
+	*out = '\0';
 }
 
 /* The Kafka topic of a txbox topic: topic_prefix || (topic_map->topic, else topic) */
@@ -666,6 +673,8 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 	KafkaColumn cols[RELAY_PAGE_COLUMNS];
 	KafkaPage  *kp;
 	int			produced = 0;
+	char	   *published = NULL;
+	char	   *topic = NULL;
 
 	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
 		kafka_decode_column(page, c, &cols[c]);
@@ -694,11 +703,17 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		int			i = produced;
 		const char *payload = cols[4].data[i];
 		int			payload_len = cols[4].len[i];
-		char	   *id = kafka_uuid(cols[0].data[i]);
-		char	   *published = kafka_timestamp(cols[6].data[i]);
+		char		id[37];
 		rd_kafka_headers_t *h;
 		rd_kafka_resp_err_t err;
 
+		kafka_uuid(cols[0].data[i], id);
+		/* a page's messages mostly share their topic and publish time */
+		if (i == 0 || memcmp(cols[6].data[i], cols[6].data[i - 1], sizeof(TimestampTz)) != 0)
+			published = kafka_timestamp(cols[6].data[i]);
+		if (i == 0 || cols[1].len[i] != cols[1].len[i - 1] ||
+			memcmp(cols[1].data[i], cols[1].data[i - 1], cols[1].len[i]) != 0)
+			topic = kafka_topic(cols[1].data[i], cols[1].len[i]);
 		if (payload_len > 0)
 		{
 			/* jsonb: skip the version byte */
@@ -713,7 +728,7 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		h = kafka_headers(cfg, cols[3].data[i], cols[3].len[i], id,
 						  cols[1].data[i], cols[1].len[i], published);
 		err = rd_kafka_producev(kafka_rk,
-								RD_KAFKA_V_TOPIC(kafka_topic(cols[1].data[i], cols[1].len[i])),
+								RD_KAFKA_V_TOPIC(topic),
 								RD_KAFKA_V_KEY(cols[2].data[i], Max(cols[2].len[i], 0)),
 								RD_KAFKA_V_VALUE((void *) payload, Max(payload_len, 0)),
 								RD_KAFKA_V_HEADERS(h),

@@ -89,6 +89,13 @@ $source->safe_psql('shop',
 wait_delivered($source, 'billing', outbox_ids("WHERE topic = 'orders'"),
 	'other database, topic filter');
 wait_delivered($remote, 'postgres', outbox_ids(''), 'other cluster');
+# the transaction's pages (read run by run, the other topic's messages in
+# between left out) arrive in publish order
+is( $source->safe_psql('billing',
+		q{SELECT string_agg(message_id::text, ',' ORDER BY seq) FROM txbox.inbox}),
+	$source->safe_psql('shop',
+		q{SELECT string_agg(message_id::text, ',' ORDER BY id) FROM txbox.outbox WHERE topic = 'orders'}),
+	'other database: in publish order');
 is( $remote->safe_psql(
 		'postgres', q{SELECT payload_bytes FROM txbox.inbox WHERE key = 'bin'}),
 	'\x00ff00', 'binary payload delivered byte-exact');
