@@ -60,7 +60,6 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
-#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -110,7 +109,8 @@ typedef struct HttpMessage
 	char	   *topic;
 	char	   *key;			/* or NULL */
 	int			key_len;
-	char	   *headers;		/* jsonb as text, or NULL */
+	const char *headers;		/* its headers element (jsonb, send format) */
+	int			headers_len;
 	const char *body;
 	int			body_len;
 	bool		binary;
@@ -837,27 +837,12 @@ http_token(const char *name)
 	return true;
 }
 
-/* the message's headers (a flat object of strings, publish.c) as HTTP headers, where they may be */
+/* a message's header as an HTTP header, where it may be */
 static void
-http_add_message_headers(HttpRequest *req, const char *json)
+http_add_message_header(void *arg, const char *name, const char *value, int value_len)
 {
-	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *name = NULL;
-
-	if (!JB_ROOT_IS_OBJECT(jb))
-		return;
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-			name = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE && v.type == jbvString && http_token(name) &&
-				 !http_reserved_header(name))
-			http_add_header(req, name, v.val.string.val, v.val.string.len, false);
-	}
+	if (http_token(name) && !http_reserved_header(name))
+		http_add_header((HttpRequest *) arg, name, value, value_len, false);
 }
 
 /* webhook-signature: "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>" per secret */
@@ -947,8 +932,7 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
 		if (m->key != NULL)
 			http_add_header(req, "ce-subject", m->key, m->key_len, true);
 	}
-	if (m->headers != NULL)
-		http_add_message_headers(req, m->headers);
+	txbox_page_headers(m->headers, m->headers_len, http_add_message_header, req);
 
 	curl_easy_setopt(e, CURLOPT_URL, ep->url);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, m->body);
@@ -990,33 +974,6 @@ http_quote_answer(HttpRequest *req)
  *----------
  */
 
-static uint32
-http_read32(const char **p)
-{
-	uint32		v;
-
-	memcpy(&v, *p, 4);
-	*p += 4;
-	return pg_ntoh32(v);
-}
-
-/* The count elements of a column (array_send format of a one-dimensional array): data and length (-1: NULL). */
-static void
-http_column(const bytea *wire, int count, const char **data, int *len)
-{
-	const char *p = VARDATA_ANY(wire);
-	int			ndim = http_read32(&p);
-
-	p += 8 + 8 * ndim;			/* flags, element type, dimensions */
-	for (int i = 0; i < count; i++)
-	{
-		len[i] = (int32) http_read32(&p);
-		data[i] = len[i] < 0 ? NULL : p;
-		if (len[i] > 0)
-			p += len[i];
-	}
-}
-
 static int
 http_key_cmp(const void *a, const void *b, void *arg)
 {
@@ -1035,53 +992,49 @@ http_read_page(const RelayPage *page)
 {
 	int			n = page->count;
 	HttpMessage *msgs = palloc0(sizeof(HttpMessage) * n);
-	const char **data = palloc(sizeof(char *) * n);
-	int		   *len = palloc(sizeof(int) * n);
+	PageColumn	col;
 	int		   *order = palloc(sizeof(int) * n);
 	int			nkeyed = 0;
 
 	/* message_id, topic, key, headers, payload, payload_bytes */
-	http_column(page->columns[0], n, data, len);
+	txbox_page_column(page, 0, &col);
 	for (int i = 0; i < n; i++)
 	{
-		const unsigned char *u = (const unsigned char *) data[i];
-
-		msgs[i].uuid = data[i];
-		snprintf(msgs[i].id, sizeof(msgs[i].id),
-				 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-				 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
-				 u[11], u[12], u[13], u[14], u[15]);
+		msgs[i].uuid = col.data[i];
+		txbox_page_uuid(col.data[i], msgs[i].id);
 		msgs[i].prev_same_key = -1;
 	}
-	http_column(page->columns[1], n, data, len);
+	txbox_page_column(page, 1, &col);
 	for (int i = 0; i < n; i++)
-		msgs[i].topic = pnstrdup(data[i], len[i]);
-	http_column(page->columns[2], n, data, len);
+		msgs[i].topic = pnstrdup(col.data[i], col.len[i]);
+	txbox_page_column(page, 2, &col);
 	for (int i = 0; i < n; i++)
-		if (data[i] != NULL)
+		if (col.data[i] != NULL)
 		{
-			msgs[i].key = pnstrdup(data[i], len[i]);
-			msgs[i].key_len = len[i];
+			msgs[i].key = pnstrdup(col.data[i], col.len[i]);
+			msgs[i].key_len = col.len[i];
 			order[nkeyed++] = i;
 		}
+	txbox_page_column(page, 3, &col);
+	for (int i = 0; i < n; i++)
+	{
+		msgs[i].headers = col.data[i];
+		msgs[i].headers_len = col.len[i];
+	}
 	/* jsonb's binary format: a version byte, then the text */
-	http_column(page->columns[3], n, data, len);
+	txbox_page_column(page, 4, &col);
 	for (int i = 0; i < n; i++)
-		if (data[i] != NULL)
-			msgs[i].headers = pnstrdup(data[i] + 1, len[i] - 1);
-	http_column(page->columns[4], n, data, len);
-	for (int i = 0; i < n; i++)
-		if (data[i] != NULL)
+		if (col.data[i] != NULL)
 		{
-			msgs[i].body = data[i] + 1;
-			msgs[i].body_len = len[i] - 1;
+			msgs[i].body = col.data[i] + 1;
+			msgs[i].body_len = col.len[i] - 1;
 		}
-	http_column(page->columns[5], n, data, len);
+	txbox_page_column(page, 5, &col);
 	for (int i = 0; i < n; i++)
-		if (data[i] != NULL)
+		if (col.data[i] != NULL)
 		{
-			msgs[i].body = data[i];
-			msgs[i].body_len = len[i];
+			msgs[i].body = col.data[i];
+			msgs[i].body_len = col.len[i];
 			msgs[i].binary = true;
 		}
 

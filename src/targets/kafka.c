@@ -166,11 +166,6 @@ static uint32 kafka_page_seq = 0;
 static char kafka_last_error[256];	/* the last error librdkafka reported */
 
 /* the messages of a page, decoded from RelayPage's binary arrays */
-typedef struct KafkaColumn
-{
-	const char **data;
-	int		   *len;			/* -1: NULL */
-} KafkaColumn;
 
 static void kafka_disconnect(void);
 static DeliveryResult kafka_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error);
@@ -517,38 +512,6 @@ kafka_connect(const RelayConfig *cfg)
 	return error;
 }
 
-/*
- * Decode column c of page (the binary send format of a one-dimensional
- * array: ndim, hasnull, element type, size, lower bound, then each element
- * as length and bytes) into col: pointers into the page, no copy.
- */
-static void
-kafka_decode_column(const RelayPage *page, int c, KafkaColumn *col)
-{
-	const char *p = VARDATA_ANY(page->columns[c]);
-	const char *end = p + VARSIZE_ANY_EXHDR(page->columns[c]);
-	int32		ndim;
-
-#define KAFKA_INT32(p) ((int32) pg_ntoh32(*(const uint32 *) (p)))
-	col->data = palloc0(sizeof(char *) * Max(page->count, 1));
-	col->len = palloc(sizeof(int) * Max(page->count, 1));
-	ndim = KAFKA_INT32(p);
-	p += 12 + 8 * ndim;
-	for (int i = 0; i < page->count; i++)
-	{
-		if (p + 4 > end)
-			elog(ERROR, "txbox kafka: a page's column %d is short", c);
-		col->len[i] = KAFKA_INT32(p);
-		p += 4;
-		if (col->len[i] >= 0)
-		{
-			col->data[i] = p;
-			p += col->len[i];
-		}
-	}
-#undef KAFKA_INT32
-}
-
 /* RFC 3339 in UTC of a timestamptz's binary form (microseconds since 2000) */
 static char *
 kafka_timestamp(const char *data)
@@ -561,23 +524,6 @@ kafka_timestamp(const char *data)
 		return pstrdup("");
 	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year, tm.tm_mon, tm.tm_mday,
 					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
-}
-
-/* The text form of a uuid's 16 bytes, into out (37 bytes) */
-static void
-kafka_uuid(const char *data, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *u = (const unsigned char *) data;
-
-	for (int i = 0; i < 16; i++)
-	{
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*out++ = '-';
-		*out++ = hex[u[i] >> 4];
-		*out++ = hex[u[i] & 15];
-	}
-	*out = '\0';
 }
 
 /* The Kafka topic of a txbox topic: topic_prefix || (topic_map->topic, else topic) */
@@ -599,9 +545,15 @@ kafka_topic(const char *topic, int len)
 	return psprintf("%s%.*s", kafka_opts.topic_prefix, len, topic);
 }
 
+static void
+kafka_add_header(void *arg, const char *name, const char *value, int value_len)
+{
+	rd_kafka_header_add((rd_kafka_headers_t *) arg, name, -1, value, value_len);
+}
+
 /*
- * The record headers of one message: its headers (jsonb's send format: a
- * version byte, then JSON text), then txbox's, then CloudEvents' if asked.
+ * The record headers of one message: its headers (its element of the
+ * headers column), then txbox's, then CloudEvents' if asked.
  */
 static rd_kafka_headers_t *
 kafka_headers(const RelayConfig *cfg, const char *headers, int headers_len,
@@ -609,23 +561,7 @@ kafka_headers(const RelayConfig *cfg, const char *headers, int headers_len,
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 
-	if (headers_len > 1)
-	{
-		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-															CStringGetDatum(pnstrdup(headers + 1, headers_len - 1))));
-		JsonbIterator *it = JsonbIteratorInit(&jb->root);
-		JsonbValue	v;
-		JsonbIteratorToken tok;
-		char	   *name = NULL;
-
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok == WJB_KEY)
-				name = pnstrdup(v.val.string.val, v.val.string.len);
-			else if (tok == WJB_VALUE)	/* a string: txbox.publish checks */
-				rd_kafka_header_add(h, name, -1, v.val.string.val, v.val.string.len);
-		}
-	}
+	txbox_page_headers(headers, headers_len, kafka_add_header, h);
 	rd_kafka_header_add(h, "txbox-message-id", -1, id, -1);
 	rd_kafka_header_add(h, "txbox-topic", -1, topic, topic_len);
 	rd_kafka_header_add(h, "txbox-published-at", -1, published, -1);
@@ -670,14 +606,14 @@ static DeliveryResult
 kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 			  char **error)
 {
-	KafkaColumn cols[RELAY_PAGE_COLUMNS];
+	PageColumn	cols[RELAY_PAGE_COLUMNS];
 	KafkaPage  *kp;
 	int			produced = 0;
 	char	   *published = NULL;
 	char	   *topic = NULL;
 
 	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
-		kafka_decode_column(page, c, &cols[c]);
+		txbox_page_column(page, c, &cols[c]);
 
 	if (kafka_opts.exactly_once)
 	{
@@ -707,7 +643,7 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		rd_kafka_headers_t *h;
 		rd_kafka_resp_err_t err;
 
-		kafka_uuid(cols[0].data[i], id);
+		txbox_page_uuid(cols[0].data[i], id);
 		/* a page's messages mostly share their topic and publish time */
 		if (i == 0 || memcmp(cols[6].data[i], cols[6].data[i - 1], sizeof(TimestampTz)) != 0)
 			published = kafka_timestamp(cols[6].data[i]);

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  * targets/target.c
  *		The table of targets, and what every target shares: the meaning of
- *		an error's SQLSTATE for a page, and a wait on a socket that honours
- *		interrupts.
+ *		an error's SQLSTATE for a page, a wait on a socket that honours
+ *		interrupts, and reading a page's messages.
  *
  * Adding a target: a file in targets/ that defines its TargetCallbacks, and
  * its line in the table below (plus its options' rows in src/options.c, and
@@ -14,7 +14,10 @@
 
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/pg_bswap.h"
 #include "storage/latch.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -92,5 +95,90 @@ txbox_target_wait_socket(pgsocket sock, bool for_write, TimestampTz deadline)
 		}
 		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
 			return true;
+	}
+}
+
+/*
+ * txbox_page_column -- decode column c of page (the binary send format of
+ * a one-dimensional array: ndim, flags, element type, then per dimension
+ * its size and lower bound, then each element as a length and its bytes)
+ * into col, palloc'd; the elements point into the page.
+ */
+static int32
+page_read32(const char **p)
+{
+	uint32		v;
+
+	memcpy(&v, *p, 4);
+	*p += 4;
+	return (int32) pg_ntoh32(v);
+}
+
+void
+txbox_page_column(const RelayPage *page, int c, PageColumn *col)
+{
+	const char *p = VARDATA_ANY(page->columns[c]);
+	const char *end = p + VARSIZE_ANY_EXHDR(page->columns[c]);
+	int32		ndim = page_read32(&p);
+
+	col->data = palloc0(sizeof(char *) * Max(page->count, 1));
+	col->len = palloc(sizeof(int) * Max(page->count, 1));
+	p += 8 + 8 * ndim;			/* flags, element type, dimensions */
+	for (int i = 0; i < page->count; i++)
+	{
+		if (p + 4 > end)
+			elog(ERROR, "txbox relay: a page's column %d is short", c);
+		col->len[i] = page_read32(&p);
+		if (col->len[i] >= 0)
+		{
+			col->data[i] = p;
+			p += col->len[i];
+		}
+	}
+}
+
+/* txbox_page_uuid -- the text form of a uuid's 16 bytes, into out (37 bytes) */
+void
+txbox_page_uuid(const char *data, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *) data;
+
+	for (int i = 0; i < 16; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*out++ = '-';
+		*out++ = hex[u[i] >> 4];
+		*out++ = hex[u[i] & 15];
+	}
+	*out = '\0';
+}
+
+/*
+ * txbox_page_headers -- call fn for each header of a message, given its
+ * element of the headers column (jsonb's send format: a version byte, then
+ * the JSON text of a flat object of strings, as txbox.publish checks).
+ */
+void
+txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
+{
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *name = NULL;
+
+	if (len <= 1)
+		return;
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(data + 1, len - 1))));
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return;
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			name = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE && v.type == jbvString)
+			fn(arg, name, v.val.string.val, v.val.string.len);
 	}
 }

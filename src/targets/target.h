@@ -110,6 +110,23 @@ typedef struct RelayPage
 												 * timestamptz[] */
 } RelayPage;
 
+/*
+ * A page's messages as a target outside the relay's transaction reads
+ * them: column c's element i is data[i], len[i] bytes (NULL and -1 for a
+ * NULL), pointing into the page (target.c).
+ */
+typedef struct PageColumn
+{
+	const char **data;
+	int		   *len;
+} PageColumn;
+extern void txbox_page_column(const RelayPage *page, int c, PageColumn *col);
+/* a message_id element as text, into out (37 bytes: 36 and a NUL) */
+extern void txbox_page_uuid(const char *data, char *out);
+/* fn(arg, name, value, value_len) for each header of a headers element */
+typedef void (*PageHeaderFn) (void *arg, const char *name, const char *value, int value_len);
+extern void txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg);
+
 /* A relay's position (txbox.relays.snapshot, batch_snapshot, batch_last_id) */
 typedef struct RelayPosition
 {
