@@ -54,6 +54,7 @@
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -63,6 +64,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
 #include "utils/xid8.h"
 #include "utils/syscache.h"
 #include "utils/guc.h"
@@ -138,11 +140,30 @@ static TxboxPlan relay_snapshot_plan = {
 	0, {InvalidOid}
 };
 
-/* the batch's keys as two arrays, in delivery order (the function's) */
+/*
+ * The keys of a batch, in delivery order: the messages of the transactions
+ * that committed between snapshots prev ($1) and cur ($2) (visible in cur,
+ * not in prev), of the relay's topics ($3, NULL: all), not replays for
+ * another relay ($4: this one), after id $5.  The late committers in prev's
+ * in-progress list are found by txid, the rest by the txid range from
+ * prev's xmax: an open transaction never makes a batch rescan.  As two
+ * arrays, taken from the sorted subquery in its order (relay_batch_keys
+ * checks it).  txbox._batch_keys shows them as rows.
+ */
 static TxboxPlan relay_keys_plan = {
 	"SELECT pg_catalog.array_agg(k.txid), pg_catalog.array_agg(k.id), pg_catalog.count(*)"
-	" FROM txbox._batch_keys($1::pg_catalog.pg_snapshot, $2::pg_catalog.pg_snapshot, $3, $4, $5) k",
-	5, {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, INT8OID}
+	" FROM (SELECT o.txid, o.id FROM txbox.outbox o"
+	" WHERE ((o.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax($1)"
+	" AND o.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2))"
+	" OR o.txid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip($1))))"
+	" AND pg_catalog.pg_visible_in_snapshot(o.txid, $2)"
+	" AND ($3::pg_catalog.text[] IS NULL OR o.topic OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]))"
+	" AND (o.relay IS NULL OR o.relay OPERATOR(pg_catalog.=) $4)"
+	" AND o.id OPERATOR(pg_catalog.>) $5"
+	" ORDER BY o.id) k",
+	5, {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTOID, INT8OID},
+	/* one plan for every batch (a LANGUAGE sql function planned it per call) */
+	NULL, CURSOR_OPT_GENERIC_PLAN
 };
 #define Anum_relay_keys_txids	1
 #define Anum_relay_keys_ids		2
@@ -152,8 +173,8 @@ static TxboxPlan relay_keys_plan = {
  * One page as arrays (for a remote target), in delivery order, read by
  * runs: a run is keys in a row of one transaction, (txid, lo, hi), and
  * holds every message of that transaction between lo and hi that the
- * batch has (the filter of txbox._batch_keys, repeated here: relay_read_page
- * checks that the ids read are the page's keys).  A big transaction's page
+ * batch has (relay_keys_plan's filter, repeated here: relay_read_page checks
+ * that the ids read are the page's keys).  A big transaction's page
  * is one index range scan, not one probe per key.  The nested loop keeps
  * the runs' order, each run in id order, and the aggregates take the rows
  * as they come.
@@ -312,16 +333,85 @@ relay_wal_inserted(void)
 }
 
 /*
+ * The keys of the batch from prev to cur (pg_snapshot) after after_id, of
+ * topics (unless topics_null) for relay name: their number, and the keys
+ * in *txids and *ids, allocated in cxt (relay_keys_plan).  Reads the
+ * latest committed state.  Must run connected to SPI.
+ */
+static int
+relay_batch_keys(Datum prev, Datum cur, Datum topics, bool topics_null, const char *name,
+				 int64 after_id, MemoryContext cxt, FullTransactionId **txids, int64 **ids)
+{
+	Datum		args[5] = {prev, cur, topics, CStringGetTextDatum(name), Int64GetDatum(after_id)};
+	char		nulls[5] = {' ', ' ', topics_null ? 'n' : ' ', ' ', ' '};
+	bool		isnull;
+	int			n;
+
+	txbox_exec(&relay_keys_plan, args, nulls, true, 1);
+	n = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  Anum_relay_keys_count, &isnull));
+	*txids = MemoryContextAlloc(cxt, sizeof(FullTransactionId) * Max(n, 1));
+	*ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(n, 1));
+	if (n > 0)
+	{
+		ArrayType  *t = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+														 Anum_relay_keys_txids, &isnull));
+		ArrayType  *i = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+														 Anum_relay_keys_ids, &isnull));
+
+		/* xid8 and bigint: 8 bytes each, no nulls */
+		memcpy(*txids, ARR_DATA_PTR(t), sizeof(FullTransactionId) * n);
+		memcpy(*ids, ARR_DATA_PTR(i), sizeof(int64) * n);
+	}
+	/* delivery order is id order: the aggregates must have kept it */
+	for (int k = 1; k < n; k++)
+		if ((*ids)[k] <= (*ids)[k - 1])
+			elog(ERROR, "txbox relay \"%s\": a batch's keys are out of order", name);
+	return n;
+}
+
+/*
+ * txbox._batch_keys(prev, cur, relay_topics, relay_name, after_id)
+ *		RETURNS TABLE (txid xid8, id bigint)
+ *
+ * The keys of a relay batch as a relay worker reads them, in delivery
+ * order (relay_keys_plan); for tests (test/specs/relay-batches.spec).
+ */
+PG_FUNCTION_INFO_V1(txbox_batch_keys);
+Datum
+txbox_batch_keys(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	FullTransactionId *txids;
+	int64	   *ids;
+	int			n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		return (Datum) 0;
+	SPI_connect();
+	n = relay_batch_keys(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2),
+						 PG_ARGISNULL(2), text_to_cstring(PG_GETARG_TEXT_PP(3)),
+						 PG_GETARG_INT64(4), CurrentMemoryContext, &txids, &ids);
+	for (int k = 0; k < n; k++)
+	{
+		Datum		values[2] = {FullTransactionIdGetDatum(txids[k]), Int64GetDatum(ids[k])};
+		bool		nulls[2] = {false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
  * Open a batch: take cur (unless resuming a saved one) and read its keys.
  * Must run inside relay_xact_begin.
  */
 static void
 relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 {
-	Datum		args[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			n;
-	bool		isnull;
 	MemoryContext old;
 
 	if (batch.cur == NULL)
@@ -331,15 +421,15 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 		batch.last_id = 0;
 	}
 
-	args[0] = CStringGetTextDatum(batch.prev);
-	args[1] = CStringGetTextDatum(batch.cur);
-	args[2] = topics;
-	nulls[2] = topics_null ? 'n' : ' ';
-	args[3] = CStringGetTextDatum(cfg->name);
-	args[4] = Int64GetDatum(batch.last_id);
-	txbox_exec(&relay_keys_plan, args, nulls, true, 1);
-	n = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										  Anum_relay_keys_count, &isnull));
+	n = relay_batch_keys(DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(batch.prev)),
+						 DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(batch.cur)),
+						 topics, topics_null, cfg->name, batch.last_id, relay_batch_cxt,
+						 &batch.txids, &batch.ids);
+	/* (a query switches to SPI's context: ours again) */
+	old = MemoryContextSwitchTo(relay_batch_cxt);
+	batch.topics = topics_null ? (Datum) 0 : datumCopy(topics, false, -1);
+	batch.topics_null = topics_null;
+	MemoryContextSwitchTo(old);
 
 	/*
 	 * Deliver only what survives a crash: a transaction committed
@@ -349,31 +439,12 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	if (n > 0)
 		XLogFlush(relay_wal_inserted());
 
-	old = MemoryContextSwitchTo(relay_batch_cxt);
 	batch.nkeys = n;
 	batch.next = 0;
 	batch.isolate_until = 0;
 	batch.page_max = 0;
 	batch.pages_ok = 0;
 	batch.attempts = 0;
-	batch.topics = topics_null ? (Datum) 0 : datumCopy(topics, false, -1);
-	batch.topics_null = topics_null;
-	batch.txids = palloc(sizeof(FullTransactionId) * Max(n, 1));
-	batch.ids = palloc(sizeof(int64) * Max(n, 1));
-	if (n > 0)
-	{
-		ArrayType  *txids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
-															 SPI_tuptable->tupdesc,
-															 Anum_relay_keys_txids, &isnull));
-		ArrayType  *ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc,
-														   Anum_relay_keys_ids, &isnull));
-
-		/* xid8 and bigint: 8 bytes each, no nulls */
-		memcpy(batch.txids, ARR_DATA_PTR(txids), sizeof(FullTransactionId) * n);
-		memcpy(batch.ids, ARR_DATA_PTR(ids), sizeof(int64) * n);
-	}
-	MemoryContextSwitchTo(old);
 }
 
 /* The keys [from, from + n) as SPI arguments (xid8[], bigint[]). */
@@ -520,6 +591,7 @@ relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
 			 cfg->name, n - page->count, n);
 	ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										   Anum_relay_page_ids, &isnull));
+	if (memcmp(ARR_DATA_PTR(ids), &batch.ids[from], sizeof(int64) * n) != 0)
 	if (memcmp(ARR_DATA_PTR(ids), &batch.ids[from], sizeof(int64) * n) != 0)
 		elog(ERROR, "txbox relay \"%s\": a page read from the outbox is not the batch's",
 			 cfg->name);

@@ -666,27 +666,14 @@ AS 'MODULE_PATHNAME', 'txbox_republish';
 
 -- The keys of a relay batch, in delivery order: messages of transactions
 -- that committed between snapshots prev and cur (visible in cur, not in
--- prev), of the relay's topics, after after_id.  The late committers in
--- prev's in-progress list are found by txid, the rest by the txid range
--- from prev's xmax: an open transaction never makes a batch rescan.
--- (src/relay.c explains the ordering.)  No parameter is named like a
--- column: in a LANGUAGE sql function the column would win (sql/relay_promise.sql).
+-- prev), of the relay's topics, after after_id -- what a relay worker
+-- reads, with its query (src/relay.c explains the batches and their order).
 CREATE FUNCTION txbox._batch_keys(prev pg_snapshot, cur pg_snapshot, relay_topics text[],
 								  relay_name text, after_id bigint DEFAULT 0)
 RETURNS TABLE (txid xid8, id bigint)
-LANGUAGE sql STABLE
+LANGUAGE c STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT o.txid, o.id
-	  FROM txbox.outbox o
-	 WHERE ((o.txid >= pg_snapshot_xmax(prev) AND o.txid < pg_snapshot_xmax(cur))
-			OR o.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev))))
-	   AND pg_visible_in_snapshot(o.txid, cur)
-	   AND (relay_topics IS NULL OR o.topic = ANY (relay_topics))
-	   AND (o.relay IS NULL OR o.relay = relay_name)
-	   AND o.id > after_id
-	 ORDER BY o.id
-$$;
+AS 'MODULE_PATHNAME', 'txbox_batch_keys';
 
 -- state 'waiting': no worker runs for lack of a worker slot, last_error
 -- says why (the manager's row update, or this database's manager itself

@@ -333,3 +333,12 @@ ALTER FUNCTION txbox.publish(text, jsonb, text, jsonb, uuid) RESET search_path;
 ALTER FUNCTION txbox.publish_bytes(text, bytea, text, jsonb, uuid) RESET search_path;
 ALTER FUNCTION txbox.inbox_claim(text, text) RESET search_path;
 ALTER FUNCTION txbox._inbox_claim(regrole, text, text) RESET search_path;
+
+-- speed: a relay's batch keys come from one saved plan in the library
+-- (src/relay.c); txbox._batch_keys shows them with it
+CREATE OR REPLACE FUNCTION txbox._batch_keys(prev pg_snapshot, cur pg_snapshot, relay_topics text[],
+											 relay_name text, after_id bigint DEFAULT 0)
+RETURNS TABLE (txid xid8, id bigint)
+LANGUAGE c STABLE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'txbox_batch_keys';
