@@ -4,7 +4,9 @@
 # relay to the mock cluster by its IP (127.0.0.1) and one by a name
 # resolving to loopback (localhost) deliver nothing and retry with the
 # refusal and its remedy as their error; once a superuser adds
-# allow_private to their servers, they deliver everything.
+# allow_private to their servers, they deliver everything.  An
+# exactly-once relay (its transactional producer and position consumer)
+# likewise, failing while it cannot read its position from Kafka.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -13,7 +15,7 @@ use Test::More;
 use TxboxTest;
 use KafkaMock;
 
-my $kafka = KafkaMock->new(1, 'ip:1', 'name:1');
+my $kafka = KafkaMock->new(1, 'ip:1', 'name:1', 'eos:1', 'txbox.positions:1');
 my ($port) = $kafka->bootstrap =~ /:(\d+)$/;
 my $node = $kafka->shop_node('');
 
@@ -30,6 +32,10 @@ for my $r (sort keys %host)
 			  "connect_timeout": "2s", "backoff_max": "1s"}');});
 }
 $node->safe_psql('shop',
+	q{SELECT txbox.create_relay('eos', 'kafka', ARRAY['orders'],
+		'{"server": "s_ip", "topic_map": {"orders": "eos"}, "exactly_once": true,
+		  "statement_timeout": "2s", "connect_timeout": "2s", "backoff_max": "1s"}');});
+$node->safe_psql('shop',
 	q{SELECT txbox.publish('orders', jsonb_build_object('n', g), 'k' || g) FROM generate_series(1, 10) g});
 
 for my $r (sort keys %host)
@@ -43,16 +49,23 @@ for my $r (sort keys %host)
 		"retrying|t|0|10", 90, "$host{$r}: refused, retrying, the error says how to allow it");
 	is(scalar($kafka->records($r)), 0, "$host{$r}: nothing reached Kafka");
 }
+poll_ok(
+	$node, 'shop',
+	q{SELECT state, last_error LIKE 'could not read relay "eos"''s position from Kafka: refused to connect to %, a loopback address%allow_private%',
+			  delivered, lag_messages
+		 FROM txbox.relay_status WHERE name = 'eos'},
+	"failed|t|0|10", 90, 'exactly once: refused, the error says how to allow it');
+is(scalar($kafka->records('eos', 'read_uncommitted')), 0, 'exactly once: nothing reached Kafka');
 
 $node->safe_psql('shop',
 	q{ALTER SERVER s_ip OPTIONS (ADD allow_private 'true');
 	  ALTER SERVER s_name OPTIONS (ADD allow_private 'true')});
-for my $r (sort keys %host)
+for my $r ('eos', sort keys %host)
 {
 	poll_ok($node, 'shop',
 		qq{SELECT state, delivered, lag_messages FROM txbox.relay_status WHERE name = '$r'},
-		'running|10|0', 90, "$host{$r}: allow_private added: everything delivered");
-	is(scalar($kafka->records($r)), 10, "$host{$r}: Kafka has the 10 records");
+		'running|10|0', 90, "$r: allow_private added: everything delivered");
+	is(scalar($kafka->records($r)), 10, "$r: Kafka has the 10 records");
 }
 
 $node->stop;
