@@ -1087,9 +1087,8 @@ const TargetCallbacks txbox_kafka_target = {
  * txbox_kafka_validator -- the validator of txbox_kafka: servers take
  * bootstrap_servers (required), allow_private (superuser-only) and the
  * producer properties of kafka_server_properties (those naming a file
- * superuser-only), user
- * mappings the secrets of kafka_secrets; values librdkafka refuses are
- * refused here.
+ * superuser-only), user mappings the secrets of kafka_secrets; values
+ * librdkafka refuses are refused here.
  */
 PG_FUNCTION_INFO_V1(txbox_kafka_validator);
 Datum
