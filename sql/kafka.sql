@@ -39,8 +39,17 @@ SELECT pg_temp.try($$CREATE SERVER k1 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (
 SELECT pg_temp.try($$CREATE SERVER k3 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "sasl.mechanism" 'SCRAM-SHA-512')$$) AS scram_not_superuser_ok;
 DROP SERVER k3;
 SELECT pg_temp.try($$CREATE SERVER k1 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1')$$) AS server_not_superuser_ok;
+-- internal addresses (SSRF): allow_private is superuser-only
+SELECT pg_temp.try($$CREATE SERVER k4 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', allow_private 'true')$$) AS allow_private_not_superuser;
+SELECT pg_temp.try($$ALTER SERVER k1 OPTIONS (ADD allow_private 'false')$$) AS add_allow_private_not_superuser;
 RESET ROLE;
 SELECT pg_temp.try($$CREATE SERVER k2 FOREIGN DATA WRAPPER txbox_kafka OPTIONS (bootstrap_servers '127.0.0.1:1', "ssl.ca.location" '/etc/ssl/certs')$$) AS ca_file_superuser;
+SELECT pg_temp.try($$ALTER SERVER k1 OPTIONS (ADD allow_private 'maybe')$$) AS allow_private_not_boolean;
+SELECT pg_temp.try($$ALTER SERVER k1 OPTIONS (ADD allow_private 'true')$$) AS allow_private_superuser;
+-- after that, only a superuser may change the server
+SET ROLE regress_kafka_owner;
+SELECT pg_temp.try($$ALTER SERVER k1 OPTIONS (ADD "linger.ms" '5')$$) AS owner_alters_allow_private_server;
+RESET ROLE;
 
 -- relays: a txbox_kafka server with a user mapping, and kafka's options
 SELECT pg_temp.try($$SELECT txbox.create_relay('k', 'kafka', ARRAY['orders'])$$) AS no_server;

@@ -36,8 +36,6 @@
  */
 #include "postgres.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -293,15 +291,7 @@ txbox_http_validator(PG_FUNCTION_ARGS)
 		if (strcmp(name, "url") == 0)
 			http_check_url(defGetString(def));
 		else if (strcmp(name, "allow_private") == 0)
-		{
-			(void) defGetBoolean(def);
-			if (!superuser())
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("option \"allow_private\" is superuser-only"),
-						 errdetail("With it, a relay may reach addresses inside the database server's network (loopback, private, link-local, cloud metadata)."),
-						 errhint("Servers with the option allow_private may only be created or modified by a superuser.")));
-		}
+			txbox_check_allow_private(def);
 		else if (strcmp(name, "bearer_token") == 0)
 		{
 			for (const char *p = defGetString(def); *p; p++)
@@ -538,83 +528,15 @@ http_forget_socket(HttpSocket *s)
 	*s = http_sockets[--http_nsockets];
 }
 
-/*----------
- * SSRF: the addresses a relay may not connect to without allow_private.
- *----------
- */
-
-/* what kind of internal address a (host order) IPv4 address is, or NULL */
-static const char *
-http_internal_ipv4(uint32 a)
-{
-	if ((a >> 24) == 0)
-		return "\"this network\" (0.0.0.0/8)";
-	if ((a >> 24) == 127)
-		return "loopback";
-	if ((a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8)
-		return "private (RFC 1918)";
-	if ((a >> 16) == 0xa9fe)
-		return "link-local (169.254.0.0/16, cloud metadata)";
-	if ((a >> 22) == (0x64400000 >> 22))
-		return "shared (CGNAT, 100.64.0.0/10)";
-	if ((a >> 28) == 0xe)
-		return "multicast";
-	if ((a >> 28) == 0xf)
-		return "reserved (240.0.0.0/4)";
-	return NULL;
-}
-
-static const char *
-http_internal_address(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return http_internal_ipv4(pg_ntoh32(((const struct sockaddr_in *) sa)->sin_addr.s_addr));
-	if (sa->sa_family == AF_INET6)
-	{
-		const uint8 *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
-		static const uint8 zeros[10] = {0};
-		static const uint8 nat64[12] = {0, 0x64, 0xff, 0x9b};
-		uint32		v4;
-
-		memcpy(&v4, b + 12, 4);
-		if (IN6_IS_ADDR_LOOPBACK((const struct in6_addr *) b))
-			return "loopback";
-		/* ::/96 (:: and IPv4-compatible), ::ffff:0:0/96, 64:ff9b::/96 */
-		if ((memcmp(b, zeros, 10) == 0 && ((b[10] == 0 && b[11] == 0) || (b[10] == 0xff && b[11] == 0xff))) ||
-			memcmp(b, nat64, 12) == 0)
-			return http_internal_ipv4(pg_ntoh32(v4));
-		if ((b[0] & 0xfe) == 0xfc)
-			return "unique local (fc00::/7)";
-		if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
-			return "link-local (fe80::/10)";
-		if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
-			return "site-local (fec0::/10)";
-		if (b[0] == 0xff)
-			return "multicast";
-		return NULL;
-	}
-	return "non-IP";
-}
-
 /* CURLOPT_OPENSOCKETFUNCTION: refuse internal addresses, at connect time */
 static curl_socket_t
 http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	HttpRequest *req = clientp;
-	const char *internal = http_internal_address(&addr->addr);
 	curl_socket_t fd;
 
-	if (internal != NULL && !req->allow_private)
-	{
-		char		host[INET6_ADDRSTRLEN] = "?";
-
-		if (addr->family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *) &addr->addr)->sin_addr, host, sizeof(host));
-		else if (addr->family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &addr->addr)->sin6_addr, host, sizeof(host));
-		snprintf(req->refused, sizeof(req->refused), "%s, a %s address", host, internal);
+	if (!req->allow_private && txbox_address_refused(&addr->addr, req->refused, sizeof(req->refused)))
 		return CURL_SOCKET_BAD;
-	}
 	fd = socket(addr->family, addr->socktype, addr->protocol);
 	if (fd != CURL_SOCKET_BAD)
 	{
@@ -1214,8 +1136,7 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("refused to connect to %s (the url of server \"%s\" leads into the database server's network)",
 						refused, cfg->server),
-				 errhint("Loopback, private, link-local, CGNAT, multicast and reserved addresses are refused; a superuser may allow them with ALTER SERVER %s OPTIONS (ADD allow_private 'true').",
-						 cfg->server)));
+				 errhint(TXBOX_PRIVATE_HINT, cfg->server)));
 	if (gone)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

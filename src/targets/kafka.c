@@ -50,12 +50,22 @@
  * repeated, checking for interrupts in between; every second of waiting
  * also looks for DROP DATABASE.  On exit the producer's queue is purged
  * and it is destroyed without waiting for brokers.
+ *
+ * SSRF: every address librdkafka is about to connect to (a bootstrap
+ * server, a broker the cluster names), after its own name resolution, is
+ * checked in its connect callback, as the http target does: internal
+ * addresses are refused unless the server has allow_private 'true', which
+ * only a superuser may set; the relay retries, with the refusal and how to
+ * allow it as its error.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <librdkafka/rdkafka.h>
 
 #include "access/reloptions.h"
@@ -165,6 +175,13 @@ static int	kafka_npages = 0;
 static uint32 kafka_page_seq = 0;
 static char kafka_last_error[256];	/* the last error librdkafka reported */
 
+/*
+ * The last address kafka_connect_cb refused, and why ("" if none since
+ * kafka_conf_endpoint): written by librdkafka's broker threads.
+ */
+static pthread_mutex_t kafka_refused_lock = PTHREAD_MUTEX_INITIALIZER;
+static char kafka_refused[160];
+
 /* the messages of a page, decoded from RelayPage's binary arrays */
 
 static void kafka_disconnect(void);
@@ -205,6 +222,49 @@ static void
 kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	strlcpy(kafka_last_error, reason, sizeof(kafka_last_error));
+}
+
+/*
+ * librdkafka's connect callback, in a broker thread, for a server without
+ * allow_private: refuse an internal address (EACCES, remembered in
+ * kafka_refused), else connect as librdkafka does (the socket is
+ * non-blocking: EINPROGRESS is success, librdkafka waits for the outcome).
+ * No palloc, no ereport here.
+ */
+static int
+kafka_connect_cb(int sockfd, const struct sockaddr *addr, int addrlen, const char *id,
+				 void *opaque)
+{
+	char		why[sizeof(kafka_refused)];
+
+	if (txbox_address_refused(addr, why, sizeof(why)))
+	{
+		pthread_mutex_lock(&kafka_refused_lock);
+		strlcpy(kafka_refused, why, sizeof(kafka_refused));
+		pthread_mutex_unlock(&kafka_refused_lock);
+		return EACCES;
+	}
+	if (connect(sockfd, addr, addrlen) != 0 && errno != EINPROGRESS)
+		return errno;
+	return 0;
+}
+
+/*
+ * The error of a relay of cfg's server that could not reach its cluster
+ * because kafka_connect_cb refused an address (palloc'd), or NULL.
+ */
+static char *
+kafka_refusal(const RelayConfig *cfg)
+{
+	char		why[sizeof(kafka_refused)];
+
+	pthread_mutex_lock(&kafka_refused_lock);
+	strlcpy(why, kafka_refused, sizeof(why));
+	pthread_mutex_unlock(&kafka_refused_lock);
+	if (why[0] == '\0')
+		return NULL;
+	return psprintf("refused to connect to %s (server \"%s\" leads into the database server's network). " TXBOX_PRIVATE_HINT,
+					why, cfg->server, cfg->server);
 }
 
 /* librdkafka's log, forwarded from its log queue: warnings and worse */
@@ -316,8 +376,9 @@ kafka_transactional_id(const RelayConfig *cfg)
 
 /*
  * A librdkafka configuration with cfg's server's properties (only those
- * that reach the cluster if connection_only: for a consumer) and the
- * owner's user mapping's secrets.  Needs a transaction (catalog lookups).
+ * that reach the cluster if connection_only: for a consumer), the owner's
+ * user mapping's secrets, and without allow_private kafka_connect_cb.
+ * Needs a transaction (catalog lookups).
  */
 static rd_kafka_conf_t *
 kafka_conf_endpoint(const RelayConfig *cfg, bool connection_only)
@@ -325,6 +386,7 @@ kafka_conf_endpoint(const RelayConfig *cfg, bool connection_only)
 	ForeignServer *server = GetForeignServerByName(cfg->server, false);
 	UserMapping *um = GetUserMapping(cfg->owner, server->serverid);
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	bool		allow_private = false;
 	ListCell   *lc;
 
 	foreach(lc, server->options)
@@ -332,7 +394,9 @@ kafka_conf_endpoint(const RelayConfig *cfg, bool connection_only)
 		DefElem    *d = lfirst(lc);
 		bool		bootstrap = strcmp(d->defname, "bootstrap_servers") == 0;
 
-		if (!connection_only || bootstrap ||
+		if (strcmp(d->defname, "allow_private") == 0)
+			allow_private = defGetBoolean(d);
+		else if (!connection_only || bootstrap ||
 			strncmp(d->defname, "ssl.", 4) == 0 || strncmp(d->defname, "sasl.", 5) == 0 ||
 			strcmp(d->defname, "security.protocol") == 0 || strcmp(d->defname, "client.id") == 0)
 			kafka_set(conf, bootstrap ? "bootstrap.servers" : d->defname, defGetString(d));
@@ -345,6 +409,11 @@ kafka_conf_endpoint(const RelayConfig *cfg, bool connection_only)
 			if (strcmp(d->defname, kafka_secrets[i][0]) == 0)
 				kafka_set(conf, kafka_secrets[i][1], defGetString(d));
 	}
+	if (!allow_private)
+		rd_kafka_conf_set_connect_cb(conf, kafka_connect_cb);
+	pthread_mutex_lock(&kafka_refused_lock);
+	kafka_refused[0] = '\0';
+	pthread_mutex_unlock(&kafka_refused_lock);
 	return conf;
 }
 
@@ -483,8 +552,11 @@ kafka_ready(const RelayConfig *cfg)
 							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cfg->connect_timeout_ms));
 		if (err != NULL)
 		{
-			char	   *msg = psprintf("could not initialize the Kafka transactions: %s",
-									   rd_kafka_error_string(err));
+			char	   *msg = kafka_refusal(cfg);
+
+			if (msg == NULL)
+				msg = psprintf("could not initialize the Kafka transactions: %s",
+							   rd_kafka_error_string(err));
 
 			if (!rd_kafka_error_is_retriable(err))
 				kafka_disconnect();
@@ -738,8 +810,10 @@ kafka_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
 		   GetCurrentTimestamp() < kafka_pages[kafka_npages - 1].deadline)
 		kafka_wait(KAFKA_CALL_MS, true);
 	kafka_disconnect();
-	*error = psprintf("Kafka did not take the messages: %s%s%s", rd_kafka_err2str(err),
-					  kafka_last_error[0] ? " (" : "", kafka_last_error[0] ? psprintf("%s)", kafka_last_error) : "");
+	*error = kafka_refusal(cfg);
+	if (*error == NULL)
+		*error = psprintf("Kafka did not take the messages: %s%s%s", rd_kafka_err2str(err),
+						  kafka_last_error[0] ? " (" : "", kafka_last_error[0] ? psprintf("%s)", kafka_last_error) : "");
 	return kafka_result(err);
 }
 
@@ -861,11 +935,13 @@ kafka_load_position(const RelayConfig *cfg, RelayPosition *pos)
 	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
+		char	   *refusal = kafka_refusal(cfg);
+
 		rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not read relay \"%s\"'s position from Kafka: %s",
-						cfg->name, rd_kafka_err2str(err))));
+						cfg->name, refusal ? refusal : rd_kafka_err2str(err))));
 	}
 
 	parts = rd_kafka_topic_partition_list_new(1);
@@ -960,10 +1036,10 @@ const TargetCallbacks txbox_kafka_target = {
 
 /*
  * txbox_kafka_validator -- the validator of txbox_kafka: servers take
- * bootstrap_servers (required) and the producer properties of
- * kafka_server_properties (those naming a file superuser-only), user
- * mappings the secrets of kafka_secrets; values librdkafka refuses are
- * refused here.
+ * bootstrap_servers (required), allow_private (superuser-only) and the
+ * producer properties of kafka_server_properties (those naming a file
+ * superuser-only), user mappings the secrets of kafka_secrets; values
+ * librdkafka refuses are refused here.
  */
 PG_FUNCTION_INFO_V1(txbox_kafka_validator);
 Datum
@@ -987,6 +1063,11 @@ txbox_kafka_validator(PG_FUNCTION_ARGS)
 
 		if (context == ForeignServerRelationId)
 		{
+			if (strcmp(name, "allow_private") == 0)
+			{
+				txbox_check_allow_private(def);
+				continue;
+			}
 			if (strcmp(name, "bootstrap_servers") == 0)
 			{
 				property = "bootstrap.servers";
@@ -1010,7 +1091,7 @@ txbox_kafka_validator(PG_FUNCTION_ARGS)
 							context == UserMappingRelationId ? "a txbox_kafka user mapping" :
 							"this object"),
 					 context == ForeignServerRelationId ?
-					 errhint("Servers take bootstrap_servers and the librdkafka properties client.id, security.protocol, sasl.mechanism, compression.type, linger.ms, batch.size, message.max.bytes, ssl.ca.location and a few more (see README); txbox sets the delivery guarantees itself, and secrets go in the user mapping.") :
+					 errhint("Servers take bootstrap_servers, allow_private and the librdkafka properties client.id, security.protocol, sasl.mechanism, compression.type, linger.ms, batch.size, message.max.bytes, ssl.ca.location and a few more (see README); txbox sets the delivery guarantees itself, and secrets go in the user mapping.") :
 					 context == UserMappingRelationId ?
 					 errhint("User mappings take sasl_username, sasl_password and ssl_key_password.") :
 					 errhint("txbox_kafka takes options only on servers and user mappings.")));

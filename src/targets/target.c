@@ -2,7 +2,10 @@
  * targets/target.c
  *		The table of targets, and what every target shares: the meaning of
  *		an error's SQLSTATE for a page, a wait on a socket that honours
- *		interrupts, and reading a page's messages.
+ *		interrupts, reading a page's messages, and the SSRF rule of the
+ *		targets that connect to an address a server names (http, kafka):
+ *		internal addresses only with the superuser-only server option
+ *		allow_private.
  *
  * Adding a target: a file in targets/ that defines its TargetCallbacks, and
  * its line in the table below (plus its options' rows in src/options.c, and
@@ -12,6 +15,11 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "commands/defrem.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/pg_bswap.h"
@@ -98,12 +106,7 @@ txbox_target_wait_socket(pgsocket sock, bool for_write, TimestampTz deadline)
 	}
 }
 
-/*
- * txbox_page_column -- decode column c of page (the binary send format of
- * a one-dimensional array: ndim, flags, element type, then per dimension
- * its size and lower bound, then each element as a length and its bytes)
- * into col, palloc'd; the elements point into the page.
- */
+/* a big-endian int32 at *p, which moves past it */
 static int32
 page_read32(const char **p)
 {
@@ -114,6 +117,12 @@ page_read32(const char **p)
 	return (int32) pg_ntoh32(v);
 }
 
+/*
+ * txbox_page_column -- decode column c of page (the binary send format of
+ * a one-dimensional array: ndim, flags, element type, then per dimension
+ * its size and lower bound, then each element as a length and its bytes)
+ * into col, palloc'd; the elements point into the page.
+ */
 void
 txbox_page_column(const RelayPage *page, int c, PageColumn *col)
 {
@@ -181,4 +190,97 @@ txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
 		else if (tok == WJB_VALUE && v.type == jbvString)
 			fn(arg, name, v.val.string.val, v.val.string.len);
 	}
+}
+
+/*----------
+ * SSRF: the addresses a target may not connect to without allow_private.
+ *----------
+ */
+
+/* what kind of internal address a (host order) IPv4 address is, or NULL */
+static const char *
+txbox_internal_ipv4(uint32 a)
+{
+	if ((a >> 24) == 0)
+		return "\"this network\" (0.0.0.0/8)";
+	if ((a >> 24) == 127)
+		return "loopback";
+	if ((a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8)
+		return "private (RFC 1918)";
+	if ((a >> 16) == 0xa9fe)
+		return "link-local (169.254.0.0/16, cloud metadata)";
+	if ((a >> 22) == (0x64400000 >> 22))
+		return "shared (CGNAT, 100.64.0.0/10)";
+	if ((a >> 28) == 0xe)
+		return "multicast";
+	if ((a >> 28) == 0xf)
+		return "reserved (240.0.0.0/4)";
+	return NULL;
+}
+
+static const char *
+txbox_internal_address(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return txbox_internal_ipv4(pg_ntoh32(((const struct sockaddr_in *) sa)->sin_addr.s_addr));
+	if (sa->sa_family == AF_INET6)
+	{
+		const uint8 *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+		static const uint8 zeros[10] = {0};
+		static const uint8 nat64[12] = {0, 0x64, 0xff, 0x9b};
+		uint32		v4;
+
+		memcpy(&v4, b + 12, 4);
+		if (IN6_IS_ADDR_LOOPBACK((const struct in6_addr *) b))
+			return "loopback";
+		/* ::/96 (:: and IPv4-compatible), ::ffff:0:0/96, 64:ff9b::/96 */
+		if ((memcmp(b, zeros, 10) == 0 && ((b[10] == 0 && b[11] == 0) || (b[10] == 0xff && b[11] == 0xff))) ||
+			memcmp(b, nat64, 12) == 0)
+			return txbox_internal_ipv4(pg_ntoh32(v4));
+		if ((b[0] & 0xfe) == 0xfc)
+			return "unique local (fc00::/7)";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+			return "link-local (fe80::/10)";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
+			return "site-local (fec0::/10)";
+		if (b[0] == 0xff)
+			return "multicast";
+		return NULL;
+	}
+	return "non-IP";
+}
+
+/*
+ * txbox_address_refused -- whether sa is an internal address, refused
+ * without allow_private; if so, why in why ("10.1.2.3, a private (RFC
+ * 1918) address").  No palloc, no ereport: librdkafka calls it from its
+ * own threads.
+ */
+bool
+txbox_address_refused(const struct sockaddr *sa, char *why, size_t len)
+{
+	const char *internal = txbox_internal_address(sa);
+	char		host[INET6_ADDRSTRLEN] = "?";
+
+	if (internal == NULL)
+		return false;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, host, sizeof(host));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, host, sizeof(host));
+	snprintf(why, len, "%s, a %s address", host, internal);
+	return true;
+}
+
+/* txbox_check_allow_private -- a validator's check of the option allow_private */
+void
+txbox_check_allow_private(DefElem *def)
+{
+	(void) defGetBoolean(def);
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("option \"allow_private\" is superuser-only"),
+				 errdetail("With it, a relay may reach addresses inside the database server's network (loopback, private, link-local, cloud metadata)."),
+				 errhint("Servers with the option allow_private may only be created or modified by a superuser.")));
 }

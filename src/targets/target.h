@@ -56,7 +56,10 @@
 #define TXBOX_TARGET_H
 
 #include "datatype/timestamp.h"
+#include "nodes/parsenodes.h"
 #include "utils/jsonb.h"
+
+struct sockaddr;
 
 /* A relay's configuration, re-read at every iteration. */
 typedef struct RelayConfig
@@ -173,5 +176,10 @@ extern const TargetCallbacks txbox_kafka_target;
 extern const TargetCallbacks *txbox_target_lookup(const char *name);
 extern DeliveryResult txbox_delivery_result(const char *sqlstate);
 extern bool txbox_target_wait_socket(pgsocket sock, bool for_write, TimestampTz deadline);
+extern bool txbox_address_refused(const struct sockaddr *sa, char *why, size_t len);
+extern void txbox_check_allow_private(DefElem *def);
+
+/* how to allow what txbox_address_refused refuses (%s: the server) */
+#define TXBOX_PRIVATE_HINT "Loopback, private, link-local, CGNAT, multicast and reserved addresses are refused; a superuser may allow them with ALTER SERVER %s OPTIONS (ADD allow_private 'true')."
 
 #endif							/* TXBOX_TARGET_H */

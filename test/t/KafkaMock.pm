@@ -46,7 +46,7 @@ sub shop_node
 	$node->safe_psql('shop',
 		"CREATE EXTENSION txbox;
 		 CREATE SERVER events FOREIGN DATA WRAPPER txbox_kafka
-		   OPTIONS (bootstrap_servers '$self->{bootstrap}'$server_options);
+		   OPTIONS (bootstrap_servers '$self->{bootstrap}', allow_private 'true'$server_options);
 		 CREATE USER MAPPING FOR CURRENT_USER SERVER events;");
 	return $node;
 }
