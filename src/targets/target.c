@@ -163,14 +163,42 @@ txbox_page_uuid(const char *data, char *out)
 	*out = '\0';
 }
 
+/* a quoted string without escapes at *p (moved past it): its text, or NULL */
+static const char *
+page_plain_string(const char **p, const char *end, int *len)
+{
+	const char *close;
+
+	if (*p >= end || **p != '"' || (close = memchr(*p + 1, '"', end - *p - 1)) == NULL)
+		return NULL;
+	*len = close - *p - 1;
+	*p = close + 1;
+	return close - *len;
+}
+
+/* whether the next bytes at *p are token (moved past it) */
+static bool
+page_token(const char **p, const char *end, const char *token)
+{
+	size_t		n = strlen(token);
+
+	if (end - *p < (ptrdiff_t) n || memcmp(*p, token, n) != 0)
+		return false;
+	*p += n;
+	return true;
+}
+
 /*
  * txbox_page_headers -- call fn for each header of a message, given its
  * element of the headers column (jsonb's send format: a version byte, then
  * the JSON text of a flat object of strings, as txbox.publish checks).
+ * jsonb writes it {"name": "value", ...}: read so while nothing is escaped
+ * (checked whole before fn is called), else parsed as JSON.
  */
 void
 txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
 {
+	const char *end = data + len;
 	Jsonb	   *jb;
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -179,6 +207,31 @@ txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
 
 	if (len <= 1)
 		return;
+	for (int pass = 0; memchr(data + 1, '\\', len - 1) == NULL && pass < 2; pass++)
+	{
+		const char *p = data + 1;
+		bool		more;
+
+		if (!page_token(&p, end, "{"))
+			break;
+		for (more = p < end && *p != '}'; more; more = page_token(&p, end, ", "))
+		{
+			int			name_len,
+						value_len;
+			const char *n = page_plain_string(&p, end, &name_len);
+			const char *v = n && page_token(&p, end, ": ") ?
+				page_plain_string(&p, end, &value_len) : NULL;
+
+			if (v == NULL)
+				break;
+			if (pass == 1)
+				fn(arg, pnstrdup(n, name_len), v, value_len);
+		}
+		if (more || !page_token(&p, end, "}") || p != end)
+			break;				/* not that form: parse it */
+		if (pass == 1)
+			return;
+	}
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(data + 1, len - 1))));
 	if (!JB_ROOT_IS_OBJECT(jb))
 		return;

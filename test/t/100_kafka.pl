@@ -76,8 +76,9 @@ is(scalar(keys %last), 100, '100 keys');
 
 # no key, a bytea payload byte-exact, another topic (topic_map)
 $node->safe_psql('shop',
-	q{SELECT txbox.publish_bytes('docs', '\x00ff0a0d'::bytea);
-	  SELECT txbox.publish('docs', '{"doc": true}', NULL, NULL)});
+	q{SELECT txbox.publish_bytes('docs', '\x00ff0a0d'::bytea, NULL, '{"plain": "y", "empty": ""}');
+	  SELECT txbox.publish('docs', '{"doc": true}', NULL,
+		jsonb_build_object('q', 'say "hi" \ ' || chr(233) || chr(10), 'plain', 'x'))});
 poll_ok($node, 'shop', q{SELECT lag_messages FROM txbox.relay_status WHERE name = 'to_kafka'},
 	'0', 60, 'docs delivered');
 my @docs = $kafka->records('docs');
@@ -86,6 +87,12 @@ is_deeply([ sort map { defined $_->{key} ? 'key' : 'none' } @docs ], [ 'none', '
 	'no message key: no record key');
 is_deeply([ sort map { unpack('H*', $_->{value}) } @docs ],
 	[ sort('00ff0a0d', unpack('H*', '{"doc": true}')) ], 'bytea payload byte-exact, jsonb as text');
+my %doc_headers = map { unpack('H*', $_->{value}) => $_->{headers} } @docs;
+is( join(',', map { "$_=$doc_headers{'00ff0a0d'}{$_}" } qw(plain empty)),
+	'plain=y,empty=', 'headers as written');
+is( join(',', map { "$_=" . unpack('H*', $doc_headers{ unpack('H*', '{"doc": true}') }{$_}) } qw(q plain)),
+	'q=' . unpack('H*', "say \"hi\" \\ \xc3\xa9\n") . ',plain=' . unpack('H*', 'x'),
+	'headers with escapes and UTF-8, unescaped');
 
 # A page is sent when it is complete, not after linger.ms: a relay whose
 # server lingers a minute delivers one message well before that minute.
