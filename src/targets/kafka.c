@@ -584,18 +584,50 @@ kafka_connect(const RelayConfig *cfg)
 	return error;
 }
 
-/* RFC 3339 in UTC of a timestamptz's binary form (microseconds since 2000) */
-static char *
-kafka_timestamp(const char *data)
+/*
+ * RFC 3339 in UTC of a timestamptz's binary form (microseconds since 2000),
+ * into out (28 bytes); the date and time up to the second are formatted
+ * again only when they change.
+ */
+static void
+kafka_timestamp(const char *data, char *out)
 {
-	TimestampTz ts = (TimestampTz) pg_ntoh64(*(const uint64 *) data);
-	struct pg_tm tm;
-	fsec_t		fsec;
+	static int64 last_sec = PG_INT64_MIN;
+	static char last[20];
+	uint64		raw;
+	TimestampTz ts;
+	int64		sec;
+	int64		usec;
 
-	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		return pstrdup("");
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year, tm.tm_mon, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+	memcpy(&raw, data, sizeof(raw));
+	ts = (TimestampTz) pg_ntoh64(raw);
+	sec = ts / USECS_PER_SEC;
+	usec = ts % USECS_PER_SEC;
+	if (usec < 0)
+	{
+		usec += USECS_PER_SEC;
+		sec--;
+	}
+	if (sec != last_sec)
+	{
+		struct pg_tm tm;
+		fsec_t		fsec;
+
+		if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		{
+			out[0] = '\0';
+			return;
+		}
+		snprintf(last, sizeof(last), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year, tm.tm_mon,
+				 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		last_sec = sec;
+	}
+	memcpy(out, last, 19);
+	out[19] = '.';
+	for (int i = 25; i >= 20; i--, usec /= 10)
+		out[i] = '0' + usec % 10;
+	out[26] = 'Z';
+	out[27] = '\0';
 }
 
 /* The Kafka topic of a txbox topic: topic_prefix || (topic_map->topic, else topic) */
@@ -681,7 +713,7 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 	PageColumn	cols[RELAY_PAGE_COLUMNS];
 	KafkaPage  *kp;
 	int			produced = 0;
-	char	   *published = NULL;
+	char		published[28];
 	char	   *topic = NULL;
 
 	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
@@ -716,9 +748,8 @@ kafka_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		rd_kafka_resp_err_t err;
 
 		txbox_page_uuid(cols[0].data[i], id);
-		/* a page's messages mostly share their topic and publish time */
-		if (i == 0 || memcmp(cols[6].data[i], cols[6].data[i - 1], sizeof(TimestampTz)) != 0)
-			published = kafka_timestamp(cols[6].data[i]);
+		kafka_timestamp(cols[6].data[i], published);
+		/* a page's messages mostly share their topic */
 		if (i == 0 || cols[1].len[i] != cols[1].len[i - 1] ||
 			memcmp(cols[1].data[i], cols[1].data[i - 1], cols[1].len[i]) != 0)
 			topic = kafka_topic(cols[1].data[i], cols[1].len[i]);
