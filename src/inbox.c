@@ -19,7 +19,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/nbtree.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -29,7 +29,6 @@
 #include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
-#include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
@@ -206,7 +205,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	int			n;
 	bool		any = false;
 	Snapshot	snapshot;
-	Oid			nsp = get_namespace_oid("txbox", false);
+	Oid			nsp;
 
 	deconstruct_array(arr, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
@@ -219,6 +218,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	if (others_empty || n == 0)
 		return ids;
 
+	nsp = get_namespace_oid("txbox", false);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	for (int16 older = 0; older < txbox_generations(TXBOX_INBOX); older++)
 	{
