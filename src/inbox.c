@@ -18,8 +18,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
 #include "utils/builtins.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -137,14 +149,16 @@ static TxboxPlan receive_size_plan = {
 };
 
 /*
- * Store the page's new messages: not in the inbox in any generation (the
- * latest snapshot: see below).  A message that left the inbox may come
- * again (a late duplicate, within the dedup window): it is stored, and the
- * dedup records that inbox consumers kept of its first copy in the other
- * generation are renewed in the current one.  So it is processed by none
- * of them again, and it never outlives its records: the rotation of the
- * dedup records waits while the inbox holds a message received before a
- * generation's last record (txbox._maintain).
+ * Store the page's new messages: $3 holds the page's ids, NULL in place of
+ * those already stored in another generation (inbox_stored_elsewhere); the
+ * current generation's copies are left out by ON CONFLICT.  A message that
+ * left the inbox may come again (a late duplicate, within the dedup
+ * window): it is stored, and the dedup records that inbox consumers kept
+ * of its first copy in the other generation are renewed in the current
+ * one.  So it is processed by none of them again, and it never outlives
+ * its records: the rotation of the dedup records waits while the inbox
+ * holds a message received before a generation's last record
+ * (txbox._maintain).
  */
 static TxboxPlan receive_insert_plan = {
 	"WITH new AS (INSERT INTO txbox.inbox (gen, message_id, topic, key, headers, payload, payload_bytes,"
@@ -155,8 +169,7 @@ static TxboxPlan receive_insert_plan = {
 	" pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.jsonb[]), pg_catalog.unnest($7::pg_catalog.jsonb[]),"
 	" pg_catalog.unnest($8::pg_catalog.bytea[]), pg_catalog.unnest($9::pg_catalog.timestamptz[])) WITH ORDINALITY"
 	" AS u(message_id, topic, key, headers, payload, payload_bytes, published_at, ord)"
-	" WHERE NOT EXISTS (SELECT 1 FROM txbox.inbox i"
-	"   WHERE i.message_id OPERATOR(pg_catalog.=) u.message_id AND i.gen OPERATOR(pg_catalog.<>) $1)"
+	" WHERE u.message_id IS NOT NULL"
 	" ORDER BY u.ord"
 	" ON CONFLICT DO NOTHING RETURNING message_id),"
 	" renewed AS (INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
@@ -170,6 +183,84 @@ static TxboxPlan receive_insert_plan = {
 	10, {INT2OID, TEXTOID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
 	JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID, INT2OID}
 };
+
+/*
+ * inbox_stored_elsewhere -- ids (a uuid[]) with NULL in place of the ids
+ * stored in an inbox generation other than gen, or ids itself if none is
+ * (or if others_empty: txbox_current_generation says they are all empty).
+ *
+ * Each other generation's partition is probed by its primary key, one
+ * index lookup per id, with the latest snapshot: the cost does not depend
+ * on how many messages the inbox retains, whatever plan the planner would
+ * have chosen for an anti-join.  Other generations are not written
+ * (receives are serialized and write the current one, and a switch waits
+ * for our lock on txbox.inbox), so the probes stay true until we insert.
+ */
+static Datum
+inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(ids);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	bool		any = false;
+	Snapshot	snapshot;
+	Oid			nsp;
+
+	deconstruct_array(arr, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("message id %d of the page is NULL", i + 1),
+					 errhint("txbox._inbox_receive is called by txbox relays, not by applications.")));
+
+	if (others_empty || n == 0)
+		return ids;
+
+	nsp = get_namespace_oid("txbox", false);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	for (int16 older = 0; older < txbox_generations(TXBOX_INBOX); older++)
+	{
+		Oid			relid;
+		Relation	rel;
+		Relation	pk;
+		IndexScanDesc scan;
+		TupleTableSlot *slot;
+
+		if (older == gen)
+			continue;
+		relid = get_relname_relid(psprintf("inbox_%d", older), nsp);
+		if (!OidIsValid(relid))
+			elog(ERROR, "txbox: table txbox.inbox_%d is missing", older);
+		rel = table_open(relid, AccessShareLock);
+		pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+		slot = table_slot_create(rel, NULL);
+		scan = index_beginscan(rel, pk, snapshot, 1, 0);
+		for (int i = 0; i < n; i++)
+		{
+			ScanKeyData key;
+
+			if (nulls[i])
+				continue;
+			/* (message_id, gen): the leading column */
+			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, elems[i]);
+			index_rescan(scan, &key, 1, NULL, 0);
+			if (index_getnext_slot(scan, ForwardScanDirection, slot))
+				nulls[i] = any = true;
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(pk, AccessShareLock);
+		table_close(rel, AccessShareLock);
+	}
+	UnregisterSnapshot(snapshot);
+
+	if (!any)
+		return ids;
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, &n, ARR_LBOUND(arr), UUIDOID,
+											  UUID_LEN, false, TYPALIGN_CHAR));
+}
 
 /*
  * txbox._inbox_receive(source, message_ids, topics, keys, headers, payloads,
@@ -197,6 +288,8 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 	int			inserted;
 	LOCKTAG		tag;
 	bool		isnull;
+	int16		gen;
+	bool		others_empty;
 
 	for (int i = 0; i < 8; i++)
 		if (PG_ARGISNULL(i))
@@ -228,18 +321,20 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, TXBOX_LOCKTAG_INBOX_RECEIVE);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX, NULL));
+	gen = txbox_current_generation(TXBOX_INBOX, &others_empty);
+	values[0] = Int16GetDatum(gen);
 	values[1] = CStringGetTextDatum(psprintf("%s/%s", GetUserNameFromId(GetSessionUserId(), false),
 											 text_to_cstring(PG_GETARG_TEXT_PP(0))));
 	for (int i = 1; i < 8; i++)
 		values[i + 1] = PG_GETARG_DATUM(i);
+	values[2] = inbox_stored_elsewhere(values[2], gen, others_empty);
 	values[9] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, NULL));
 
 	/*
-	 * With the latest snapshot, taken after the lock: a REPEATABLE READ
-	 * session's snapshot may predate a receive of the same ids that
-	 * committed while we waited (its copy, in another generation, would be
-	 * missed and stored twice).
+	 * The probes above and the insert read the latest snapshot, taken
+	 * after the lock: a REPEATABLE READ session's snapshot may predate a
+	 * receive of the same ids that committed while we waited (its copy, in
+	 * another generation, would be missed and stored twice).
 	 */
 	txbox_exec(&receive_insert_plan, values, NULL, true, 0);
 	inserted = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
