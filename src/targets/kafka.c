@@ -182,8 +182,6 @@ static char kafka_last_error[256];	/* the last error librdkafka reported */
 static pthread_mutex_t kafka_refused_lock = PTHREAD_MUTEX_INITIALIZER;
 static char kafka_refused[160];
 
-/* the messages of a page, decoded from RelayPage's binary arrays */
-
 static void kafka_disconnect(void);
 static DeliveryResult kafka_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error);
 
