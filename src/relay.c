@@ -592,7 +592,6 @@ relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
 	ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										   Anum_relay_page_ids, &isnull));
 	if (memcmp(ARR_DATA_PTR(ids), &batch.ids[from], sizeof(int64) * n) != 0)
-	if (memcmp(ARR_DATA_PTR(ids), &batch.ids[from], sizeof(int64) * n) != 0)
 		elog(ERROR, "txbox relay \"%s\": a page read from the outbox is not the batch's",
 			 cfg->name);
 	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
