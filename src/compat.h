@@ -71,6 +71,21 @@ txbox_wait_event(TxboxWaitEvent event)
 #endif
 
 /*
+ * RelationGetPrimaryKeyIndex takes a deferrable_ok flag from 18 (txbox's
+ * primary keys are not deferrable), and index_beginscan an instrumentation
+ * struct (NULL: none).
+ */
+#if PG_VERSION_NUM >= 180000
+#define txbox_primary_key_index(rel) RelationGetPrimaryKeyIndex((rel), false)
+#define txbox_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
+#else
+#define txbox_primary_key_index(rel) RelationGetPrimaryKeyIndex(rel)
+#define txbox_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
+#endif
+
+/*
  * pg_b64_encode and pg_b64_decode take their bytes as uint8 * from 18,
  * char * before: callers pass a void * (the bytes of an HMAC, a secret).
  */

@@ -234,9 +234,9 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 		if (!OidIsValid(relid))
 			elog(ERROR, "txbox: table txbox.inbox_%d is missing", older);
 		rel = table_open(relid, AccessShareLock);
-		pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+		pk = index_open(txbox_primary_key_index(rel), AccessShareLock);
 		slot = table_slot_create(rel, NULL);
-		scan = index_beginscan(rel, pk, snapshot, 1, 0);
+		scan = txbox_index_beginscan(rel, pk, snapshot, 1, 0);
 		for (int i = 0; i < n; i++)
 		{
 			ScanKeyData key;
