@@ -87,18 +87,22 @@ txbox_generation_init(void)
 	CacheRegisterRelcacheCallback(generation_relcache_callback, (Datum) 0);
 }
 
+/* txbox_table_oid -- the OID of table txbox.relname; ERROR if it is missing */
+Oid
+txbox_table_oid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, get_namespace_oid("txbox", false));
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "txbox: table txbox.%s is missing", relname);
+	return relid;
+}
+
 static Oid
 generation_parent_relid(GenerationCache *c)
 {
 	if (!OidIsValid(c->relid))
-	{
-		Oid			nsp = get_namespace_oid("txbox", false);
-		Oid			relid = get_relname_relid(c->relname, nsp);
-
-		if (!OidIsValid(relid))
-			elog(ERROR, "txbox: table txbox.%s is missing", c->relname);
-		c->relid = relid;
-	}
+		c->relid = txbox_table_oid(c->relname);
 	return c->relid;
 }
 

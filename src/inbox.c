@@ -23,12 +23,10 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
@@ -205,7 +203,6 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	int			n;
 	bool		any = false;
 	Snapshot	snapshot;
-	Oid			nsp;
 
 	deconstruct_array(arr, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
@@ -218,11 +215,9 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	if (others_empty || n == 0)
 		return ids;
 
-	nsp = get_namespace_oid("txbox", false);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	for (int16 older = 0; older < txbox_generations(TXBOX_INBOX); older++)
 	{
-		Oid			relid;
 		Relation	rel;
 		Relation	pk;
 		IndexScanDesc scan;
@@ -230,10 +225,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 
 		if (older == gen)
 			continue;
-		relid = get_relname_relid(psprintf("inbox_%d", older), nsp);
-		if (!OidIsValid(relid))
-			elog(ERROR, "txbox: table txbox.inbox_%d is missing", older);
-		rel = table_open(relid, AccessShareLock);
+		rel = table_open(txbox_table_oid(psprintf("inbox_%d", older)), AccessShareLock);
 		pk = index_open(txbox_primary_key_index(rel), AccessShareLock);
 		slot = table_slot_create(rel, NULL);
 		scan = txbox_index_beginscan(rel, pk, snapshot, 1, 0);

@@ -55,6 +55,7 @@ typedef enum TxboxRotated
 
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern int16 txbox_generations(TxboxRotated table);
+extern Oid	txbox_table_oid(const char *relname);
 extern void txbox_generation_init(void);
 
 /* options.c: the options of relays and handlers, in a relay's or handler's options */
