@@ -86,6 +86,16 @@ txbox_wait_event(TxboxWaitEvent event)
 #endif
 
 /*
+ * The oldest transaction whose status clog still keeps (read under
+ * XactTruncationLock): ShmemVariableCache became TransamVariables in 17.
+ */
+#if PG_VERSION_NUM >= 170000
+#define txbox_oldest_clog_xid() (TransamVariables->oldestClogXid)
+#else
+#define txbox_oldest_clog_xid() (ShmemVariableCache->oldestClogXid)
+#endif
+
+/*
  * pg_b64_encode and pg_b64_decode take their bytes as uint8 * from 18,
  * char * before: callers pass a void * (the bytes of an HMAC, a secret).
  */

@@ -46,9 +46,9 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "access/xlog_internal.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -105,6 +105,18 @@ typedef struct RelayBatch
 
 static MemoryContext relay_batch_cxt;	/* lives as long as the batch */
 static RelayBatch batch;
+
+/*
+ * Delivered pages whose position is not saved yet (relay_page_delivered):
+ * the relay's next transaction saves it, before anything else
+ * (relay_xact_begin).
+ */
+static struct
+{
+	int32		relay_id;
+	int64		delivered;
+	int64		duplicates;
+}			relay_unsaved;
 static int	relay_failures = 0;	/* consecutive failed iterations */
 static int	relay_backoff_max_ms = 30000;	/* the relay's backoff_max */
 static char *relay_name = NULL;
@@ -315,21 +327,37 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 }
 
 /*
- * The end of the WAL inserted so far, as XLogFlush takes it.  Right after a
- * page boundary GetXLogInsertRecPtr points past the header of a page that
- * holds nothing yet, which no flush reaches ("xlog flush request ... is not
- * satisfied"): everything inserted ends at the boundary then.
+ * Deliver only what survives a crash: a transaction committed
+ * asynchronously is visible before its commit record is on disk.  Flush
+ * the WAL up to the commit records of the batch's n first transactions:
+ * clog keeps, for an asynchronous commit, an LSN late enough to cover its
+ * record (TransactionIdGetCommitLSN); a synchronous commit was on disk
+ * before it became visible (its LSN is 0).  Flushing all the WAL inserted
+ * so far would make every batch wait for other sessions' records and the
+ * relay's own asynchronous commits.
  */
-static XLogRecPtr
-relay_wal_inserted(void)
+static void
+relay_flush_commits(int n)
 {
-	XLogRecPtr	ptr = GetXLogInsertRecPtr();
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+	FullTransactionId next = ReadNextFullTransactionId();
+	uint64		oldest;
 
-	if (XLogSegmentOffset(ptr, wal_segment_size) == SizeOfXLogLongPHD)
-		return ptr - SizeOfXLogLongPHD;
-	if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
-		return ptr - SizeOfXLogShortPHD;
-	return ptr;
+	LWLockAcquire(XactTruncationLock, LW_SHARED);
+	oldest = U64FromFullTransactionId(next) -
+		(uint32) (XidFromFullTransactionId(next) - txbox_oldest_clog_xid());
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0 && FullTransactionIdEquals(batch.txids[i], batch.txids[i - 1]))
+			continue;
+		/* older than clog keeps: frozen, committed long ago */
+		if (U64FromFullTransactionId(batch.txids[i]) < oldest)
+			continue;
+		lsn = Max(lsn, TransactionIdGetCommitLSN(XidFromFullTransactionId(batch.txids[i])));
+	}
+	LWLockRelease(XactTruncationLock);
+	if (!XLogRecPtrIsInvalid(lsn))
+		XLogFlush(lsn);
 }
 
 /*
@@ -431,13 +459,7 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	batch.topics_null = topics_null;
 	MemoryContextSwitchTo(old);
 
-	/*
-	 * Deliver only what survives a crash: a transaction committed
-	 * asynchronously is visible before its commit record is on disk.  Flush
-	 * the WAL up to here (a no-op when it is) before anything leaves.
-	 */
-	if (n > 0)
-		XLogFlush(relay_wal_inserted());
+	relay_flush_commits(n);
 
 	batch.nkeys = n;
 	batch.next = 0;
@@ -510,6 +532,26 @@ relay_close_batch(void)
 	batch.prev = cur ? MemoryContextStrdup(relay_batch_cxt, cur) : NULL;
 }
 
+/*
+ * Begin a transaction of the relay that may write: it saves the position
+ * of the pages delivered since the last save first.
+ */
+static void
+relay_xact_begin(const char *what)
+{
+	txbox_xact_begin(what);
+	if (relay_unsaved.delivered > 0)
+	{
+		/* (a target that saves no position of its own: only relay_id used) */
+		RelayConfig cfg = {.relay_id = relay_unsaved.relay_id};
+		int64		delivered = relay_unsaved.delivered;
+
+		relay_unsaved.delivered = 0;
+		relay_save(&cfg, batch.next, delivered, 0, relay_unsaved.duplicates);
+		relay_unsaved.duplicates = 0;
+	}
+}
+
 /* Record a failure in txbox.relays, in its own transaction. */
 static void
 relay_record_error(int32 relay_id, const char *state, const char *message)
@@ -517,7 +559,7 @@ relay_record_error(int32 relay_id, const char *state, const char *message)
 	Datum		args[3] = {Int32GetDatum(relay_id), CStringGetTextDatum(state),
 	CStringGetTextDatum(message)};
 
-	txbox_xact_begin("txbox relay: recording an error");
+	relay_xact_begin("txbox relay: recording an error");
 	txbox_exec(&relay_error_plan, args, NULL, false, 0);
 	txbox_xact_commit();
 }
@@ -606,14 +648,29 @@ relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
 }
 
 /*
- * In the open transaction: the n messages from keys[next] are delivered;
- * save the position after them and commit.
+ * The n messages from keys[next] are delivered.  A target delivering in
+ * the relay's transaction (open) or keeping a position of its own commits
+ * the position with what it delivered, now.  For the others the relay's
+ * next transaction saves it, which follows at once: one commit less per
+ * page, and no commit of the relay's own that the next batch's flush
+ * (relay_flush_commits) would have to wait for.
  */
 static void
 relay_page_delivered(RelayConfig *cfg, int n, int duplicates)
 {
-	relay_save(cfg, batch.next + n, n, 0, duplicates);
-	txbox_xact_commit();
+	if (relay_target->in_relay_xact || relay_target->save_position != NULL)
+	{
+		if (!relay_target->in_relay_xact)
+			txbox_xact_begin("txbox relay: saving position");
+		relay_save(cfg, batch.next + n, n, 0, duplicates);
+		txbox_xact_commit();
+	}
+	else
+	{
+		relay_unsaved.relay_id = cfg->relay_id;
+		relay_unsaved.delivered += n;
+		relay_unsaved.duplicates += duplicates;
+	}
 	batch.next += n;
 }
 
@@ -691,7 +748,6 @@ relay_deliver_page(RelayConfig *cfg, int *n, char **error)
 			*error = prev_error;
 			return prev_res;
 		}
-		txbox_xact_begin("txbox relay: saving position");
 		relay_page_delivered(cfg, prev, prev_duplicates);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -702,7 +758,6 @@ relay_deliver_page(RelayConfig *cfg, int *n, char **error)
 	}
 	if (res != DELIVERY_OK || *n == 0)
 		return res;
-	txbox_xact_begin("txbox relay: saving position");
 	relay_page_delivered(cfg, *n, duplicates);
 	return DELIVERY_OK;
 }
@@ -713,7 +768,7 @@ relay_dead_letter(RelayConfig *cfg, const char *error)
 {
 	Datum		args[5];
 
-	txbox_xact_begin("txbox relay: dead-lettering a message");
+	relay_xact_begin("txbox relay: dead-lettering a message");
 	args[0] = FullTransactionIdGetDatum(batch.txids[batch.next]);
 	args[1] = Int64GetDatum(batch.ids[batch.next]);
 	args[2] = CStringGetTextDatum(cfg->name);
@@ -740,7 +795,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	DeliveryResult res;
 	int			n;
 
-	txbox_xact_begin("txbox relay: reading position");
+	relay_xact_begin("txbox relay: reading position");
 	if (!relay_load(relay_id, &cfg, &topics, &topics_null, loop_cxt))
 	{
 		txbox_xact_commit();
@@ -759,15 +814,18 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	cfg.source = relay_source;
 	if (batch.cur == NULL || batch.txids == NULL)
 		relay_open_batch(&cfg, topics, topics_null);
+	else if (batch.nkeys == batch.next && batch.nkeys > 0)
+	{
+		/* the batch is delivered (its last page saved it): the next, at once */
+		relay_close_batch();
+		relay_open_batch(&cfg, topics, topics_null);
+	}
 	if (batch.nkeys == batch.next)
 	{
-		/* nothing (more) to deliver: the batch is done */
-		bool		moved = strcmp(batch.prev, batch.cur) != 0;
+		/* nothing to deliver: an empty batch, saved now and then */
 		TimestampTz now = GetCurrentTimestamp();
-		bool		had_keys = batch.nkeys > 0;
 
-		/* a batch with messages saved itself with its last page */
-		if (!had_keys && moved &&
+		if (strcmp(batch.prev, batch.cur) != 0 &&
 			TimestampDifferenceExceeds(*last_save, now, RELAY_IDLE_SAVE_MS))
 		{
 			relay_save(&cfg, batch.nkeys, 0, 0, 0);
@@ -776,10 +834,9 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		txbox_xact_commit();
 		relay_close_batch();
 		relay_failures = 0;
-		return had_keys ? 0 : txbox_poll_interval;
+		return txbox_poll_interval;
 	}
 	txbox_xact_commit();
-
 	n = relay_page_size(&cfg);
 	res = relay_deliver_page(&cfg, &n, &error);
 	if (res == DELIVERY_PENDING)
