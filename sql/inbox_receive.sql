@@ -88,6 +88,48 @@ DO $$ BEGIN FOR g IN 0..2 LOOP
 	EXECUTE format('ALTER TABLE txbox.inbox_%s RESET (autovacuum_enabled)', g);
 END LOOP; END $$;
 
+--
+-- The receive's insert keeps one generic plan (a page's arrays made the
+-- planner prefer a custom plan, planned again for every page), made with
+-- index probes forced: a late duplicate's dedup records are read from the
+-- other dedup generation through its primary key, although the plan was
+-- made (in a new session) while that generation was empty and analyzed so.
+--
+\c
+SELECT current_gen AS dedup_cur FROM txbox._generation WHERE relname = 'inbox_dedup' \gset
+SELECT (:dedup_cur + 1) % 2 AS dedup_other \gset
+DO $$ BEGIN FOR g IN 0..1 LOOP
+	EXECUTE format('ALTER TABLE txbox.inbox_dedup_%s SET (autovacuum_enabled = off)', g);
+END LOOP; END $$;
+INSERT INTO txbox.consumers (consumer, topics, owner) VALUES ('regress_renew', NULL, current_user::regrole);
+ANALYZE txbox.inbox_dedup;
+SELECT txbox._inbox_receive('shop/to_billing', ARRAY['0190f0e2-0000-7000-8000-000000000001'::uuid],
+		ARRAY['orders'], ARRAY[NULL::text], ARRAY[NULL::jsonb], ARRAY['{}'::jsonb], ARRAY[NULL::bytea],
+		ARRAY[now()]) AS stored;
+INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)
+SELECT :dedup_other, 'regress_renew', ('0190f0e1-0000-7000-8000-' || lpad(to_hex(g), 12, '0')), now()
+  FROM generate_series(1, 2000) g;
+SELECT pg_stat_force_next_flush();
+SELECT seq_scan AS seq_before, idx_scan AS idx_before FROM pg_stat_user_tables
+ WHERE relid = format('txbox.inbox_dedup_%s', :dedup_other)::regclass \gset
+SELECT txbox._inbox_receive('shop/to_billing',
+		array_agg(('0190f0e1-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid ORDER BY g),
+		array_agg('orders'::text), array_agg(NULL::text), array_agg(NULL::jsonb),
+		array_agg('{}'::jsonb), array_agg(NULL::bytea), array_agg(now())) AS stored
+  FROM generate_series(1990, 2010) g;	-- 11 processed before, stored again
+SELECT pg_stat_force_next_flush();
+SELECT seq_scan = :seq_before AS other_dedup_not_scanned, idx_scan > :idx_before AS other_dedup_probed
+  FROM pg_stat_user_tables WHERE relid = format('txbox.inbox_dedup_%s', :dedup_other)::regclass;
+SELECT count(*) AS renewed FROM txbox.inbox_dedup
+ WHERE gen = :dedup_cur AND consumer = 'regress_renew';
+DELETE FROM txbox.inbox_dedup WHERE consumer = 'regress_renew';
+DELETE FROM txbox.consumers WHERE consumer = 'regress_renew';
+DELETE FROM txbox.inbox WHERE message_id::text LIKE '0190f0e1-0000-7000-8000-%'
+   OR message_id = '0190f0e2-0000-7000-8000-000000000001';
+DO $$ BEGIN FOR g IN 0..1 LOOP
+	EXECUTE format('ALTER TABLE txbox.inbox_dedup_%s RESET (autovacuum_enabled)', g);
+END LOOP; END $$;
+
 -- a page's message ids are never NULL
 SELECT txbox._inbox_receive('shop/to_billing', ARRAY[NULL::uuid], ARRAY['orders'], ARRAY[NULL::text],
 		ARRAY[NULL::jsonb], ARRAY['{}'::jsonb], ARRAY[NULL::bytea], ARRAY[now()]);

@@ -143,7 +143,8 @@ static TxboxPlan receive_size_plan = {
 	" AS u(message_id, payload, payload_bytes)"
 	" WHERE coalesce(pg_catalog.pg_column_size(u.payload), pg_catalog.octet_length(u.payload_bytes))"
 	" OPERATOR(pg_catalog.>) $4 LIMIT 1",
-	4, {UUIDARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, INT4OID}
+	4, {UUIDARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, INT4OID},
+	NULL, CURSOR_OPT_GENERIC_PLAN
 };
 
 /*
@@ -179,7 +180,9 @@ static TxboxPlan receive_insert_plan = {
 	" ON CONFLICT DO NOTHING)"
 	"SELECT pg_catalog.count(*)::pg_catalog.int4 FROM new",
 	10, {INT2OID, TEXTOID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-	JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID, INT2OID}
+	JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID, INT2OID},
+	/* planned once, not for every page: a page's arrays made custom plans win */
+	NULL, CURSOR_OPT_GENERIC_PLAN, true
 };
 
 /*

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -59,6 +60,11 @@ txbox_gen_plan(TxboxGenPlan *p, int16 gen)
 	return g;
 }
 
+/* what a plan with index_probes is made without */
+static const char *const txbox_probes_off[] = {
+	"enable_seqscan", "enable_bitmapscan", "enable_material", "enable_hashjoin", "enable_mergejoin"
+};
+
 /*
  * txbox_exec -- execute p's saved plan; returns SPI_processed.
  *
@@ -67,19 +73,37 @@ txbox_gen_plan(TxboxGenPlan *p, int16 gen)
  * READ, so that rows committed since the transaction's snapshot are seen:
  * used where a decision must not rest on a stale view (a duplicate check).
  * Errors from SPI are raised; the result stays in SPI_tuptable.
+ *
+ * A plan with index_probes reads a few rows per input row through indexes:
+ * it is made (and remade after an invalidation) with the settings above
+ * off, whatever stale statistics suggest.  A partition that rotation
+ * truncated looks empty until it is analyzed again, and a generic plan
+ * made then would scan it whole for every row for the session's life.
+ * Only while the query runs: the session's own settings are untouched.
  */
 int
 txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
 		   bool latest_snapshot, long tcount)
 {
-	SPIPlanPtr	plan = txbox_plan(p);
+	SPIPlanPtr	plan;
 	int			rc;
+	int			nestlevel = 0;
 
+	if (p->index_probes)
+	{
+		nestlevel = NewGUCNestLevel();
+		for (int i = 0; i < lengthof(txbox_probes_off); i++)
+			(void) set_config_option(txbox_probes_off[i], "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+	}
+	plan = txbox_plan(p);
 	if (latest_snapshot)
 		rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
 								  InvalidSnapshot, false, true, tcount);
 	else
 		rc = SPI_execute_plan(plan, values, nulls, false, tcount);
+	if (p->index_probes)
+		AtEOXact_GUC(true, nestlevel);
 
 	if (rc < 0)
 		elog(ERROR, "txbox: SPI failed for \"%s\": %s",

@@ -75,6 +75,8 @@ typedef struct TxboxPlan
 	Oid			argtypes[10];
 	SPIPlanPtr	plan;
 	int			cursor_options; /* CURSOR_OPT_* of SPI_prepare_cursor */
+	bool		index_probes;	/* planned (and run) with index scans in
+								 * nested loops only: see txbox_exec */
 } TxboxPlan;
 
 /*
