@@ -18,8 +18,12 @@
  *
  * A batch's (txid, id) keys are read once, sorted by id, and delivered in
  * pages of batch_size.  After each page the position (prev, cur, last id
- * delivered) is saved; a crash repeats at most the page in flight, which
- * the target drops as a duplicate (it deduplicates by message_id).  A
+ * delivered) is saved, by the relay's next transaction, committed
+ * asynchronously; a crash repeats the pages delivered since the last save
+ * that reached the disk, which the target drops as duplicates (it
+ * deduplicates by message_id).  Before a batch goes out, the WAL is
+ * flushed up to its transactions' commit records: a source transaction
+ * that a crash loses was never delivered.  A
  * target that answers a page DELIVERY_PENDING (kafka, at least once) gets
  * the next page read and delivered while the first one's outcome is
  * outstanding; each position is still saved only once its page is
