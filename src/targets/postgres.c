@@ -61,12 +61,17 @@ static const char *remote_receive_sql =
 " $4::pg_catalog.text[], $5::pg_catalog.jsonb[], $6::pg_catalog.jsonb[],"
 " $7::pg_catalog.bytea[], $8::pg_catalog.timestamptz[])";
 
+/* prepared on remote_conn (as remote_receive_name), once per connection */
+static bool remote_prepared = false;
+static const char *remote_receive_name = "txbox_receive";
+
 static void
 remote_disconnect(void)
 {
 	if (remote_conn != NULL)
 		PQfinish(remote_conn);
 	remote_conn = NULL;
+	remote_prepared = false;
 	if (remote_conn_key != NULL)
 		pfree(remote_conn_key);
 	remote_conn_key = NULL;
@@ -270,49 +275,18 @@ postgres_connect(const RelayConfig *cfg)
 }
 
 /*
- * postgres_deliver -- the deliver callback: store page in the target's
- * txbox.inbox, over the connection postgres_connect made.
- *
- * Called outside any transaction.  Returns DELIVERY_OK with *duplicates =
- * the number of messages the target already had, else what the failure
- * means for the page (DELIVERY_REJECTED, DELIVERY_TIMEOUT: the target's
- * statement timeout or our deadline, DELIVERY_RETRY); *error says why.
+ * Wait for what was sent on remote_conn (by PQsend*) until deadline: flush
+ * it, then collect every result until NULL, keeping the first failure.
+ * Returns DELIVERY_OK, with *count = the int4 of a one-row result (if any),
+ * else what the failure means for the page and *error why.
  */
 static DeliveryResult
-postgres_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
-				 char **error)
+remote_finish(const RelayConfig *cfg, TimestampTz deadline, int *count, char **error)
 {
-	const char *values[RELAY_PAGE_COLUMNS + 1];
-	int			lengths[RELAY_PAGE_COLUMNS + 1];
-	int			formats[RELAY_PAGE_COLUMNS + 1];
-	Oid			types[RELAY_PAGE_COLUMNS + 1] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID};
-	TimestampTz deadline;
 	PGresult   *res;
 	DeliveryResult result = DELIVERY_OK;
 	int			flush;
 
-	*error = NULL;
-	values[0] = cfg->source;
-	lengths[0] = 0;
-	formats[0] = 0;
-	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
-	{
-		values[c + 1] = VARDATA_ANY(page->columns[c]);
-		lengths[c + 1] = VARSIZE_ANY_EXHDR(page->columns[c]);
-		formats[c + 1] = 1;
-	}
-
-	/* the statement may take statement_timeout there; allow a little more */
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										   cfg->statement_timeout_ms + 5000);
-	if (!PQsendQueryParams(remote_conn, remote_receive_sql, RELAY_PAGE_COLUMNS + 1, types,
-						   values, lengths, formats, 0))
-	{
-		*error = remote_error("could not send to the target", PQerrorMessage(remote_conn));
-		remote_disconnect();
-		return DELIVERY_RETRY;
-	}
 	while ((flush = PQflush(remote_conn)) == 1)
 	{
 		if (!txbox_target_wait_socket(PQsocket(remote_conn), true, deadline))
@@ -326,7 +300,6 @@ postgres_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		return flush < 0 ? DELIVERY_RETRY : DELIVERY_TIMEOUT;
 	}
 
-	/* collect every result until NULL, keeping the first failure */
 	for (;;)
 	{
 		while (PQisBusy(remote_conn))
@@ -348,8 +321,8 @@ postgres_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 		if (res == NULL)
 			break;
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-			*duplicates = page->count - atoi(PQgetvalue(res, 0, 0));
-		else if (*error == NULL)
+			*count = atoi(PQgetvalue(res, 0, 0));
+		else if (PQresultStatus(res) != PGRES_COMMAND_OK && *error == NULL)
 		{
 			const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
@@ -362,6 +335,70 @@ postgres_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
 	}
 	if (PQstatus(remote_conn) == CONNECTION_BAD)
 		remote_disconnect();
+	return result;
+}
+
+/*
+ * postgres_deliver -- the deliver callback: store page in the target's
+ * txbox.inbox, over the connection postgres_connect made.
+ *
+ * Called outside any transaction.  Returns DELIVERY_OK with *duplicates =
+ * the number of messages the target already had, else what the failure
+ * means for the page (DELIVERY_REJECTED, DELIVERY_TIMEOUT: the target's
+ * statement timeout or our deadline, DELIVERY_RETRY); *error says why.
+ * The receive is prepared once per connection: the target parses and
+ * plans it once, not for every page.
+ */
+static DeliveryResult
+postgres_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates,
+				 char **error)
+{
+	const char *values[RELAY_PAGE_COLUMNS + 1];
+	int			lengths[RELAY_PAGE_COLUMNS + 1];
+	int			formats[RELAY_PAGE_COLUMNS + 1];
+	Oid			types[RELAY_PAGE_COLUMNS + 1] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, TIMESTAMPTZARRAYOID};
+	TimestampTz deadline;
+	DeliveryResult result;
+	int			stored = page->count;
+
+	*error = NULL;
+	values[0] = cfg->source;
+	lengths[0] = 0;
+	formats[0] = 0;
+	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
+	{
+		values[c + 1] = VARDATA_ANY(page->columns[c]);
+		lengths[c + 1] = VARSIZE_ANY_EXHDR(page->columns[c]);
+		formats[c + 1] = 1;
+	}
+
+	/* the statement may take statement_timeout there; allow a little more */
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   cfg->statement_timeout_ms + 5000);
+	if (!remote_prepared)
+	{
+		if (!PQsendPrepare(remote_conn, remote_receive_name, remote_receive_sql,
+						   RELAY_PAGE_COLUMNS + 1, types))
+		{
+			*error = remote_error("could not send to the target", PQerrorMessage(remote_conn));
+			remote_disconnect();
+			return DELIVERY_RETRY;
+		}
+		result = remote_finish(cfg, deadline, &stored, error);
+		if (result != DELIVERY_OK)
+			return result;
+		remote_prepared = true;
+	}
+	if (!PQsendQueryPrepared(remote_conn, remote_receive_name, RELAY_PAGE_COLUMNS + 1,
+							 values, lengths, formats, 0))
+	{
+		*error = remote_error("could not send to the target", PQerrorMessage(remote_conn));
+		remote_disconnect();
+		return DELIVERY_RETRY;
+	}
+	result = remote_finish(cfg, deadline, &stored, error);
+	*duplicates = page->count - stored;
 	return result;
 }
 
