@@ -150,7 +150,10 @@ typedef struct HttpRequest
 {
 	CURL	   *easy;			/* NULL: not made yet */
 	bool		busy;			/* a request is in flight */
-	struct curl_slist *headers;
+	StringInfoData head;		/* its headers, each ending in a NUL */
+	int			nheaders;
+	struct curl_slist *header_list; /* pointing into head, for curl */
+	int			header_list_size;
 	HttpMessage *msg;
 	bool		allow_private;
 	char		error[CURL_ERROR_SIZE];
@@ -730,7 +733,8 @@ http_write_callback(char *data, size_t size, size_t nmemb, void *userp)
 static void
 http_add_header(HttpRequest *req, const char *name, const char *value, int len, bool encode)
 {
-	StringInfoData h;
+	StringInfo	h = &req->head;
+	int			start = h->len;
 	int			plain = 0;
 
 	if (len < 0)
@@ -739,27 +743,55 @@ http_add_header(HttpRequest *req, const char *name, const char *value, int len, 
 	while (plain < len && (unsigned char) value[plain] >= 0x20 && (unsigned char) value[plain] <= 0x7e &&
 		   !(encode && value[plain] == '%'))
 		plain++;
-	initStringInfo(&h);
-	appendStringInfo(&h, "%s: ", name);
-	appendBinaryStringInfo(&h, value, plain);
+	appendStringInfoString(h, name);
+	appendBinaryStringInfo(h, ": ", 2);
+	appendBinaryStringInfo(h, value, plain);
 	for (int i = plain; i < len; i++)
 	{
 		unsigned char c = value[i];
 
 		if (c >= 0x20 && c <= 0x7e && !(encode && c == '%'))
-			appendStringInfoChar(&h, c);
+			appendStringInfoChar(h, c);
 		else if (encode)
-			appendStringInfo(&h, "%%%02X", c);
+			appendStringInfo(h, "%%%02X", c);
 		else if (c != '\t')
 		{
-			pfree(h.data);
+			h->len = start;
+			h->data[start] = '\0';
 			return;
 		}
 		else
-			appendStringInfoChar(&h, c);
+			appendStringInfoChar(h, c);
 	}
-	req->headers = curl_slist_append(req->headers, h.data);
-	pfree(h.data);
+	appendStringInfoChar(h, '\0');
+	req->nheaders++;
+}
+
+/*
+ * The request's headers as curl's list: nodes of our own (kept from one
+ * request to the next) pointing into req->head, instead of a list of
+ * curl_slist_append's, two mallocs a header.  curl only reads the list.
+ */
+static struct curl_slist *
+http_header_list(HttpRequest *req)
+{
+	const char *line = req->head.data;
+
+	if (req->nheaders > req->header_list_size)
+	{
+		req->header_list_size = Max(req->nheaders, 2 * req->header_list_size);
+		if (req->header_list != NULL)
+			pfree(req->header_list);
+		req->header_list = MemoryContextAlloc(TopMemoryContext,
+											  sizeof(struct curl_slist) * req->header_list_size);
+	}
+	for (int i = 0; i < req->nheaders; i++)
+	{
+		req->header_list[i].data = (char *) line;
+		req->header_list[i].next = i + 1 < req->nheaders ? &req->header_list[i + 1] : NULL;
+		line += strlen(line) + 1;
+	}
+	return req->header_list;
 }
 
 /* header names a message's headers may not set */
@@ -842,6 +874,8 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 		curl_easy_setopt(e, CURLOPT_PROXY, "");
+		/* and not even a look at no_proxy in the environment, per request */
+		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(e, CURLOPT_USERAGENT, "txbox");
@@ -853,10 +887,20 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
 		curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_close_socket);
 		curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+		/* the endpoint's (a new endpoint makes new handles) */
+		curl_easy_setopt(e, CURLOPT_URL, ep->url);
 		req->easy = e;
 	}
 	req->busy = true;
-	req->headers = NULL;
+	if (req->head.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&req->head);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(&req->head);
+	req->nheaders = 0;
 	req->error[0] = '\0';
 	req->refused[0] = '\0';
 	req->answer_len = 0;
@@ -889,10 +933,9 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 	}
 	txbox_page_headers(m->headers, m->headers_len, http_add_message_header, req);
 
-	curl_easy_setopt(e, CURLOPT_URL, ep->url);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, m->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) m->body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, http_header_list(req));
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) cfg->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) http_timeout_ms);
 	if (curl_multi_add_handle(http_multi, e) != CURLM_OK)
@@ -903,8 +946,6 @@ static void
 http_finish(HttpRequest *req)
 {
 	curl_multi_remove_handle(http_multi, req->easy);
-	curl_slist_free_all(req->headers);
-	req->headers = NULL;
 	req->busy = false;
 	req->msg->page->in_flight--;
 	http_in_flight--;
