@@ -266,15 +266,15 @@ poll_delivered('crash', 400, 120, 'every message delivered after kill -9');
 
 # 8. pages in flight two at a time: pages of 10 in 13 keys (and some
 # without a key), so that each page's keys have messages in the page
-# before.  A 500 (answered after 0.5 s, then 200) in one page and a poison
-# message (400, answered after 0.5 s) in another, while the page after
+# before.  A 500 (answered after 1 s, then 200) in one page and a poison
+# message (400, answered after 1 s) in another, while the page after
 # each is on its way: nothing lost, never two of one key at once, each key
 # in order, the poison alone dead-lettered, its key's next message (in the
 # next page) only after it, and what the page after it delivered before
 # being dropped not sent again
 control({ accept_poison => JSON::PP::false, delay => 0.002,
-	rules => [ { text => '"fail": 1', status => 500, delay => 0.5, times => 1 },
-		{ text => 'poison', delay => 0.5 } ] });
+	rules => [ { text => '"fail": 1', status => 500, delay => 1, times => 1 },
+		{ text => 'poison', delay => 1 } ] });
 $node->safe_psql('shop', q{SELECT txbox.alter_relay('to_hooks', '{"batch_size": 10}')});
 $node->safe_psql('shop', q{
 	SELECT txbox.publish('paged', jsonb_build_object('seq', i)
