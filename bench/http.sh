@@ -121,6 +121,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "http relay: $messages messages (64 keys), concurrency $concurrency, nginx receiver on 127.0.0.1"
 echo "$(nproc) CPUs; libcurl $(curl-config --version 2>/dev/null || dpkg-query -W -f='${Version}' libcurl4)"
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 # row LABEL WRK_C WRK_C_US WRK_1 TXBOX TXBOX_US
 row() {
 	printf '%-6s %12s %12s %12s %8.2f %8.2f %10s %10s\n' "$1" "$2" "$4" "$5" \
@@ -142,5 +143,6 @@ for r in $(seq 1 "$rounds"); do
 done
 row median "$(median < "$dir/w")" "$(median < "$dir/wu")" "$(median < "$dir/s")" \
 	"$(median < "$dir/t")" "$(median < "$dir/tu")"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(requests/s; txbox = messages / seconds from create_relay to all delivered, signed, per-key ordered;"
 echo " us_* = CPU microseconds (user + system) per request of wrk, per message of the relay worker)"

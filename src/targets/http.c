@@ -10,6 +10,10 @@
  * page into memory and the target sends its messages, up to concurrency
  * requests at once over kept-alive connections, but never two of one key
  * at once and never one before an earlier message of its key is delivered.
+ * deliver answers DELIVERY_PENDING: the relay reads the next page while
+ * this one's requests are in flight, and the next page's messages join the
+ * same window (deliver_finish) as soon as their keys' messages in the page
+ * before are delivered, so that the window does not drain at each page.
  * The relay saves its position only when the whole page is delivered.
  *
  * Outcomes: a 2xx delivers the message.  408, 429, 5xx, a connection
@@ -56,6 +60,7 @@
 #include "port/pg_bswap.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -99,9 +104,10 @@ typedef enum HttpState
 	HTTP_REJECTED
 } HttpState;
 
-/* A message of the page being delivered (pointing into the page). */
+/* A message of a page in flight (pointing into the page's copy). */
 typedef struct HttpMessage
 {
+	struct HttpPage *page;
 	const char *uuid;			/* 16 bytes */
 	char		id[37];
 	char	   *topic;
@@ -112,17 +118,43 @@ typedef struct HttpMessage
 	const char *body;
 	int			body_len;
 	bool		binary;
-	int			prev_same_key;	/* index of the key's previous message, or -1 */
+	bool		blocked;		/* an earlier message of its key is not delivered */
 	HttpState	state;
+	struct HttpMessage *next_same_key;	/* its key's next, in this page or the next */
+	struct HttpMessage *next_ready; /* in its page's ready list */
 } HttpMessage;
+
+/*
+ * A page deliver took, until deliver_finish tells its outcome (target.h):
+ * at most two, the oldest first.  A message is ready (to be sent) when
+ * every earlier message of its key, in this page and the one before, is
+ * delivered; ready messages go oldest page first, in the order they
+ * became ready, and none of a page after one with a rejection.
+ */
+typedef struct HttpPage
+{
+	MemoryContext cxt;			/* the page's copy and all of this */
+	int			n;
+	HttpMessage *msgs;
+	int		   *keyed;			/* keyed messages' indexes, by key, then position */
+	int			nkeyed;
+	int			delivered;		/* messages HTTP_DONE */
+	int			in_flight;
+	HttpMessage *ready;			/* the ready list: first, last */
+	HttpMessage *ready_last;
+	char	   *rejection;		/* the first rejection's error, or NULL */
+} HttpPage;
 
 /* A request slot, with its easy handle (kept: no set-up per request). */
 typedef struct HttpRequest
 {
 	CURL	   *easy;			/* NULL: not made yet */
 	bool		busy;			/* a request is in flight */
-	struct curl_slist *headers;
-	int			msg;
+	StringInfoData head;		/* its headers, each ending in a NUL */
+	int			nheaders;
+	struct curl_slist *header_list; /* pointing into head, for curl */
+	int			header_list_size;
+	HttpMessage *msg;
 	bool		allow_private;
 	char		error[CURL_ERROR_SIZE];
 	char		refused[160];	/* why an address was refused, or "" */
@@ -168,6 +200,9 @@ static WaitEventSet *http_set = NULL;	/* our latch and http_sockets, or NULL:
 static long http_timer_ms = -1; /* curl's timer, -1: none */
 static TimestampTz http_timer_at = 0;
 static HttpRequest *http_requests = NULL;	/* HTTP_MAX_CONCURRENCY slots */
+static HttpPage *http_pages[2];	/* in flight, the oldest first */
+static int	http_npages = 0;
+static int	http_in_flight = 0; /* requests, of all pages */
 static HTAB *http_delivered = NULL; /* message ids delivered, page not yet complete */
 static TimestampTz http_not_before = 0; /* Retry-After */
 
@@ -327,16 +362,15 @@ http_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 	http_endpoint_stale = true;
 }
 
-static void http_finish(HttpRequest *req);
+static void http_drop_pages(bool remember);
 
-/* forget every connection and remembered message (a new endpoint) */
+/* forget every connection, page in flight and remembered message */
 static void
 http_reset_connections(void)
 {
+	http_drop_pages(false);
 	for (int i = 0; http_requests != NULL && i < HTTP_MAX_CONCURRENCY; i++)
 	{
-		if (http_requests[i].busy)
-			http_finish(&http_requests[i]);
 		if (http_requests[i].easy != NULL)
 			curl_easy_cleanup(http_requests[i].easy);
 		http_requests[i].easy = NULL;
@@ -699,7 +733,8 @@ http_write_callback(char *data, size_t size, size_t nmemb, void *userp)
 static void
 http_add_header(HttpRequest *req, const char *name, const char *value, int len, bool encode)
 {
-	StringInfoData h;
+	StringInfo	h = &req->head;
+	int			start = h->len;
 	int			plain = 0;
 
 	if (len < 0)
@@ -708,27 +743,55 @@ http_add_header(HttpRequest *req, const char *name, const char *value, int len, 
 	while (plain < len && (unsigned char) value[plain] >= 0x20 && (unsigned char) value[plain] <= 0x7e &&
 		   !(encode && value[plain] == '%'))
 		plain++;
-	initStringInfo(&h);
-	appendStringInfo(&h, "%s: ", name);
-	appendBinaryStringInfo(&h, value, plain);
+	appendStringInfoString(h, name);
+	appendBinaryStringInfo(h, ": ", 2);
+	appendBinaryStringInfo(h, value, plain);
 	for (int i = plain; i < len; i++)
 	{
 		unsigned char c = value[i];
 
 		if (c >= 0x20 && c <= 0x7e && !(encode && c == '%'))
-			appendStringInfoChar(&h, c);
+			appendStringInfoChar(h, c);
 		else if (encode)
-			appendStringInfo(&h, "%%%02X", c);
+			appendStringInfo(h, "%%%02X", c);
 		else if (c != '\t')
 		{
-			pfree(h.data);
+			h->len = start;
+			h->data[start] = '\0';
 			return;
 		}
 		else
-			appendStringInfoChar(&h, c);
+			appendStringInfoChar(h, c);
 	}
-	req->headers = curl_slist_append(req->headers, h.data);
-	pfree(h.data);
+	appendStringInfoChar(h, '\0');
+	req->nheaders++;
+}
+
+/*
+ * The request's headers as curl's list: nodes of our own (kept from one
+ * request to the next) pointing into req->head, instead of a list of
+ * curl_slist_append's, two mallocs a header.  curl only reads the list.
+ */
+static struct curl_slist *
+http_header_list(HttpRequest *req)
+{
+	const char *line = req->head.data;
+
+	if (req->nheaders > req->header_list_size)
+	{
+		req->header_list_size = Max(req->nheaders, 2 * req->header_list_size);
+		if (req->header_list != NULL)
+			pfree(req->header_list);
+		req->header_list = MemoryContextAlloc(TopMemoryContext,
+											  sizeof(struct curl_slist) * req->header_list_size);
+	}
+	for (int i = 0; i < req->nheaders; i++)
+	{
+		req->header_list[i].data = (char *) line;
+		req->header_list[i].next = i + 1 < req->nheaders ? &req->header_list[i + 1] : NULL;
+		line += strlen(line) + 1;
+	}
+	return req->header_list;
 }
 
 /* header names a message's headers may not set */
@@ -797,7 +860,7 @@ http_add_signature(HttpRequest *req, const HttpEndpoint *ep, const HttpMessage *
 }
 
 static void
-http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
+http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 {
 	const HttpEndpoint *ep = http_endpoint;
 	char		ts[32];
@@ -811,6 +874,8 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
 		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 		curl_easy_setopt(e, CURLOPT_PROXY, "");
+		/* and not even a look at no_proxy in the environment, per request */
+		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(e, CURLOPT_USERAGENT, "txbox");
@@ -822,16 +887,28 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
 		curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_close_socket);
 		curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+		/* the endpoint's (a new endpoint makes new handles) */
+		curl_easy_setopt(e, CURLOPT_URL, ep->url);
 		req->easy = e;
 	}
 	req->busy = true;
-	req->headers = NULL;
+	if (req->head.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&req->head);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(&req->head);
+	req->nheaders = 0;
 	req->error[0] = '\0';
 	req->refused[0] = '\0';
 	req->answer_len = 0;
-	req->msg = index;
+	req->msg = m;
 	req->allow_private = ep->allow_private;
 	m->state = HTTP_IN_FLIGHT;
+	m->page->in_flight++;
+	http_in_flight++;
 
 	snprintf(ts, sizeof(ts), "%lld", (long long) time(NULL));
 	http_add_header(req, "Content-Type", m->binary ? "application/octet-stream" : "application/json", -1, false);
@@ -856,10 +933,9 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m, int index)
 	}
 	txbox_page_headers(m->headers, m->headers_len, http_add_message_header, req);
 
-	curl_easy_setopt(e, CURLOPT_URL, ep->url);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, m->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) m->body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, http_header_list(req));
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) cfg->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) http_timeout_ms);
 	if (curl_multi_add_handle(http_multi, e) != CURLM_OK)
@@ -870,9 +946,9 @@ static void
 http_finish(HttpRequest *req)
 {
 	curl_multi_remove_handle(http_multi, req->easy);
-	curl_slist_free_all(req->headers);
-	req->headers = NULL;
 	req->busy = false;
+	req->msg->page->in_flight--;
+	http_in_flight--;
 }
 
 /* the first bytes of the answer, printable, without the bearer token */
@@ -892,39 +968,48 @@ http_quote_answer(HttpRequest *req)
 }
 
 /*----------
- * The page.
+ * The pages in flight.
  *----------
  */
+
+/* keys in the order of their length, then their bytes */
+static int
+http_key_order(const HttpMessage *x, const HttpMessage *y)
+{
+	if (x->key_len != y->key_len)
+		return x->key_len < y->key_len ? -1 : 1;
+	return memcmp(x->key, y->key, x->key_len);
+}
 
 static int
 http_key_cmp(const void *a, const void *b, void *arg)
 {
 	const HttpMessage *msgs = arg;
-	const HttpMessage *x = &msgs[*(const int *) a];
-	const HttpMessage *y = &msgs[*(const int *) b];
-	int			c = x->key_len != y->key_len ? (x->key_len < y->key_len ? -1 : 1) :
-		memcmp(x->key, y->key, x->key_len);
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+	int			c = http_key_order(&msgs[x], &msgs[y]);
 
-	return c != 0 ? c : *(const int *) a - *(const int *) b;
+	return c != 0 ? c : x - y;
 }
 
-/* The page's messages, each with the index of its key's previous one. */
-static HttpMessage *
-http_read_page(const RelayPage *page)
+/* The page's messages, and its keyed ones by key, then position. */
+static void
+http_read_page(const RelayPage *page, HttpPage *p)
 {
 	int			n = page->count;
 	HttpMessage *msgs = palloc0(sizeof(HttpMessage) * n);
 	PageColumn	col;
-	int		   *order = palloc(sizeof(int) * n);
-	int			nkeyed = 0;
 
+	p->n = n;
+	p->msgs = msgs;
+	p->keyed = palloc(sizeof(int) * n);
 	/* message_id, topic, key, headers, payload, payload_bytes */
 	txbox_page_column(page, 0, &col);
 	for (int i = 0; i < n; i++)
 	{
+		msgs[i].page = p;
 		msgs[i].uuid = col.data[i];
 		txbox_page_uuid(col.data[i], msgs[i].id);
-		msgs[i].prev_same_key = -1;
 	}
 	txbox_page_column(page, 1, &col);
 	for (int i = 0; i < n; i++)
@@ -935,7 +1020,7 @@ http_read_page(const RelayPage *page)
 		{
 			msgs[i].key = pnstrdup(col.data[i], col.len[i]);
 			msgs[i].key_len = col.len[i];
-			order[nkeyed++] = i;
+			p->keyed[p->nkeyed++] = i;
 		}
 	txbox_page_column(page, 3, &col);
 	for (int i = 0; i < n; i++)
@@ -959,18 +1044,7 @@ http_read_page(const RelayPage *page)
 			msgs[i].body_len = col.len[i];
 			msgs[i].binary = true;
 		}
-
-	/* sorted by key, then position: each key's messages follow each other */
-	qsort_arg(order, nkeyed, sizeof(int), http_key_cmp, msgs);
-	for (int j = 1; j < nkeyed; j++)
-	{
-		HttpMessage *a = &msgs[order[j - 1]];
-		HttpMessage *b = &msgs[order[j]];
-
-		if (a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0)
-			b->prev_same_key = order[j - 1];
-	}
-	return msgs;
+	qsort_arg(p->keyed, p->nkeyed, sizeof(int), http_key_cmp, msgs);
 }
 
 static bool
@@ -994,29 +1068,222 @@ http_remembered(const HttpMessage *m, HASHACTION action)
 	return found;
 }
 
+/* m joins its page's ready list */
+static void
+http_ready(HttpMessage *m)
+{
+	HttpPage   *p = m->page;
+
+	m->next_ready = NULL;
+	if (p->ready_last != NULL)
+		p->ready_last->next_ready = m;
+	else
+		p->ready = m;
+	p->ready_last = m;
+}
+
+/* m's (last) message of its key in page p, or NULL */
+static HttpMessage *
+http_last_of_key(const HttpPage *p, const HttpMessage *m)
+{
+	int			lo = 0;
+	int			hi = p->nkeyed;
+
+	/* the first of p's keyed messages whose key is after m's */
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (http_key_order(&p->msgs[p->keyed[mid]], m) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0 && http_key_order(&p->msgs[p->keyed[lo - 1]], m) == 0)
+		return &p->msgs[p->keyed[lo - 1]];
+	return NULL;
+}
+
 /*
- * http_deliver -- the deliver callback: POST the page's messages, up to
- * the relay's "concurrency" at once, each only after its key's previous one was
- * delivered.  Returns DELIVERY_OK when every message got a 2xx;
- * DELIVERY_RETRY on a transient failure (the requests in flight are
- * abandoned); DELIVERY_REJECTED when a message got another status (the
- * other keys' messages go on).  410 Gone and a refused address are ERRORs
- * (the relay fails).
+ * Take a page (a copy of it: the relay's does not outlive deliver) after
+ * the one in flight, if any.  Each key's messages are chained
+ * (next_same_key) from its last one in the page before on; what an
+ * incomplete attempt delivered already (http_remembered) is delivered,
+ * when every message of its key before it is; the first message of each
+ * key that is not is ready, and so is every message without a key.
+ */
+static void
+http_add_page(const RelayPage *page)
+{
+	HttpPage   *before = http_npages > 0 ? http_pages[http_npages - 1] : NULL;
+	MemoryContext cxt;
+	MemoryContext old;
+	HttpPage   *p;
+	RelayPage	copy = {.count = page->count};
+
+	if (http_npages == lengthof(http_pages))
+		elog(ERROR, "txbox http: a third page in flight");
+	cxt = AllocSetContextCreate(TopMemoryContext, "txbox http page", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	p = palloc0(sizeof(HttpPage));
+	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
+		copy.columns[c] = (bytea *) DatumGetPointer(datumCopy(PointerGetDatum(page->columns[c]),
+															  false, -1));
+	p->cxt = cxt;
+	http_read_page(&copy, p);
+	MemoryContextSwitchTo(old);
+
+	for (int j = 0; j < p->nkeyed;)
+	{
+		HttpMessage *prev = before != NULL ? http_last_of_key(before, &p->msgs[p->keyed[j]]) : NULL;
+		bool		clear = prev == NULL || prev->state == HTTP_DONE;
+		int			k = j;
+
+		for (; k < p->nkeyed && http_key_order(&p->msgs[p->keyed[k]], &p->msgs[p->keyed[j]]) == 0; k++)
+		{
+			HttpMessage *m = &p->msgs[p->keyed[k]];
+
+			if (prev != NULL)
+				prev->next_same_key = m;
+			prev = m;
+			if (clear && http_remembered(m, HASH_FIND))
+				m->state = HTTP_DONE;
+			else
+			{
+				m->blocked = !clear;
+				clear = false;
+			}
+		}
+		j = k;
+	}
+	for (int i = 0; i < p->n; i++)
+	{
+		HttpMessage *m = &p->msgs[i];
+
+		if (m->key == NULL && http_remembered(m, HASH_FIND))
+			m->state = HTTP_DONE;
+		if (m->state == HTTP_DONE)
+			p->delivered++;
+		else if (!m->blocked)
+			http_ready(m);
+	}
+	http_pages[http_npages++] = p;
+}
+
+/*
+ * Drop every page in flight: their requests abandoned (sent again with
+ * the pages), what they delivered remembered if remember.
+ */
+static void
+http_drop_pages(bool remember)
+{
+	for (int r = 0; http_requests != NULL && r < HTTP_MAX_CONCURRENCY; r++)
+		if (http_requests[r].busy)
+			http_finish(&http_requests[r]);
+	for (int i = 0; i < http_npages; i++)
+	{
+		for (int j = 0; remember && j < http_pages[i]->n; j++)
+			if (http_pages[i]->msgs[j].state == HTTP_DONE)
+				(void) http_remembered(&http_pages[i]->msgs[j], HASH_ENTER);
+		MemoryContextDelete(http_pages[i]->cxt);
+	}
+	http_npages = 0;
+}
+
+/* Start ready messages while the window (concurrency) has room. */
+static void
+http_start_ready(const RelayConfig *cfg)
+{
+	int			r = 0;
+
+	for (int i = 0; i < http_npages; i++)
+	{
+		HttpPage   *p = http_pages[i];
+
+		while (p->ready != NULL && http_in_flight < http_concurrency)
+		{
+			HttpMessage *m = p->ready;
+
+			p->ready = m->next_ready;
+			if (p->ready == NULL)
+				p->ready_last = NULL;
+			while (http_requests[r].busy)
+				r++;
+			http_start(&http_requests[r], cfg, m);
+		}
+		/* a rejected page will be sent again: nothing more after it */
+		if (p->rejection != NULL)
+			break;
+	}
+}
+
+/* What stops every page in flight (a transient failure or worse). */
+typedef struct HttpFailure
+{
+	char	   *transient;		/* the first transient failure, or NULL */
+	bool		gone;			/* 410 */
+	char	   *refused;		/* a refused address, or NULL */
+} HttpFailure;
+
+/* A request was answered (or failed): its message's state, and what it means. */
+static void
+http_answered(HttpRequest *req, CURLcode result, HttpFailure *f)
+{
+	HttpMessage *m = req->msg;
+	long		status = 0;
+	curl_off_t	retry_after = 0;
+
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
+	m->state = HTTP_PENDING;
+	if (result != CURLE_OK)
+	{
+		if (req->refused[0] != '\0')
+			f->refused = pstrdup(req->refused);
+		else if (f->transient == NULL)
+			f->transient = psprintf("could not deliver message %s: %s", m->id,
+									req->error[0] ? req->error : curl_easy_strerror(result));
+	}
+	else if (status >= 200 && status < 300)
+	{
+		m->state = HTTP_DONE;
+		m->page->delivered++;
+		/* its key's next message may go */
+		if (m->next_same_key != NULL)
+			http_ready(m->next_same_key);
+	}
+	else if (status == 410)
+		f->gone = true;
+	else if (status == 408 || status == 429 || status >= 500)
+	{
+		if (f->transient == NULL)
+			f->transient = psprintf("HTTP %ld for message %s%s: %s", status, m->id,
+									retry_after > 0 ? psprintf(" (Retry-After: %lld s)", (long long) retry_after) : "",
+									http_quote_answer(req));
+		if (retry_after > 0)
+			http_not_before = Max(http_not_before,
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  Min(retry_after, HTTP_RETRY_AFTER_MAX) * 1000));
+	}
+	else
+	{
+		if (m->page->rejection == NULL)
+			m->page->rejection = MemoryContextStrdup(m->page->cxt,
+													 psprintf("HTTP %ld for message %s: %s", status, m->id,
+															  http_quote_answer(req)));
+		m->state = HTTP_REJECTED;
+	}
+	http_finish(req);
+}
+
+/*
+ * http_deliver -- the deliver callback: take the page, start what of it
+ * may go, and answer DELIVERY_PENDING: http_deliver_finish tells the
+ * outcome.
  */
 static DeliveryResult
 http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, char **error)
 {
-	HttpMessage *msgs = http_read_page(page);
-	int			n = page->count;
-	int			first = 0;		/* messages before it are delivered */
-	int			in_flight = 0;
-	bool		transient = false;
-	bool		gone = false;
-	char	   *refused = NULL;
-	char	   *rejection = NULL;
-	TimestampTz drop_check = GetCurrentTimestamp();
-	bool		dropped = false;
-
 	*duplicates = 0;
 	*error = NULL;
 	http_concurrency = txbox_option_int(cfg->options, "http", "concurrency");
@@ -1026,31 +1293,43 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 	if (http_requests == NULL)
 		http_requests = MemoryContextAllocZero(TopMemoryContext,
 											   sizeof(HttpRequest) * HTTP_MAX_CONCURRENCY);
+	http_add_page(page);
+	http_start_ready(cfg);
+	return DELIVERY_PENDING;
+}
 
-	/* what an incomplete attempt at this page delivered already */
-	for (int i = 0; i < n; i++)
-		if (http_remembered(&msgs[i], HASH_FIND))
-			msgs[i].state = HTTP_DONE;
+/*
+ * http_deliver_finish -- the deliver_finish callback: POST the oldest
+ * page's messages (and the next page's, in the same window), up to the
+ * relay's "concurrency" at once, each only after its key's previous one
+ * was delivered, until the oldest page is settled.  Returns DELIVERY_OK
+ * when every message of it got a 2xx; DELIVERY_RETRY on a transient
+ * failure of any page (the requests in flight are abandoned);
+ * DELIVERY_REJECTED when a message got another status (the page's other
+ * keys go on; the next page sends nothing more, and what it has in flight
+ * is answered first).  On a failure the next page is dropped, and what
+ * either delivered is remembered, not sent again.  410 Gone and a refused
+ * address are ERRORs (the relay fails).
+ */
+static DeliveryResult
+http_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
+{
+	HttpPage   *oldest = http_pages[0];
+	HttpFailure f = {0};
+	TimestampTz drop_check = GetCurrentTimestamp();
+	bool		dropped = false;
 
+	*duplicates = 0;
+	*error = NULL;
 	for (;;)
 	{
 		CURLMsg    *cm;
 		int			left;
 
-		/* start what may go */
-		while (first < n && msgs[first].state == HTTP_DONE)
-			first++;
-		for (int i = first, r = 0; !transient && !gone && refused == NULL && i < n && in_flight < http_concurrency; i++)
-		{
-			if (msgs[i].state != HTTP_PENDING ||
-				(msgs[i].prev_same_key >= 0 && msgs[msgs[i].prev_same_key].state != HTTP_DONE))
-				continue;
-			while (http_requests[r].busy)
-				r++;
-			http_start(&http_requests[r], cfg, &msgs[i], i);
-			in_flight++;
-		}
-		if (in_flight == 0)
+		http_start_ready(cfg);
+		if (oldest->in_flight == 0 &&
+			(oldest->delivered == oldest->n ||
+			 (oldest->rejection != NULL && oldest->ready == NULL && http_in_flight == 0)))
 			break;
 
 		http_wait();
@@ -1063,110 +1342,50 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 				break;
 			}
 		}
-
 		while ((cm = curl_multi_info_read(http_multi, &left)) != NULL)
 		{
 			HttpRequest *req;
-			HttpMessage *m;
-			long		status = 0;
-			curl_off_t	retry_after = 0;
 
 			if (cm->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, (char **) &req);
-			m = &msgs[req->msg];
-			curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-			curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
-			if (cm->data.result != CURLE_OK)
-			{
-				if (req->refused[0] != '\0')
-					refused = pstrdup(req->refused);
-				else if (!transient)
-					*error = psprintf("could not deliver message %s: %s", m->id,
-									  req->error[0] ? req->error : curl_easy_strerror(cm->data.result));
-				transient = true;
-				m->state = HTTP_PENDING;
-			}
-			else if (status >= 200 && status < 300)
-			{
-				m->state = HTTP_DONE;
-			}
-			else if (status == 410)
-			{
-				gone = true;
-				m->state = HTTP_PENDING;
-			}
-			else if (status == 408 || status == 429 || status >= 500)
-			{
-				if (!transient)
-					*error = psprintf("HTTP %ld for message %s%s: %s", status, m->id,
-									  retry_after > 0 ? psprintf(" (Retry-After: %lld s)", (long long) retry_after) : "",
-									  http_quote_answer(req));
-				transient = true;
-				if (retry_after > 0)
-					http_not_before = Max(http_not_before,
-										  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																	  Min(retry_after, HTTP_RETRY_AFTER_MAX) * 1000));
-				m->state = HTTP_PENDING;
-			}
-			else
-			{
-				if (rejection == NULL)
-					rejection = psprintf("HTTP %ld for message %s: %s", status, m->id,
-										 http_quote_answer(req));
-				m->state = HTTP_REJECTED;
-			}
-			http_finish(req);
-			in_flight--;
+			http_answered(req, cm->data.result, &f);
 		}
-		if (transient || gone || refused != NULL)
+		if (f.transient != NULL || f.gone || f.refused != NULL)
 			break;
 	}
 
-	/* abandon what is still in flight: it is sent again with the page */
-	for (int r = 0; r < HTTP_MAX_CONCURRENCY; r++)
-		if (http_requests[r].busy)
-		{
-			msgs[http_requests[r].msg].state = HTTP_PENDING;
-			http_finish(&http_requests[r]);
-		}
-
-	if (refused != NULL)
+	if (f.refused != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("refused to connect to %s (the url of server \"%s\" leads into the database server's network)",
-						refused, cfg->server),
+						f.refused, cfg->server),
 				 errhint(TXBOX_PRIVATE_HINT, cfg->server)));
-	if (gone)
+	if (f.gone)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the endpoint of server \"%s\" answered 410 Gone: it no longer takes these webhooks",
 						cfg->server),
 				 errhint("Point the server at a live endpoint (ALTER SERVER ... OPTIONS (SET url '...')) or drop the relay; it retries with backoff meanwhile.")));
-	/* what this attempt delivered is not sent again with the page */
-	for (int i = 0; (dropped || transient || rejection != NULL) && i < n; i++)
-		if (msgs[i].state == HTTP_DONE)
-			(void) http_remembered(&msgs[i], HASH_ENTER);
-	if (dropped)
+	if (dropped || f.transient != NULL || oldest->rejection != NULL)
 	{
-		*error = pstrdup("the database is being dropped");
-		return DELIVERY_RETRY;
+		*error = dropped ? pstrdup("the database is being dropped") :
+			pstrdup(f.transient != NULL ? f.transient : oldest->rejection);
+		http_drop_pages(true);
+		return f.transient == NULL && !dropped ? DELIVERY_REJECTED : DELIVERY_RETRY;
 	}
-	if (transient)
-		return DELIVERY_RETRY;
-	if (rejection != NULL)
-	{
-		*error = rejection;
-		return DELIVERY_REJECTED;
-	}
+
 	/* the page is complete: the relay saves its position past it */
-	for (int i = 0; http_delivered != NULL && i < n; i++)
-		(void) http_remembered(&msgs[i], HASH_REMOVE);
+	for (int i = 0; http_delivered != NULL && i < oldest->n; i++)
+		(void) http_remembered(&oldest->msgs[i], HASH_REMOVE);
 	if (http_delivered != NULL && hash_get_num_entries(http_delivered) == 0)
 	{
 		hash_destroy(http_delivered);
 		http_delivered = NULL;
 	}
+	MemoryContextDelete(oldest->cxt);
+	http_pages[0] = http_pages[1];
+	http_npages--;
 	return DELIVERY_OK;
 }
 
@@ -1176,5 +1395,6 @@ const TargetCallbacks txbox_http_target = {
 	.in_relay_xact = false,
 	.connect = http_connect,
 	.deliver = http_deliver,
+	.deliver_finish = http_deliver_finish,
 	.disconnect = http_reset_connections,
 };

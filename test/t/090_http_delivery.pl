@@ -2,7 +2,8 @@
 # 10,000 messages with verified signatures and per-key order under
 # concurrency 8; a receiver down then back; 503 and 429 with Retry-After;
 # a poison message dead-lettered and replayed; 410 Gone; a hung receiver
-# and pg_terminate_backend; kill -9 of the relay mid-stream.
+# and pg_terminate_backend; kill -9 of the relay mid-stream; pages of 10
+# in flight two at a time, with a 500 and a 400 in them.
 use strict;
 use warnings;
 use FindBin;
@@ -261,6 +262,56 @@ poll_delivered('crash', 400, 120, 'every message delivered after kill -9');
 	my $got = delivered_ids();
 	is(scalar(grep { !$got->{$_} } @ids), 0, 'each webhook-id is a published message id');
 	note sprintf('%d redelivered', scalar(grep { $got->{$_} > 1 } @ids));
+}
+
+# 8. pages in flight two at a time: pages of 10 in 13 keys (and some
+# without a key), so that each page's keys have messages in the page
+# before.  A 500 (answered after 1 s, then 200) in one page and a poison
+# message (400, answered after 1 s) in another, while the page after
+# each is on its way: nothing lost, never two of one key at once, each key
+# in order, the poison alone dead-lettered, its key's next message (in the
+# next page) only after it, and what the page after it delivered before
+# being dropped not sent again
+control({ accept_poison => JSON::PP::false, delay => 0.002,
+	rules => [ { text => '"fail": 1', status => 500, delay => 1, times => 1 },
+		{ text => 'poison', delay => 1 } ] });
+$node->safe_psql('shop', q{SELECT txbox.alter_relay('to_hooks', '{"batch_size": 10}')});
+$node->safe_psql('shop', q{
+	SELECT txbox.publish('paged', jsonb_build_object('seq', i)
+			|| CASE i WHEN 105 THEN '{"fail": 1}' WHEN 405 THEN '{"poison": true}' ELSE '{}' END::jsonb,
+		key => CASE WHEN i % 50 = 7 THEN NULL ELSE 'q' || (i % 13) END)
+	  FROM generate_series(1, 600) i});
+poll_delivered('paged', 599, 120, 'pages of 10: every message delivered but the poison');
+poll_ok($node, 'shop',
+	q{SELECT count(*), min(payload->>'seq') FROM txbox.dead_letters WHERE topic = 'paged'},
+	'1|405', 60, 'the poison alone dead-lettered');
+{
+	my @r = grep { $_->{topic} eq 'paged' } requests();
+	my @seq = map { decode_json($_->{body})->{seq} } @r;
+	my (%last, $disorder, %ok);
+	for my $i (0 .. $#r)
+	{
+		my $k = $r[$i]{key};
+		next unless defined $k;
+		$disorder++ if defined $last{$k} && $seq[$i] < $last{$k};
+		$last{$k} = $seq[$i];
+	}
+	is($disorder // 0, 0, 'pages of 10: each key in publish order');
+	is(scalar(grep { $_->{overlap} } @r), 0, 'pages of 10: never two requests of one key at once');
+	$ok{ $seq[$_] }++ for grep { $r[$_]{status} == 200 } 0 .. $#r;
+	is(scalar(grep { !$ok{$_} && $_ != 405 } 1 .. 600), 0, 'pages of 10: nothing lost');
+	is(join(',', map { $r[$_]{status} } grep { $seq[$_] == 105 } 0 .. $#r), '500,200', '500, then 200');
+	my ($fail) = grep { $seq[$_] == 105 } 0 .. $#r;
+	my ($poison) = grep { $seq[$_] == 405 } 0 .. $#r;
+	my ($last_poison) = grep { $seq[$_] == 405 } reverse 0 .. $#r;
+	ok((grep { $seq[$_] > 110 && $seq[$_] <= 120 } 0 .. $fail - 1),
+		'the next page on its way while the 500 was awaited');
+	ok((grep { $seq[$_] > 410 && $seq[$_] <= 420 } 0 .. $poison - 1),
+		'the next page on its way while the 400 was awaited');
+	ok((grep { $seq[$_] == 405 + 13 } 0 .. $#r)[0] > $last_poison,
+		"the poison's key's next message only after it was dead-lettered");
+	is(join(',', grep { ($ok{$_} // 0) != 1 } grep { $_ != 405 } 401 .. 420), '',
+		'the pages around the poison: each message delivered once');
 }
 
 # secrets appear nowhere in the status, the dead letters or the log

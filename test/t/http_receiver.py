@@ -20,6 +20,10 @@ POST /control takes a JSON object that changes what comes next:
   {"delay": 0.005}        seconds to wait before each answer
   {"accept_poison": true} accept bodies containing "poison" (else 400,
                           echoing the Authorization header back)
+  {"rules": [{"text": "x", "status": 500, "delay": 0.5, "times": 1}]}
+                          a request whose body contains text gets the first
+                          such rule's status (default: as without it) and
+                          delay, times times (default: always)
 """
 import base64
 import hashlib
@@ -36,7 +40,7 @@ secrets = [base64.b64decode(s[6:] if s.startswith("whsec_") else s) for s in sys
 
 lock = threading.Lock()
 state = {"queue": [], "retry_after": None, "hang": False, "delay": 0,
-         "accept_poison": False}
+         "accept_poison": False, "rules": []}
 busy_keys = {}
 in_flight = [0]
 log = None if log_path == "-" else open(log_path, "a", buffering=1)
@@ -83,6 +87,13 @@ class Handler(BaseHTTPRequestHandler):
                 busy_keys[key] = busy_keys.get(key, 0) + 1
             status = state["queue"].pop(0) if state["queue"] else 200
             delay = state["delay"]
+            rule = next((r for r in state["rules"] if r["text"].encode() in body), None)
+            if rule is not None:
+                status = rule.get("status", status)
+                delay = rule.get("delay", delay)
+                rule["times"] = rule.get("times", 0) - 1
+                if rule["times"] == 0:
+                    state["rules"].remove(rule)
         try:
             while state["hang"]:
                 time.sleep(0.05)
