@@ -210,11 +210,8 @@ static TxboxPlan relay_page_plan = {
 	" AND (x.relay IS NULL OR x.relay OPERATOR(pg_catalog.=) $5)"
 	" ORDER BY x.id) o",
 	5, {XID8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTOID},
-	/*
-	 * one plan for every page: nested loops through the index (not a bitmap
-	 * scan, whose rescan per run asks the kernel the table's size)
-	 */
-	NULL, CURSOR_OPT_GENERIC_PLAN, true
+	/* one plan for every page: nested loops through the index */
+	NULL, CURSOR_OPT_GENERIC_PLAN
 };
 #define Anum_relay_page_ids		(RELAY_PAGE_COLUMNS + 1)
 #define Anum_relay_page_count	(RELAY_PAGE_COLUMNS + 2)
@@ -603,6 +600,7 @@ relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
 	Datum	   *hi = palloc(sizeof(Datum) * n);
 	int			runs = 0;
 	bool		isnull;
+	int			guc_level;
 	ArrayType  *ids;
 
 	/* the page's runs: keys in a row of one transaction */
@@ -626,7 +624,12 @@ relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
 	args[4] = CStringGetTextDatum(cfg->name);
 
 	txbox_xact_begin("txbox relay: reading a batch");
+	/* index scans: a bitmap scan's rescan per run asks the kernel the table's size */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	txbox_exec(&relay_page_plan, args, nulls, false, 1);
+	AtEOXact_GUC(true, guc_level);
 	page->count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 											  Anum_relay_page_count, &isnull));
 	if (page->count != n)
