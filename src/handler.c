@@ -31,6 +31,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -179,6 +180,24 @@ static TxboxPlan handler_done_plan = {
 	4, {INT2OID, TEXTOID, TEXTARRAYOID, INT4OID}
 };
 
+/*
+ * This worker's floor for inbox retention (txbox.handler_floors): every
+ * message of its part ($2 of $3) up to $4 is processed, bar the failed ones
+ * and the later messages of their keys, which wait behind them: the floor
+ * stays below every failure of the handler's.  Written in a window's
+ * transaction, so it commits with what makes it true.
+ */
+static TxboxPlan handler_floor_plan = {
+	"INSERT INTO txbox.handler_floors AS h (handler_id, part, parallel, low)"
+	" SELECT $1, $2, $3, pg_catalog.least($4, (SELECT pg_catalog.min(f.seq) OPERATOR(pg_catalog.-) 1"
+	"   FROM txbox.handler_failures f WHERE f.handler_id OPERATOR(pg_catalog.=) $1))"
+	" ON CONFLICT (handler_id, part) DO UPDATE SET parallel = excluded.parallel, low = excluded.low"
+	" RETURNING h.low",
+	4, {INT4OID, INT4OID, INT4OID, INT8OID}
+};
+/* at most once a second */
+#define HANDLER_FLOOR_EVERY_MS 1000
+
 /* count a failed attempt; dead at max_attempts */
 static TxboxPlan handler_failure_plan = {
 	"INSERT INTO txbox.handler_failures AS f (handler_id, message_id, key, attempts, last_error,"
@@ -256,6 +275,13 @@ static bool handler_one_by_one = true;
 /* this worker's floor: every message of its part below it is handled */
 static int64 handler_low = 0;
 
+/* its floor in txbox.handler_floors (-1: none yet), written at */
+static int64 handler_saved_low = -1;
+static TimestampTz handler_saved_at = 0;
+
+/* the "parallel" its floors hold for (0: none yet) */
+static int	handler_parallel = 0;
+
 static char *
 handler_text_col(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 {
@@ -307,7 +333,36 @@ handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 	floor = DatumGetInt64(SPI_getbinval(tup, desc, Anum_handler_retry_floor, &isnull));
 	if (!isnull && floor < handler_low)
 		handler_low = floor;
+	/* other parts: the floors were another split of the keys' */
+	if (cfg->parallel != handler_parallel)
+	{
+		handler_low = 0;
+		handler_saved_low = -1;
+		handler_parallel = cfg->parallel;
+	}
 	return true;
+}
+
+/*
+ * Write this worker's floor new_low (due once the window commits) to
+ * txbox.handler_floors, at most once a second, when it is above the one
+ * written.  Not on a database still on txbox 0.1.0, which has no
+ * handler_floors (its retention scans).  *saved: the floor written.
+ */
+static void
+handler_save_floor(HandlerConfig *cfg, int part, int64 new_low, int64 *saved)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Datum		args[4] = {Int32GetDatum(cfg->handler_id), Int32GetDatum(part),
+	Int32GetDatum(cfg->parallel), Int64GetDatum(new_low)};
+	bool		isnull;
+
+	if (new_low <= handler_saved_low || part >= cfg->parallel ||
+		!TimestampDifferenceExceeds(handler_saved_at, now, HANDLER_FLOOR_EVERY_MS) ||
+		!OidIsValid(get_relname_relid("handler_floors", get_namespace_oid("txbox", false))))
+		return;
+	txbox_exec(&handler_floor_plan, args, NULL, false, 1);
+	*saved = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* The hard deadline of a call passed: end the worker at the next interrupt check. */
@@ -562,6 +617,7 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	int			n;
 	long		sleep_ms = txbox_poll_interval;
 	int64		new_low = 0;
+	int64		saved = -1;
 
 	txbox_xact_begin("txbox handler: running messages");
 	if (!handler_load(handler_id, part, cfg, loop_cxt, &next_retry))
@@ -571,7 +627,13 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	}
 	new_low = handler_low;
 	n = handler_run_window(cfg, part, &new_low);
+	handler_save_floor(cfg, part, new_low, &saved);
 	txbox_xact_commit();
+	if (saved >= 0)
+	{
+		handler_saved_low = saved;
+		handler_saved_at = GetCurrentTimestamp();
+	}
 	/* only once the window committed; moving up means more may be waiting */
 	if (new_low > handler_low)
 	{
