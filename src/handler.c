@@ -189,7 +189,7 @@ static TxboxPlan handler_done_plan = {
  */
 static TxboxPlan handler_floor_plan = {
 	"INSERT INTO txbox.handler_floors AS h (handler_id, part, parallel, low)"
-	" SELECT $1, $2, $3, pg_catalog.least($4, (SELECT pg_catalog.min(f.seq) OPERATOR(pg_catalog.-) 1"
+	" SELECT $1, $2, $3, LEAST($4, (SELECT pg_catalog.min(f.seq) OPERATOR(pg_catalog.-) 1"
 	"   FROM txbox.handler_failures f WHERE f.handler_id OPERATOR(pg_catalog.=) $1))"
 	" ON CONFLICT (handler_id, part) DO UPDATE SET parallel = excluded.parallel, low = excluded.low"
 	" RETURNING h.low",
