@@ -90,6 +90,8 @@ is( $node->safe_psql(
 		'postgres', q{SELECT string_agg(payload->>'tag', ' ' ORDER BY seq) FROM txbox.inbox WHERE key = 'p'}),
 	'p1 p2',
 	'the dead letter and its key\'s waiting message stay in the inbox');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM public.effects WHERE key = 'p'}),
+	'0', '... unhandled: the waiting one is not handled before the dead letter');
 
 # fixed and replayed: both are handled in order, the inbox goes on
 $node->safe_psql(
