@@ -26,6 +26,12 @@
  * of the key wait behind it, other keys go on in the next round.  After
  * max_attempts it becomes a dead letter (txbox.dead_letters) and its key
  * stays blocked until the dead letter is replayed or discarded.
+ *
+ * Floors.  Each worker looks only above its floor (handler_low), and
+ * writes it with a window, at most once a second, to txbox.handler_floors,
+ * kept below every failed message: inbox retention trusts it instead of
+ * scanning the oldest generation (txbox._inbox_processed), and a worker
+ * started later for the same part starts from it.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
