@@ -295,7 +295,7 @@ awk -v l="$load_s" '!/^#/ && $2 == "load" && $3 != "NA" && $12 != "NA" && $1 > 1
 	}
 	END {
 		line = "   "
-		for (w = 0; w <= m; w++) if (n[w] >= 6) { a[++k] = s[w] / n[w]; sum += a[k]; line = line sprintf(" %.0f", a[k] / 1024) }
+		for (w = 0; w <= m; w++) if (n[w] >= 3) { a[++k] = s[w] / n[w]; sum += a[k]; line = line sprintf(" %.0f", a[k] / 1024) }
 		for (i = 1; i <= k; i++) { d = a[i] / (sum / k) - 1; if (d < 0) d = -d; if (d > x) x = d }
 		printf "%s\n    largest deviation %.1f%% (%s)\n", line, 100 * x, x <= 0.15 ? "met" : "MISSED"
 	}' "$dat"
