@@ -130,9 +130,14 @@ static TxboxPlan handler_load_plan = {
 /*
  * The window: up to $6 messages of part $3 (of $2) in (floor, top] ($7,
  * $8) that handler $5 has not processed, in arrival order, bar the keys
- * waiting behind a failure.  Without failures (HandlerConfig.has_failures,
- * read in the same transaction: only this worker adds failures of its
- * keys) the failure probe goes (handler_window_plan_no_failures).
+ * waiting behind a failure.  Two probes per message can go:
+ *  - the failures', without failures (HandlerConfig.has_failures, read in
+ *    the same transaction: only this worker adds failures of its keys);
+ *  - the dedup records' of the other generations while none of them ever
+ *    held a record (as txbox_generation_peek saw it when this transaction
+ *    began): the window probes generation $9 only.  A switch since then
+ *    made $9 the older generation; a record in the new one is met by the
+ *    window's own records, which go there (handler_record_done).
  */
 #define HANDLER_WINDOW_SELECT \
 	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes," \
@@ -145,7 +150,9 @@ static TxboxPlan handler_load_plan = {
 	"       OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3" \
 	"   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d" \
 	"                    WHERE d.consumer OPERATOR(pg_catalog.=) $5" \
-	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::pg_catalog.text)"
+	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::pg_catalog.text"
+#define HANDLER_WINDOW_DEDUP_ALL ")"
+#define HANDLER_WINDOW_DEDUP_ONE " AND d.gen OPERATOR(pg_catalog.=) $9)"
 /* a key waits behind its failed message (that one too, until its retry) */
 #define HANDLER_WINDOW_NOT_BLOCKED \
 	"   AND NOT EXISTS (SELECT 1 FROM txbox.handler_failures f" \
@@ -155,15 +162,18 @@ static TxboxPlan handler_load_plan = {
 	"                      AND (f.dead OR f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()))"
 #define HANDLER_WINDOW_ORDER " ORDER BY i.seq LIMIT $6"
 #define HANDLER_WINDOW_ARGS \
-	8, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, INT8OID}, \
+	9, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, INT8OID, INT2OID}, \
 	/* one plan for every window: nested loops through indexes, see below */ \
 	NULL, CURSOR_OPT_GENERIC_PLAN
 
-static TxboxPlan handler_window_plan = {
-	HANDLER_WINDOW_SELECT HANDLER_WINDOW_NOT_BLOCKED HANDLER_WINDOW_ORDER, HANDLER_WINDOW_ARGS
-};
-static TxboxPlan handler_window_plan_no_failures = {
-	HANDLER_WINDOW_SELECT HANDLER_WINDOW_ORDER, HANDLER_WINDOW_ARGS
+/* [has failures][one dedup generation] */
+static TxboxPlan handler_window_plans[2][2] = {
+	{{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ALL HANDLER_WINDOW_ORDER, HANDLER_WINDOW_ARGS},
+	{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ONE HANDLER_WINDOW_ORDER, HANDLER_WINDOW_ARGS}},
+	{{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ALL HANDLER_WINDOW_NOT_BLOCKED HANDLER_WINDOW_ORDER,
+	HANDLER_WINDOW_ARGS},
+	{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ONE HANDLER_WINDOW_NOT_BLOCKED HANDLER_WINDOW_ORDER,
+	HANDLER_WINDOW_ARGS}}
 };
 /* its columns */
 #define Anum_window_message		1
@@ -513,8 +523,11 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 {
 	int64		top;
 	int			nestlevel;
-	Datum		args[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int16		dedup_gen;
+	bool		others_empty;
+	bool		one_gen;
 	SPITupleTable *window;
 	int			n;
 	Datum	   *messages;
@@ -543,6 +556,8 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	args[5] = Int32GetDatum(cfg->batch);
 	args[6] = Int64GetDatum(handler_low);
 	args[7] = Int64GetDatum(top);
+	one_gen = txbox_generation_peek(TXBOX_INBOX_DEDUP, &dedup_gen, &others_empty) && others_empty;
+	args[8] = Int16GetDatum(one_gen ? dedup_gen : 0);
 
 	/*
 	 * The stretch is small: probe the dedup records and failures row by row
@@ -556,8 +571,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	for (int i = 0; i < lengthof(handler_window_plan_off); i++)
 		(void) set_config_option(handler_window_plan_off[i], "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	n = txbox_exec(cfg->has_failures ? &handler_window_plan : &handler_window_plan_no_failures,
-				   args, nulls, false, 0);
+	n = txbox_exec(&handler_window_plans[cfg->has_failures][one_gen], args, nulls, false, 0);
 	AtEOXact_GUC(true, nestlevel);
 	window = SPI_tuptable;		/* stays valid until SPI_finish */
 	/* a full window may leave work below top; otherwise all up to top is done */

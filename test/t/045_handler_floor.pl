@@ -5,7 +5,9 @@
 # their generation is not rotated away while the handler's workers go on
 # past them.  Once they are handled, the floors catch up with the last
 # message (also while the handler has nothing to do) and the inbox rotates
-# again.  Dropping the handler drops its floors.
+# again.  A worker whose floor drops back to a replayed dead letter finds
+# the records of the messages it passes again in the older dedup
+# generation too.  Dropping the handler drops its floors.
 use strict;
 use warnings;
 use Time::HiRes qw(time);
@@ -110,6 +112,36 @@ poll_ok($node, 'postgres',
 	'2', 60, 'the idle workers\' floors reach the last message');
 is($node->safe_psql('postgres', 'SELECT count(*), count(DISTINCT tag) FROM public.effects'),
 	'23|23', 'every message was handled once');
+
+# Once the dedup records rotated, a window probes the older generation
+# too: a replayed dead letter drops its worker's floor back below messages
+# it processed before the rotation (an SQL consumer holds them in the
+# inbox), and those are skipped, though the workers wrote records into the
+# new generation since.
+$node->safe_psql('postgres', q{DELETE FROM public.fixed;
+	SELECT count(*) FROM txbox.inbox_fetch('holder', ARRAY['work'], 1)});
+my @more = ('p1', map { "m$_" } 1 .. 10);
+is( $node->safe_psql(
+		'postgres', sprintf(q{SELECT public.receive(ARRAY['%s'], ARRAY['%s'])},
+			join("','", 'q', map { "k$_" } 1 .. 10), join("','", @more))),
+	'11',
+	'a poisoned message and ten more arrive, held in the inbox by an SQL consumer');
+poll_ok($node, 'postgres', q{SELECT count(*) FROM txbox.dead_letters WHERE replayed_at IS NULL}, '1', 60,
+	'the poisoned one is a dead letter');
+poll_ok($node, 'postgres', 'SELECT count(*) FROM public.effects', '33', 60, 'the others are handled');
+$node->safe_psql('postgres', q{SELECT txbox._switch_generation('inbox_dedup')});
+is($node->safe_psql('postgres', q{SELECT public.receive(ARRAY['k1', 'k2'], ARRAY['n1', 'n2'])}), '2',
+	'the dedup records rotate; two more messages arrive');
+poll_ok($node, 'postgres', 'SELECT count(*) FROM public.effects', '35', 60,
+	'... and are handled, recorded in the new generation');
+$node->safe_psql(
+	'postgres', q{INSERT INTO public.fixed VALUES (true);
+	  SELECT txbox.replay_dead_letter(dead_letter_id) FROM txbox.dead_letters WHERE replayed_at IS NULL});
+poll_ok($node, 'postgres', q{SELECT count(*) FROM public.effects WHERE key = 'q'}, '1', 60,
+	'the replayed dead letter is handled');
+is($node->safe_psql('postgres', 'SELECT count(*), count(DISTINCT (key, tag)) FROM public.effects'),
+	'36|36', '... and no message it passed again twice: their records are in the older generation');
+$node->safe_psql('postgres', q{SELECT txbox.drop_consumer('holder')});
 
 $node->safe_psql('postgres', q{SELECT txbox.drop_handler('h')});
 is($node->safe_psql('postgres', 'SELECT count(*) FROM txbox.handler_floors'),
