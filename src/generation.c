@@ -158,6 +158,26 @@ txbox_current_generation(TxboxRotated table, bool *others_empty)
 }
 
 /*
+ * txbox_generation_peek -- what txbox_current_generation last read for
+ * table, without its lock: true, with the current generation and whether
+ * the others were empty, unless a switch was seen since (or nothing was
+ * read).  A switch committed after this transaction began goes unseen: a
+ * caller relying on it meets such a switch otherwise (e.g. in the unique
+ * index of the generation it then writes into).
+ */
+bool
+txbox_generation_peek(TxboxRotated table, int16 *current, bool *others_empty)
+{
+	GenerationCache *c = &gen_cache[table];
+
+	if (!c->valid)
+		return false;
+	*current = c->current;
+	*others_empty = c->others_empty;
+	return true;
+}
+
+/*
  * txbox_generations -- how many generations table has; valid after
  * txbox_current_generation(table) in the same transaction.
  */

@@ -26,11 +26,18 @@
  * of the key wait behind it, other keys go on in the next round.  After
  * max_attempts it becomes a dead letter (txbox.dead_letters) and its key
  * stays blocked until the dead letter is replayed or discarded.
+ *
+ * Floors.  Each worker looks only above its floor (handler_low), and
+ * writes it with a window, at most once a second, to txbox.handler_floors,
+ * kept below every failed message: inbox retention trusts it instead of
+ * scanning the oldest generation (txbox._inbox_processed), and a worker
+ * started later for the same part starts from it.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -66,6 +73,7 @@ typedef struct HandlerConfig
 	int			batch;
 	int			parallel;
 	int			statement_timeout_ms;
+	bool		has_failures;	/* any row in txbox.handler_failures */
 } HandlerConfig;
 
 /*
@@ -103,7 +111,8 @@ static TxboxPlan handler_load_plan = {
 	"   AND f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()),"
 	" (SELECT pg_catalog.min(f.seq) OPERATOR(pg_catalog.-) 1 FROM txbox.handler_failures f"
 	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $1 AND NOT f.dead" HANDLER_FAILURE_IS_MINE
-	"   AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
+	"   AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()),"
+	" EXISTS (SELECT 1 FROM txbox.handler_failures f WHERE f.handler_id OPERATOR(pg_catalog.=) $1)"
 	" FROM txbox.handlers WHERE handler_id OPERATOR(pg_catalog.=) $1",
 	3, {INT4OID, INT4OID, INT4OID}
 };
@@ -116,29 +125,55 @@ static TxboxPlan handler_load_plan = {
 #define Anum_handler_takes_array		6
 #define Anum_handler_next_retry			7
 #define Anum_handler_retry_floor		8
+#define Anum_handler_has_failures		9
 
-static TxboxPlan handler_window_plan = {
-	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes,"
-	"           i.source, i.published_at, i.received_at)::txbox.message,"
-	"       i.message_id::pg_catalog.text, coalesce(i.key, i.message_id::pg_catalog.text), i.seq"
-	"  FROM txbox.inbox i"
-	" WHERE i.seq OPERATOR(pg_catalog.>) $7 AND i.seq OPERATOR(pg_catalog.<=) $8"
-	"   AND ($1::pg_catalog.text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]))"
-	"   AND (pg_catalog.hashtext(coalesce(i.key, i.message_id::pg_catalog.text)) OPERATOR(pg_catalog.&) 2147483647)"
-	"       OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3"
-	"   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d"
-	"                    WHERE d.consumer OPERATOR(pg_catalog.=) $5"
-	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::pg_catalog.text)"
-	/* a key waits behind its failed message (that one too, until its retry) */
-	"   AND NOT EXISTS (SELECT 1 FROM txbox.handler_failures f"
-	"                    WHERE f.handler_id OPERATOR(pg_catalog.=) $4"
-	"                      AND f.key OPERATOR(pg_catalog.=) coalesce(i.key, i.message_id::pg_catalog.text)"
-	"                      AND f.seq OPERATOR(pg_catalog.<=) i.seq"
+/*
+ * The window: up to $6 messages of part $3 (of $2) in (floor, top] ($7,
+ * $8) that handler $5 has not processed, in arrival order, bar the keys
+ * waiting behind a failure.  Two probes per message can go:
+ *  - the failures', without failures (HandlerConfig.has_failures, read in
+ *    the same transaction: only this worker adds failures of its keys);
+ *  - the dedup records' of the other generations while none of them ever
+ *    held a record (as txbox_generation_peek saw it when this transaction
+ *    began): the window probes generation $9 only.  A switch since then
+ *    made $9 the older generation; a record in the new one is met by the
+ *    window's own records, which go there (handler_record_done).
+ */
+#define HANDLER_WINDOW_SELECT \
+	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes," \
+	"           i.source, i.published_at, i.received_at)::txbox.message," \
+	"       i.message_id::pg_catalog.text, coalesce(i.key, i.message_id::pg_catalog.text), i.seq" \
+	"  FROM txbox.inbox i" \
+	" WHERE i.seq OPERATOR(pg_catalog.>) $7 AND i.seq OPERATOR(pg_catalog.<=) $8" \
+	"   AND ($1::pg_catalog.text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]))" \
+	"   AND (pg_catalog.hashtext(coalesce(i.key, i.message_id::pg_catalog.text)) OPERATOR(pg_catalog.&) 2147483647)" \
+	"       OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3" \
+	"   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d" \
+	"                    WHERE d.consumer OPERATOR(pg_catalog.=) $5" \
+	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::pg_catalog.text"
+#define HANDLER_WINDOW_DEDUP_ALL ")"
+#define HANDLER_WINDOW_DEDUP_ONE " AND d.gen OPERATOR(pg_catalog.=) $9)"
+/* a key waits behind its failed message (that one too, until its retry) */
+#define HANDLER_WINDOW_NOT_BLOCKED \
+	"   AND NOT EXISTS (SELECT 1 FROM txbox.handler_failures f" \
+	"                    WHERE f.handler_id OPERATOR(pg_catalog.=) $4" \
+	"                      AND f.key OPERATOR(pg_catalog.=) coalesce(i.key, i.message_id::pg_catalog.text)" \
+	"                      AND f.seq OPERATOR(pg_catalog.<=) i.seq" \
 	"                      AND (f.dead OR f.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()))"
-	" ORDER BY i.seq LIMIT $6",
-	8, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, INT8OID},
-	/* one plan for every window: nested loops through indexes, see below */
+#define HANDLER_WINDOW_ORDER " ORDER BY i.seq LIMIT $6"
+#define HANDLER_WINDOW_ARGS \
+	9, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, INT8OID, INT2OID}, \
+	/* one plan for every window: nested loops through indexes, see below */ \
 	NULL, CURSOR_OPT_GENERIC_PLAN
+
+/* [has failures][one dedup generation] */
+static TxboxPlan handler_window_plans[2][2] = {
+	{{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ALL HANDLER_WINDOW_ORDER, HANDLER_WINDOW_ARGS},
+	{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ONE HANDLER_WINDOW_ORDER, HANDLER_WINDOW_ARGS}},
+	{{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ALL HANDLER_WINDOW_NOT_BLOCKED HANDLER_WINDOW_ORDER,
+	HANDLER_WINDOW_ARGS},
+	{HANDLER_WINDOW_SELECT HANDLER_WINDOW_DEDUP_ONE HANDLER_WINDOW_NOT_BLOCKED HANDLER_WINDOW_ORDER,
+	HANDLER_WINDOW_ARGS}}
 };
 /* its columns */
 #define Anum_window_message		1
@@ -165,18 +200,52 @@ static TxboxPlan handler_top_plan = {
  * handler_record_done).  With them: count what was handled, and forget the
  * failures of handled messages.
  */
-static TxboxPlan handler_done_plan = {
-	"WITH done AS (INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
+#define HANDLER_DONE_DEDUP \
+	"WITH done AS (INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)" \
 	"   SELECT $1, $2, m, pg_catalog.clock_timestamp() FROM pg_catalog.unnest($3::pg_catalog.text[]) m),"
-	" ok AS (DELETE FROM txbox.handler_failures f"
-	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $4"
+#define HANDLER_DONE_FORGET_FAILURES \
+	" ok AS (DELETE FROM txbox.handler_failures f" \
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $4" \
 	"   AND f.message_id OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]::pg_catalog.uuid[])),"
-	" counted AS (UPDATE txbox.handlers"
-	"   SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($3::pg_catalog.text[]),"
-	"   last_processed_at = pg_catalog.now(), state = 'running'"
-	"   WHERE handler_id OPERATOR(pg_catalog.=) $4)"
-	"SELECT",
+#define HANDLER_DONE_COUNT \
+	" counted AS (UPDATE txbox.handlers" \
+	"   SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($3::pg_catalog.text[])," \
+	"   last_processed_at = pg_catalog.now(), state = 'running'" \
+	"   WHERE handler_id OPERATOR(pg_catalog.=) $4)" \
+	"SELECT"
+static TxboxPlan handler_done_plan = {
+	HANDLER_DONE_DEDUP HANDLER_DONE_FORGET_FAILURES HANDLER_DONE_COUNT,
 	4, {INT2OID, TEXTOID, TEXTARRAYOID, INT4OID}
+};
+/* the same, for a handler without failures (as the window was read) */
+static TxboxPlan handler_done_plan_no_failures = {
+	HANDLER_DONE_DEDUP HANDLER_DONE_COUNT,
+	4, {INT2OID, TEXTOID, TEXTARRAYOID, INT4OID}
+};
+
+/*
+ * This worker's floor for inbox retention (txbox.handler_floors): every
+ * message of its part ($2 of $3) up to $4 is processed, bar the failed ones
+ * and the later messages of their keys, which wait behind them: the floor
+ * stays below every failure of the handler's.  Written in a window's
+ * transaction, so it commits with what makes it true.
+ */
+static TxboxPlan handler_floor_plan = {
+	"INSERT INTO txbox.handler_floors AS h (handler_id, part, parallel, low)"
+	" SELECT $1, $2, $3, LEAST($4, (SELECT pg_catalog.min(f.seq) OPERATOR(pg_catalog.-) 1"
+	"   FROM txbox.handler_failures f WHERE f.handler_id OPERATOR(pg_catalog.=) $1))"
+	" ON CONFLICT (handler_id, part) DO UPDATE SET parallel = excluded.parallel, low = excluded.low"
+	" RETURNING h.low",
+	4, {INT4OID, INT4OID, INT4OID, INT8OID}
+};
+/* at most once a second */
+#define HANDLER_FLOOR_EVERY_MS 1000
+
+/* where a new worker starts: the floor its part left for the same split */
+static TxboxPlan handler_start_floor_plan = {
+	"SELECT low FROM txbox.handler_floors WHERE handler_id OPERATOR(pg_catalog.=) $1"
+	" AND part OPERATOR(pg_catalog.=) $2 AND parallel OPERATOR(pg_catalog.=) $3",
+	3, {INT4OID, INT4OID, INT4OID}
 };
 
 /* count a failed attempt; dead at max_attempts */
@@ -256,12 +325,26 @@ static bool handler_one_by_one = true;
 /* this worker's floor: every message of its part below it is handled */
 static int64 handler_low = 0;
 
+/* its floor in txbox.handler_floors (-1: none yet), written at */
+static int64 handler_saved_low = -1;
+static TimestampTz handler_saved_at = 0;
+
+/* the "parallel" its floors hold for (0: none yet) */
+static int	handler_parallel = 0;
+
 static char *
 handler_text_col(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 {
 	char	   *v = SPI_getvalue(tup, desc, col);
 
 	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+/* txbox.handler_floors is there: not on a database still on txbox 0.1.0 */
+static bool
+handler_floors_exist(void)
+{
+	return OidIsValid(get_relname_relid("handler_floors", get_namespace_oid("txbox", false)));
 }
 
 /*
@@ -301,13 +384,54 @@ handler_load(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext cxt,
 	cfg->statement_timeout_ms = txbox_option_ms(options, "handler", "statement_timeout");
 	cfg->takes_array = DatumGetBool(SPI_getbinval(tup, desc, Anum_handler_takes_array, &isnull)) &&
 		!isnull;
+	cfg->has_failures = DatumGetBool(SPI_getbinval(tup, desc, Anum_handler_has_failures, &isnull));
 	*next_retry = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_handler_next_retry, &isnull));
 	if (isnull)
 		*next_retry = 0;
+
+	/*
+	 * A new worker, or new parts (another split of the keys): start from
+	 * the floor this part left for this split, or from the beginning.
+	 */
+	if (cfg->parallel != handler_parallel)
+	{
+		handler_low = 0;
+		handler_saved_low = -1;
+		if (handler_floors_exist())
+		{
+			args[2] = Int32GetDatum(cfg->parallel);
+			if (txbox_exec(&handler_start_floor_plan, args, NULL, false, 1) == 1)
+				handler_saved_low = handler_low =
+					DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		handler_parallel = cfg->parallel;
+	}
 	floor = DatumGetInt64(SPI_getbinval(tup, desc, Anum_handler_retry_floor, &isnull));
 	if (!isnull && floor < handler_low)
 		handler_low = floor;
 	return true;
+}
+
+/*
+ * Write this worker's floor new_low (due once the window commits) to
+ * txbox.handler_floors, at most once a second, when it is above the one
+ * written; not on a database still on txbox 0.1.0 (its retention scans).
+ * *saved: the floor written.
+ */
+static void
+handler_save_floor(HandlerConfig *cfg, int part, int64 new_low, int64 *saved)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Datum		args[4] = {Int32GetDatum(cfg->handler_id), Int32GetDatum(part),
+	Int32GetDatum(cfg->parallel), Int64GetDatum(new_low)};
+	bool		isnull;
+
+	if (new_low <= handler_saved_low || part >= cfg->parallel ||
+		!TimestampDifferenceExceeds(handler_saved_at, now, HANDLER_FLOOR_EVERY_MS) ||
+		!handler_floors_exist())
+		return;
+	txbox_exec(&handler_floor_plan, args, NULL, false, 1);
+	*saved = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* The hard deadline of a call passed: end the worker at the next interrupt check. */
@@ -370,7 +494,8 @@ handler_record_done(HandlerConfig *cfg, Datum *ids, int n)
 	args[3] = Int32GetDatum(cfg->handler_id);
 	PG_TRY();
 	{
-		txbox_exec(&handler_done_plan, args, NULL, false, 0);
+		txbox_exec(cfg->has_failures ? &handler_done_plan : &handler_done_plan_no_failures,
+				   args, NULL, false, 0);
 	}
 	PG_CATCH();
 	{
@@ -398,8 +523,11 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 {
 	int64		top;
 	int			nestlevel;
-	Datum		args[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int16		dedup_gen;
+	bool		others_empty;
+	bool		one_gen;
 	SPITupleTable *window;
 	int			n;
 	Datum	   *messages;
@@ -428,6 +556,8 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	args[5] = Int32GetDatum(cfg->batch);
 	args[6] = Int64GetDatum(handler_low);
 	args[7] = Int64GetDatum(top);
+	one_gen = txbox_generation_peek(TXBOX_INBOX_DEDUP, &dedup_gen, &others_empty) && others_empty;
+	args[8] = Int16GetDatum(one_gen ? dedup_gen : 0);
 
 	/*
 	 * The stretch is small: probe the dedup records and failures row by row
@@ -441,7 +571,7 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	for (int i = 0; i < lengthof(handler_window_plan_off); i++)
 		(void) set_config_option(handler_window_plan_off[i], "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	n = txbox_exec(&handler_window_plan, args, nulls, false, 0);
+	n = txbox_exec(&handler_window_plans[cfg->has_failures][one_gen], args, nulls, false, 0);
 	AtEOXact_GUC(true, nestlevel);
 	window = SPI_tuptable;		/* stays valid until SPI_finish */
 	/* a full window may leave work below top; otherwise all up to top is done */
@@ -562,6 +692,7 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	int			n;
 	long		sleep_ms = txbox_poll_interval;
 	int64		new_low = 0;
+	int64		saved = -1;
 
 	txbox_xact_begin("txbox handler: running messages");
 	if (!handler_load(handler_id, part, cfg, loop_cxt, &next_retry))
@@ -571,7 +702,13 @@ handler_iterate(int32 handler_id, int part, HandlerConfig *cfg, MemoryContext lo
 	}
 	new_low = handler_low;
 	n = handler_run_window(cfg, part, &new_low);
+	handler_save_floor(cfg, part, new_low, &saved);
 	txbox_xact_commit();
+	if (saved >= 0)
+	{
+		handler_saved_low = saved;
+		handler_saved_at = GetCurrentTimestamp();
+	}
 	/* only once the window committed; moving up means more may be waiting */
 	if (new_low > handler_low)
 	{

@@ -253,9 +253,9 @@ echo "  (shop.oth: the other txbox tables of shop; bill.oth: billing's other tha
 echo
 
 # targets
-within() { awk -v a="$1" -v b="$2" 'BEGIN { d = b ? (a - b) / b : 1; print (d <= 0.10 && d >= -0.10) ? "met" : "MISSED" }'; }
-echo "targets:"
-echo "  size at the last minute within 10% of minute 3 (kB; the rotated tables are a sawtooth whose longest"
+within() { awk -v a="$1" -v b="$2" 'BEGIN { d = b ? (a - b) / b : 1; print (d <= 0.15 && d >= -0.15) ? "met" : "MISSED" }'; }
+echo "targets (issue 13: within 15%):"
+echo "  size at the last minute within 15% of minute 3 (kB; the rotated tables are a sawtooth whose longest"
 echo "  period is the dedup rotation, 1 min: besides single samples, whole 2-minute windows are compared,"
 echo "  minutes 2-4 against $((MINUTES - 2))-$MINUTES, by mean and peak):"
 printf '    %-30s %23s %23s %23s\n' "" "sample min 3 -> $MINUTES" "mean min 2-4 -> $((MINUTES - 2))-$MINUTES" "peak min 2-4 -> $((MINUTES - 2))-$MINUTES"
@@ -286,7 +286,19 @@ for spec in "total, both databases|3-20" "shop outbox|3" "billing inbox|13" "bil
 done
 echo "    => $verdict (judged on the total's mean and peak over the 2-minute windows, which hold whole rotation"
 echo "       periods; single samples and single tables are shown for what they are: where in its sawtooth each"
-echo "       table was at that moment; 'met' per column means within 10%)"
+echo "       table was at that moment; 'met' per column means within 15%)"
+echo "  the total's mean over every 2-minute window after warm-up (kB), and the largest deviation of one"
+echo "  from their average:"
+awk -v l="$load_s" '!/^#/ && $2 == "load" && $3 != "NA" && $12 != "NA" && $1 > 121 && $1 <= l + 1 {
+		w = int(($1 - 121) / 120); t = 0; for (j = 3; j <= 20; j++) t += $j
+		s[w] += t; n[w]++; if (w > m) m = w
+	}
+	END {
+		line = "   "
+		for (w = 0; w <= m; w++) if (n[w] >= 3) { a[++k] = s[w] / n[w]; sum += a[k]; line = line sprintf(" %.0f", a[k] / 1024) }
+		for (i = 1; i <= k; i++) { d = a[i] / (sum / k) - 1; if (d < 0) d = -d; if (d > x) x = d }
+		printf "%s\n    largest deviation %.1f%% (%s)\n", line, 100 * x, x <= 0.15 ? "met" : "MISSED"
+	}' "$dat"
 echo "  the sawtooth's peaks: the sample before each rotation of billing's inbox_dedup (the largest table;"
 echo "  it rotates every dedup_retention, so it is full only after 2 x 1 min; kB):"
 awk -v l="$load_s" '!/^#/ && $2 == "load" && $3 != "NA" && $12 != "NA" {

@@ -33,14 +33,16 @@
 #                             rate is then what it processed / the timeout
 #   HANDLER_RERUN_DNF 0       1: run a variant again in later rounds after
 #                             it did not finish (default: skip it)
+#   HANDLER_VARIANTS  all     the variants to run, e.g. "baseline handler_w1"
 #   HANDLER_DIAG      0       1: where the time goes.  Adds the variant
 #                             fetch_done (txbox's SQL consumer API in the
 #                             same loop: inbox_fetch, INSERT, inbox_done per
 #                             100) to the rounds, and after them one more
-#                             run each of baseline and handler_p1 with
-#                             pg_stat_statements tracking every statement
-#                             (nested ones too: the handler's SPI queries)
-#                             and a perf profile of the handler worker
+#                             run each of baseline, handler_w1 and
+#                             handler_p1 with pg_stat_statements tracking
+#                             every statement (nested ones too: the
+#                             handler's SPI queries) and a perf profile of
+#                             the handler worker in the handler runs
 #                             (HANDLER_PROFILE_SECONDS, default 15).  These
 #                             extra runs are not in the medians.
 set -euo pipefail
@@ -53,7 +55,7 @@ RERUN_DNF=${HANDLER_RERUN_DNF:-0}
 DIAG=${HANDLER_DIAG:-0}
 PROFILE_SECONDS=${HANDLER_PROFILE_SECONDS:-15}
 
-variants=(baseline baseline2 baseline_each handler_w1 handler_w2 handler_p1 handler_p2)
+read -r -a variants <<<"${HANDLER_VARIANTS:-baseline baseline2 baseline_each handler_w1 handler_w2 handler_p1 handler_p2}"
 [ "$DIAG" = 1 ] && variants+=(fetch_done)
 
 declare -A label=(
@@ -270,6 +272,7 @@ ok() { awk -v r="$1" 'BEGIN { print (r >= 1.0) ? "met" : "MISSED" }'; }
 echo "ratios of medians (target >= 1.0):"
 for pair in handler_w1/baseline handler_w2/baseline2 handler_p1/baseline_each handler_p1/baseline \
 	handler_p2/baseline2; do
+	[ -n "${med[${pair%/*}]:-}" ] && [ -n "${med[${pair#*/}]:-}" ] || continue
 	r=$(ratio "${med[${pair%/*}]}" "${med[${pair#*/}]}")
 	printf '  %-26s %s  %s\n' "${pair/\// \/ }" "$r" "$(ok "$r")"
 done
@@ -306,7 +309,8 @@ if [ "$DIAG" = 1 ]; then
 	for v in baseline handler_w1 handler_p1; do
 		hb_log "diagnostics: $v with pg_stat_statements"
 		q -c "SELECT pg_stat_statements_reset()" >/dev/null
-		run "$v" "diag-$v" $([ "$v" = handler_p1 ] && echo profile) >"$HB_TMP/run.out"
+		run "$v" "diag-$v" $([ "$v" != baseline ] && echo profile) >"$HB_TMP/run.out"
+		[ "$v" = baseline ] || cp "$HB_TMP/profile.txt" "$HB_TMP/profile-$v.txt" 2>/dev/null || true
 		read -r secs done <"$HB_TMP/run.out"
 		echo
 		echo "--- diagnostics: $v once more, pg_stat_statements.track = all: $done messages in $secs s" \
@@ -314,8 +318,10 @@ if [ "$DIAG" = 1 ]; then
 		statements
 	done
 	echo
-	echo "--- diagnostics: perf profile of the handler worker, ${PROFILE_SECONDS}s from 2 s into that handler_p1 run ---"
-	cat "$HB_TMP/profile.txt" 2>/dev/null || echo "(none)"
+	for v in handler_w1 handler_p1; do
+		echo "--- diagnostics: perf profile of the handler worker, ${PROFILE_SECONDS}s from 2 s into that $v run ---"
+		cat "$HB_TMP/profile-$v.txt" 2>/dev/null || echo "(none)"
+	done
 fi
 echo
 echo "uptime at end: $(uptime)"

@@ -45,7 +45,7 @@ AS $$
 	), mine AS (
 		SELECT c.consumer FROM txbox.consumers c, stretch s
 		 WHERE c.consumer = consumer_name AND c.low = consumer_low
-		   AND s.new_low > c.low
+		   AND s.new_low > c.low AND c.topics IS NOT DISTINCT FROM consumer_topics
 		   FOR UPDATE OF c SKIP LOCKED
 	)
 	UPDATE txbox.consumers c SET low = s.new_low FROM mine m, stretch s
@@ -197,6 +197,19 @@ CREATE TABLE txbox.handler_failures (
 	PRIMARY KEY (handler_id, message_id)
 );
 CREATE INDEX handler_failures_key_idx ON txbox.handler_failures (handler_id, key);
+
+-- A handler worker's floor, one row per part (src/handler.c): every inbox
+-- message of the handler's topics whose key falls in part (of "parallel"
+-- parts) with seq <= low is processed.  Written by the worker with a
+-- window, at most once a second; inbox retention reads it
+-- (txbox._inbox_processed).
+CREATE TABLE txbox.handler_floors (
+	handler_id		integer NOT NULL REFERENCES txbox.handlers ON DELETE CASCADE,
+	part			integer NOT NULL,
+	parallel		integer NOT NULL,
+	low				bigint NOT NULL,
+	PRIMARY KEY (handler_id, part)
+);
 
 CREATE FUNCTION txbox._handler_check_options(handler_options jsonb)
 RETURNS jsonb

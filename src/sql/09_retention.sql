@@ -36,13 +36,55 @@ BEGIN
 END
 $$;
 
+-- Whether every consumer processed every message of its topics in the
+-- inbox's generation "generation".  A consumer's floor says it processed
+-- all of them up to a seq: an SQL consumer's is txbox.consumers.low
+-- (inbox_fetch advances it), a handler's the least of its workers'
+-- (txbox.handler_floors; none unless every part of one "parallel" has its
+-- row).  A consumer whose floor reaches the generation's last seq costs an
+-- index probe; for the others, the generation's messages above their
+-- floor (all of them without one) are checked against their dedup records,
+-- in seq order through the indexes whatever the statistics suggest (a
+-- truncated generation looks empty until it is analyzed again), and
+-- without JIT (the disabled plans' costs would call for it).
+CREATE FUNCTION txbox._inbox_processed(generation smallint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET enable_material = off
+SET jit = off
+AS $$
+	SELECT NOT EXISTS (
+		SELECT 1
+		  FROM txbox.consumers c,
+			   LATERAL (SELECT CASE WHEN c.handler_id IS NULL THEN c.low ELSE coalesce(
+							(SELECT max(s.low) FROM (SELECT min(f.low) AS low FROM txbox.handler_floors f
+							  WHERE f.handler_id = c.handler_id AND f.part < f.parallel
+							  GROUP BY f.parallel HAVING count(*) = f.parallel) s), 0) END AS low) fl,
+			   (SELECT max(x.seq) AS seq FROM txbox.inbox x WHERE x.gen = _inbox_processed.generation) l
+		 WHERE fl.low < l.seq
+		   -- the first unprocessed message up to there above the floor, by
+		   -- the seq index (later generations' messages are all above)
+		   AND (SELECT true FROM txbox.inbox i
+				 WHERE i.seq > fl.low AND i.seq <= l.seq
+				   AND (c.topics IS NULL OR i.topic = ANY (c.topics))
+				   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+									WHERE d.consumer = c.consumer
+									  AND d.message_id = i.message_id::text)
+				 ORDER BY i.seq LIMIT 1))
+$$;
+
 -- Retention, every few seconds: each rotated table drops its oldest
 -- generation once nothing in it must be kept.
 --  outbox: switched away from more than outbox_retention ago, and delivered
 --    by every relay (paused ones too: a paused relay holds retention back).
 --  inbox: switched away from more than inbox_retention ago (at most half
 --    the dedup window), and every message processed by every consumer of
---    its topic (handlers included).
+--    its topic (handlers included): txbox._inbox_processed.
 --  inbox_dedup: the other generation stopped taking claims more than
 --    dedup_retention ago, so every record lives at least that long; and the
 --    inbox holds no message that could have its record there: the oldest
@@ -72,11 +114,7 @@ BEGIN
 		'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (SELECT 1 FROM txbox.relays r
 			WHERE NOT pg_visible_in_snapshot($2, r.snapshot)))', outbox_keep));
 	PERFORM txbox._rotate_if('inbox', greatest(inbox_keep / 2, interval '1s'), format(
-		'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (
-			SELECT 1 FROM txbox.inbox i JOIN txbox.consumers c
-			    ON c.topics IS NULL OR i.topic = ANY (c.topics)
-			 WHERE i.gen = $3 AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
-				WHERE d.consumer = c.consumer AND d.message_id = i.message_id::text)))', inbox_keep));
+		'$1 IS NULL OR ($1 <= now() - %L::interval AND txbox._inbox_processed($3))', inbox_keep));
 	PERFORM txbox._rotate_if('inbox_dedup', dedup_keep,
 		'$1 IS NULL OR coalesce((SELECT i.received_at > $1 FROM txbox.inbox i ORDER BY i.seq LIMIT 1), true)');
 	PERFORM txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),

@@ -164,6 +164,7 @@ SELECT pg_catalog.pg_extension_config_dump('txbox.relays_relay_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('txbox.handlers', '');
 SELECT pg_catalog.pg_extension_config_dump('txbox.handlers_handler_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('txbox.handler_failures', '');
+SELECT pg_catalog.pg_extension_config_dump('txbox.handler_floors', '');
 SELECT pg_catalog.pg_extension_config_dump('txbox.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('txbox.dead_letters_dead_letter_id_seq', '');
 

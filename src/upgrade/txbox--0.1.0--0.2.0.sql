@@ -342,3 +342,98 @@ RETURNS TABLE (txid xid8, id bigint)
 LANGUAGE c STABLE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'txbox_batch_keys';
+
+-- hand: handlers persist their floor (txbox.handler_floors), and inbox
+-- retention checks every consumer's floor before scanning
+-- (txbox._inbox_processed); an SQL consumer's floor moves only under the
+-- topics it was computed for
+CREATE TABLE txbox.handler_floors (
+	handler_id		integer NOT NULL REFERENCES txbox.handlers ON DELETE CASCADE,
+	part			integer NOT NULL,
+	parallel		integer NOT NULL,
+	low				bigint NOT NULL,
+	PRIMARY KEY (handler_id, part)
+);
+REVOKE ALL ON TABLE txbox.handler_floors FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('txbox.handler_floors', '');
+CREATE OR REPLACE FUNCTION txbox._consumer_advance(consumer_name text, consumer_topics text[], consumer_low bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH stretch AS (
+		-- the first unprocessed message above low, or the last message
+		SELECT coalesce((SELECT i.seq - 1 FROM txbox.inbox i
+						  WHERE i.seq > consumer_low
+							AND (consumer_topics IS NULL OR i.topic = ANY (consumer_topics))
+							AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+											 WHERE d.consumer = consumer_name
+											   AND d.message_id = i.message_id::text)
+						  ORDER BY i.seq LIMIT 1),
+						(SELECT max(i.seq) FROM txbox.inbox i)) AS new_low
+	), mine AS (
+		SELECT c.consumer FROM txbox.consumers c, stretch s
+		 WHERE c.consumer = consumer_name AND c.low = consumer_low
+		   AND s.new_low > c.low AND c.topics IS NOT DISTINCT FROM consumer_topics
+		   FOR UPDATE OF c SKIP LOCKED
+	)
+	UPDATE txbox.consumers c SET low = s.new_low FROM mine m, stretch s
+	 WHERE c.consumer = m.consumer
+$$;
+CREATE FUNCTION txbox._inbox_processed(generation smallint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET enable_material = off
+SET jit = off
+AS $$
+	SELECT NOT EXISTS (
+		SELECT 1
+		  FROM txbox.consumers c,
+			   LATERAL (SELECT CASE WHEN c.handler_id IS NULL THEN c.low ELSE coalesce(
+							(SELECT max(s.low) FROM (SELECT min(f.low) AS low FROM txbox.handler_floors f
+							  WHERE f.handler_id = c.handler_id AND f.part < f.parallel
+							  GROUP BY f.parallel HAVING count(*) = f.parallel) s), 0) END AS low) fl,
+			   (SELECT max(x.seq) AS seq FROM txbox.inbox x WHERE x.gen = _inbox_processed.generation) l
+		 WHERE fl.low < l.seq
+		   -- the first unprocessed message up to there above the floor, by
+		   -- the seq index (later generations' messages are all above)
+		   AND (SELECT true FROM txbox.inbox i
+				 WHERE i.seq > fl.low AND i.seq <= l.seq
+				   AND (c.topics IS NULL OR i.topic = ANY (c.topics))
+				   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+									WHERE d.consumer = c.consumer
+									  AND d.message_id = i.message_id::text)
+				 ORDER BY i.seq LIMIT 1))
+$$;
+REVOKE ALL ON FUNCTION txbox._inbox_processed(smallint) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION txbox._maintain()
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	outbox_keep interval := current_setting('txbox.outbox_retention')::interval;
+	dedup_keep interval := current_setting('txbox.dedup_retention')::interval;
+	inbox_keep interval := least(current_setting('txbox.inbox_retention')::interval, dedup_keep / 2);
+	ttl interval := current_setting('txbox.idempotency_ttl')::interval;
+BEGIN
+	PERFORM txbox._relays_adopt();		-- before retention compares positions
+	PERFORM txbox._rotate_if('outbox', greatest(outbox_keep / 2, interval '1s'), format(
+		'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (SELECT 1 FROM txbox.relays r
+			WHERE NOT pg_visible_in_snapshot($2, r.snapshot)))', outbox_keep));
+	PERFORM txbox._rotate_if('inbox', greatest(inbox_keep / 2, interval '1s'), format(
+		'$1 IS NULL OR ($1 <= now() - %L::interval AND txbox._inbox_processed($3))', inbox_keep));
+	PERFORM txbox._rotate_if('inbox_dedup', dedup_keep,
+		'$1 IS NULL OR coalesce((SELECT i.received_at > $1 FROM txbox.inbox i ORDER BY i.seq LIMIT 1), true)');
+	PERFORM txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
+		'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())');
+	DELETE FROM txbox.dead_letters d
+	 WHERE coalesce(d.replayed_at, d.discarded_at)
+		   < now() - current_setting('txbox.dead_letter_retention')::interval;
+END
+$$;

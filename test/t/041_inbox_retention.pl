@@ -306,6 +306,8 @@ is( $node->safe_psql(
 $node->safe_psql('postgres', q{SELECT txbox.discard_dead_letter(dead_letter_id) FROM txbox.dead_letters
 							   WHERE handler IS NOT NULL AND discarded_at IS NULL});
 wait_gen_moves_from('inbox_dedup', 1, 'once the dead letters are resolved and the inbox drained, the dedup records rotate', 30);
+poll_ok($node, 'postgres', q{SELECT count(*) FROM txbox.dead_letters WHERE discarded_at IS NOT NULL},
+	'0', 30, '... and the discarded dead letters are deleted past dead_letter_retention');
 
 ######################################################################
 # 7. All of it without a DELETE on the rotated tables.  The workers'
