@@ -50,7 +50,6 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timeout.h"
@@ -164,7 +163,7 @@ static TxboxPlan handler_load_plan = {
 #define HANDLER_WINDOW_ARGS \
 	9, {TEXTARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID, INT8OID, INT2OID}, \
 	/* one plan for every window: nested loops through indexes, see below */ \
-	NULL, CURSOR_OPT_GENERIC_PLAN
+	NULL, CURSOR_OPT_GENERIC_PLAN, true
 
 /* [has failures][one dedup generation] */
 static TxboxPlan handler_window_plans[2][2] = {
@@ -180,9 +179,6 @@ static TxboxPlan handler_window_plans[2][2] = {
 #define Anum_window_message_id	2
 #define Anum_window_key			3
 #define Anum_window_seq			4
-static const char *const handler_window_plan_off[] = {
-	"enable_seqscan", "enable_bitmapscan", "enable_material", "enable_hashjoin", "enable_mergejoin"
-};
 
 /* the top of the next stretch of the inbox to look at: (floor, top] */
 static TxboxPlan handler_top_plan = {
@@ -522,7 +518,6 @@ static int
 handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 {
 	int64		top;
-	int			nestlevel;
 	Datum		args[9];
 	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int16		dedup_gen;
@@ -561,18 +556,13 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 
 	/*
 	 * The stretch is small: probe the dedup records and failures row by row
-	 * through their indexes, whatever stale statistics suggest (a dedup
-	 * partition truncated by retention looks empty until it is analyzed
-	 * again, and scanning it whole for every message would make each window
-	 * slower than the last).  Only while this query is planned and run: the
-	 * handler functions run with the session's settings.
+	 * through their indexes, whatever stale statistics suggest (the plans'
+	 * index_probes: a dedup partition truncated by retention looks empty
+	 * until it is analyzed again, and scanning it whole for every message
+	 * would make each window slower than the last).  The handler functions
+	 * run with the session's settings.
 	 */
-	nestlevel = NewGUCNestLevel();
-	for (int i = 0; i < lengthof(handler_window_plan_off); i++)
-		(void) set_config_option(handler_window_plan_off[i], "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
 	n = txbox_exec(&handler_window_plans[cfg->has_failures][one_gen], args, nulls, false, 0);
-	AtEOXact_GUC(true, nestlevel);
 	window = SPI_tuptable;		/* stays valid until SPI_finish */
 	/* a full window may leave work below top; otherwise all up to top is done */
 	*new_low = n < cfg->batch ? top :

@@ -60,9 +60,13 @@ txbox_gen_plan(TxboxGenPlan *p, int16 gen)
 	return g;
 }
 
-/* what a plan with index_probes is made without */
+/*
+ * what a plan with index_probes is made without (and JIT, which the
+ * disabled plans' costs would call for)
+ */
 static const char *const txbox_probes_off[] = {
-	"enable_seqscan", "enable_bitmapscan", "enable_material", "enable_hashjoin", "enable_mergejoin"
+	"enable_seqscan", "enable_bitmapscan", "enable_material", "enable_hashjoin", "enable_mergejoin",
+	"jit"
 };
 
 /*
