@@ -333,8 +333,8 @@ relay_load(int32 relay_id, RelayConfig *cfg, Datum *topics, bool *topics_null,
 /*
  * Deliver only what survives a crash: a transaction committed
  * asynchronously is visible before its commit record is on disk.  Flush
- * the WAL up to the commit records of the batch's n first transactions:
- * clog keeps, for an asynchronous commit, an LSN late enough to cover its
+ * the WAL up to the commit records of the transactions of the batch's n
+ * keys: clog keeps, for an asynchronous commit, an LSN late enough to cover its
  * record (TransactionIdGetCommitLSN); a synchronous commit was on disk
  * before it became visible (its LSN is 0).  Flushing all the WAL inserted
  * so far would make every batch wait for other sessions' records and the
@@ -841,6 +841,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		return txbox_poll_interval;
 	}
 	txbox_xact_commit();
+
 	n = relay_page_size(&cfg);
 	res = relay_deliver_page(&cfg, &n, &error);
 	if (res == DELIVERY_PENDING)
