@@ -29,7 +29,8 @@
  *
  * Floors.  Each worker looks only above its floor (handler_low), and
  * writes it with a window, at most once a second, to txbox.handler_floors,
- * kept below every failed message: inbox retention trusts it instead of
+ * kept below every failed message of its part (and every other failure
+ * committed when it is written): inbox retention trusts it instead of
  * scanning the oldest generation (txbox._inbox_processed), and a worker
  * started later for the same part starts from it.
  *-------------------------------------------------------------------------
@@ -223,8 +224,9 @@ static TxboxPlan handler_done_plan_no_failures = {
  * This worker's floor for inbox retention (txbox.handler_floors): every
  * message of its part ($2 of $3) up to $4 is processed, bar the failed ones
  * and the later messages of their keys, which wait behind them: the floor
- * stays below every failure of the handler's.  Written in a window's
- * transaction, so it commits with what makes it true.
+ * stays below every failure of the handler's committed by then (its own
+ * part's always are: a failure is recorded before the part's next window).
+ * Written in a window's transaction, so it commits with what makes it true.
  */
 static TxboxPlan handler_floor_plan = {
 	"INSERT INTO txbox.handler_floors AS h (handler_id, part, parallel, low)"
