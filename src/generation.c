@@ -87,13 +87,17 @@ txbox_generation_init(void)
 	CacheRegisterRelcacheCallback(generation_relcache_callback, (Datum) 0);
 }
 
-/* txbox_table_oid -- the OID of table txbox.relname; ERROR if it is missing */
+/*
+ * txbox_table_oid -- the OID of table txbox.relname; if it is missing,
+ * InvalidOid with missing_ok (a table a database still on an older txbox
+ * lacks), else ERROR.
+ */
 Oid
-txbox_table_oid(const char *relname)
+txbox_table_oid(const char *relname, bool missing_ok)
 {
 	Oid			relid = get_relname_relid(relname, get_namespace_oid("txbox", false));
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(relid) && !missing_ok)
 		elog(ERROR, "txbox: table txbox.%s is missing", relname);
 	return relid;
 }
@@ -102,7 +106,7 @@ static Oid
 generation_parent_relid(GenerationCache *c)
 {
 	if (!OidIsValid(c->relid))
-		c->relid = txbox_table_oid(c->relname);
+		c->relid = txbox_table_oid(c->relname, false);
 	return c->relid;
 }
 

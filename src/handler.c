@@ -38,7 +38,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -342,7 +341,7 @@ handler_text_col(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 static bool
 handler_floors_exist(void)
 {
-	return OidIsValid(get_relname_relid("handler_floors", get_namespace_oid("txbox", false)));
+	return OidIsValid(txbox_table_oid("handler_floors", true));
 }
 
 /*

@@ -228,7 +228,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 
 		if (older == gen)
 			continue;
-		rel = table_open(txbox_table_oid(psprintf("inbox_%d", older)), AccessShareLock);
+		rel = table_open(txbox_table_oid(psprintf("inbox_%d", older), false), AccessShareLock);
 		pk = index_open(txbox_primary_key_index(rel), AccessShareLock);
 		slot = table_slot_create(rel, NULL);
 		scan = txbox_index_beginscan(rel, pk, snapshot, 1, 0);

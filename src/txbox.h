@@ -56,7 +56,7 @@ typedef enum TxboxRotated
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern bool txbox_generation_peek(TxboxRotated table, int16 *current, bool *others_empty);
 extern int16 txbox_generations(TxboxRotated table);
-extern Oid	txbox_table_oid(const char *relname);
+extern Oid	txbox_table_oid(const char *relname, bool missing_ok);
 extern void txbox_generation_init(void);
 
 /* options.c: the options of relays and handlers, in a relay's or handler's options */
