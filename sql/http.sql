@@ -2,7 +2,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS txbox;
 RESET client_min_messages;
 --
--- http: the webhook target's wrapper txbox_http (url and allow_private on
+-- http: the webhook target's wrapper txbox_http (url, allow_private and ca_file on
 -- servers, secrets on user mappings) and its relay options.  No message is
 -- published: no request is ever sent (test/t/09x_http*.pl deliver).
 --
@@ -40,7 +40,12 @@ SELECT pg_temp.try($$CREATE SERVER mine FOREIGN DATA WRAPPER txbox_http OPTIONS 
 SELECT pg_temp.try($$CREATE SERVER mine FOREIGN DATA WRAPPER txbox_http OPTIONS (url 'http://10.0.0.1/', allow_private 'false')$$) AS allow_private_false_not_superuser;
 CREATE SERVER mine FOREIGN DATA WRAPPER txbox_http OPTIONS (url 'https://hooks.example.invalid/');
 SELECT pg_temp.try($$ALTER SERVER mine OPTIONS (ADD allow_private 'true')$$) AS alter_allow_private_not_superuser;
+-- so is ca_file: the relay would read a file of the server's
+SELECT pg_temp.try($$ALTER SERVER mine OPTIONS (ADD ca_file '/etc/ssl/certs/ca-certificates.crt')$$) AS ca_file_not_superuser;
 RESET ROLE;
+CREATE SERVER private_ca FOREIGN DATA WRAPPER txbox_http
+	OPTIONS (url 'https://hooks.example.invalid/', ca_file '/etc/ssl/private-ca.pem');
+DROP SERVER private_ca;
 ALTER SERVER mine OPTIONS (ADD allow_private 'true');
 SET ROLE regress_http_user;
 SELECT pg_temp.try($$ALTER SERVER mine OPTIONS (SET url 'http://10.0.0.2/')$$) AS alter_url_of_allow_private_server;

@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  * targets/http.c
  *		The http target: webhooks.  One POST per message, signed in the
- *		Standard Webhooks format, over libcurl's multi interface driven by
- *		the worker's latch and sockets; and txbox_http, the foreign-data
+ *		Standard Webhooks format, HTTP/1.1 over kept-alive connections that
+ *		libcurl's multi interface makes (name resolution, SSRF check, TLS)
+ *		and that we write requests to and read answers from, driven by the
+ *		worker's latch and sockets; and txbox_http, the foreign-data
  *		wrapper whose servers and user mappings hold its endpoint and
  *		secrets.
  *
@@ -17,7 +19,9 @@
  * The relay saves its position only when the whole page is delivered.
  *
  * Outcomes: a 2xx delivers the message.  408, 429, 5xx, a connection
- * error or a timeout is transient: the page is retried with the relay's
+ * error, an answer that is not HTTP/1.x or a timeout is transient (a
+ * kept-alive connection the server closed before it answered is not: the
+ * request goes again on a new one): the page is retried with the relay's
  * backoff, at the earliest when Retry-After says (at most an hour), and
  * nothing is dead-lettered.  Any other status (3xx included: redirects are
  * not followed) rejects that message: the relay retries it alone and
@@ -89,11 +93,14 @@ typedef struct HttpEndpoint
 	Oid			owner;
 	char	   *url;
 	bool		allow_private;
+	char	   *ca_file;		/* certificates to verify the server with, or NULL: the system's */
 	char	   *bearer_token;	/* or NULL */
 	int			nsecrets;
 	char	   *secret[2];		/* decoded signing secrets, current first */
 	int			secret_len[2];
 	EVP_MAC_CTX *mac[2];		/* HMAC-SHA256 keyed with each (http_mac_new) */
+	char	   *head;			/* request line and constant headers (http_endpoint_head) */
+	int			head_len;
 } HttpEndpoint;
 
 typedef enum HttpState
@@ -145,43 +152,85 @@ typedef struct HttpPage
 	char	   *rejection;		/* the first rejection's error, or NULL */
 } HttpPage;
 
-/* A request slot, with its easy handle (kept: no set-up per request). */
+/* What a request slot's connection is doing. */
+typedef enum HttpConn
+{
+	HTTP_CONN_NONE,				/* no connection */
+	HTTP_CONN_CONNECTING,		/* curl connects it (http_multi) */
+	HTTP_CONN_READY,			/* connected, kept alive, no request */
+	HTTP_CONN_SENDING,			/* the request is being written */
+	HTTP_CONN_RECEIVING			/* its answer is being read */
+} HttpConn;
+
+/* Where the reading of an answer is (http_parse). */
+typedef enum HttpPart
+{
+	HTTP_PART_HEAD,				/* status line and headers */
+	HTTP_PART_LENGTH,			/* a body of Content-Length bytes */
+	HTTP_PART_CHUNK_SIZE,		/* chunked: a chunk's size line */
+	HTTP_PART_CHUNK,			/* a chunk's bytes */
+	HTTP_PART_CHUNK_END,		/* the line end after them */
+	HTTP_PART_TRAILER,			/* trailer lines, up to an empty one */
+	HTTP_PART_TO_CLOSE,			/* a body that ends with the connection */
+	HTTP_PART_DONE
+} HttpPart;
+
+/*
+ * A request slot and its connection, kept alive from one request to the
+ * next.  curl connects it (CURLOPT_CONNECT_ONLY: its name resolution, the
+ * SSRF check in http_open_socket, TLS); the request is ours to write and
+ * its answer ours to read (curl_easy_send, curl_easy_recv), HTTP/1.1: a
+ * transfer of libcurl's per request cost more than the request itself.
+ */
 typedef struct HttpRequest
 {
-	CURL	   *easy;			/* NULL: not made yet */
-	bool		busy;			/* a request is in flight */
-	StringInfoData head;		/* its headers, each ending in a NUL */
-	int			nheaders;
-	struct curl_slist *header_list; /* pointing into head, for curl */
-	int			header_list_size;
-	HttpMessage *msg;
+	CURL	   *easy;			/* in http_multi while it has a connection */
+	HttpConn	conn;
+	int			served;			/* answers read on the connection */
+	HttpMessage *msg;			/* the request's message, NULL: none */
+	bool		resent;			/* sent again on a new connection */
+	bool		received;		/* some of its answer came */
+	TimestampTz deadline;		/* of the request (timeout) */
+	StringInfoData out;			/* the request: head, then body */
+	int			sent;			/* bytes of out written */
+	char	   *in;				/* the answer's bytes not yet taken */
+	int			in_len;
+	HttpPart	part;
+	int64		left;			/* body or chunk bytes still to come */
+	int			status;
+	long		retry_after;	/* seconds, 0: none */
+	bool		close;			/* the connection ends with the answer */
 	bool		allow_private;
 	char		error[CURL_ERROR_SIZE];
 	char		refused[160];	/* why an address was refused, or "" */
-	char		answer[HTTP_ANSWER_QUOTED + 1];
+	char		answer[HTTP_ANSWER_QUOTED + 1]; /* the body's first bytes */
 	int			answer_len;
 } HttpRequest;
 
+/* bytes read of an answer at once; its head (status line, headers) must fit */
+#define HTTP_IN_SIZE		16384
+
 /*
- * A socket curl watches, or one of ours (http_open_socket) it watched and
- * keeps for the next request (a kept-alive connection, between requests):
- * such an idle socket stays in http_set, waiting for readable (the server
- * closing it), so that curl watching it again changes only what it waits
- * for, not the set.  It leaves the set when it becomes readable while
- * idle, and the table when curl closes it (http_close_socket).
+ * A socket curl watches (while it connects), or the socket of a slot's
+ * connection (req).  Those are in http_set, the wait event set, waiting
+ * for what curl asks, or for what the connection waits for (http_wait).
  */
 typedef struct HttpSocket
 {
 	curl_socket_t fd;
-	uint32		events;			/* WL_SOCKET_* curl waits for, 0: none (idle) */
+	uint32		events;			/* WL_SOCKET_* curl waits for, 0: none */
+	HttpRequest *req;			/* the slot whose connection it is, or NULL */
 	uint32		waiting;		/* WL_SOCKET_* it waits for in http_set */
 	int			pos;			/* in http_set, -1: not in it */
-	bool		ours;			/* opened by http_open_socket */
-	bool		keep;			/* idle, stays in http_set */
 } HttpSocket;
 
-/* what a socket in http_set waits for */
-#define HTTP_SOCKET_WAIT(s) ((s)->events != 0 ? (s)->events : WL_SOCKET_READABLE)
+/* What stops every page in flight (a transient failure or worse). */
+typedef struct HttpFailure
+{
+	char	   *transient;		/* the first transient failure, or NULL */
+	bool		gone;			/* 410 */
+	char	   *refused;		/* a refused address, or NULL */
+} HttpFailure;
 
 static MemoryContext http_cxt = NULL;	/* the endpoint */
 static HttpEndpoint *http_endpoint = NULL;
@@ -191,6 +240,7 @@ static CURLM *http_multi = NULL;
 /* the relay's http options, read at each page (http_deliver) */
 static int	http_concurrency;
 static int	http_timeout_ms;
+static int	http_connect_timeout_ms;
 static bool http_cloudevents;
 static HttpSocket http_sockets[HTTP_MAX_SOCKETS];
 static int	http_nsockets = 0;
@@ -200,11 +250,13 @@ static WaitEventSet *http_set = NULL;	/* our latch and http_sockets, or NULL:
 static long http_timer_ms = -1; /* curl's timer, -1: none */
 static TimestampTz http_timer_at = 0;
 static HttpRequest *http_requests = NULL;	/* HTTP_MAX_CONCURRENCY slots */
+static int	http_nslots = 0;	/* of them ever used: the first ones */
 static HttpPage *http_pages[2];	/* in flight, the oldest first */
 static int	http_npages = 0;
 static int	http_in_flight = 0; /* requests, of all pages */
 static HTAB *http_delivered = NULL; /* message ids delivered, page not yet complete */
 static TimestampTz http_not_before = 0; /* Retry-After */
+static HttpFailure http_failure;	/* of the pages in flight (in TopMemoryContext) */
 
 static void
 http_curl_init(void)
@@ -305,7 +357,8 @@ txbox_http_validator(PG_FUNCTION_ARGS)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 		const char *name = def->defname;
-		bool		server_option = strcmp(name, "url") == 0 || strcmp(name, "allow_private") == 0;
+		bool		server_option = strcmp(name, "url") == 0 || strcmp(name, "allow_private") == 0 ||
+			strcmp(name, "ca_file") == 0;
 		bool		mapping_option = strcmp(name, "signing_secret") == 0 ||
 			strcmp(name, "signing_secret_previous") == 0 || strcmp(name, "bearer_token") == 0;
 
@@ -318,7 +371,7 @@ txbox_http_validator(PG_FUNCTION_ARGS)
 							context == UserMappingRelationId ? "a txbox_http user mapping" :
 							"this object"),
 					 context == ForeignServerRelationId ?
-					 errhint("Servers take url and allow_private; secrets go in the user mapping.") :
+					 errhint("Servers take url, allow_private and ca_file; secrets go in the user mapping.") :
 					 context == UserMappingRelationId ?
 					 errhint("User mappings take signing_secret, signing_secret_previous and bearer_token.") :
 					 errhint("txbox_http takes options only on servers and user mappings.")));
@@ -327,6 +380,12 @@ txbox_http_validator(PG_FUNCTION_ARGS)
 			http_check_url(defGetString(def));
 		else if (strcmp(name, "allow_private") == 0)
 			txbox_check_allow_private(def);
+		else if (strcmp(name, "ca_file") == 0 && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("option \"ca_file\" is superuser-only"),
+					 errdetail("It names a file on the database server, which the relay would read."),
+					 errhint("Servers with the option ca_file may only be created or modified by a superuser.")));
 		else if (strcmp(name, "bearer_token") == 0)
 		{
 			for (const char *p = defGetString(def); *p; p++)
@@ -363,6 +422,8 @@ http_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 static void http_drop_pages(bool remember);
+static void http_close_conn(HttpRequest *req);
+static void http_endpoint_head(HttpEndpoint *ep);
 
 /* forget every connection, page in flight and remembered message */
 static void
@@ -371,6 +432,7 @@ http_reset_connections(void)
 	http_drop_pages(false);
 	for (int i = 0; http_requests != NULL && i < HTTP_MAX_CONCURRENCY; i++)
 	{
+		http_close_conn(&http_requests[i]);
 		if (http_requests[i].easy != NULL)
 			curl_easy_cleanup(http_requests[i].easy);
 		http_requests[i].easy = NULL;
@@ -447,6 +509,8 @@ http_load_endpoint(const RelayConfig *cfg)
 			ep->url = pstrdup(defGetString(d));
 		else if (strcmp(d->defname, "allow_private") == 0)
 			ep->allow_private = defGetBoolean(d);
+		else if (strcmp(d->defname, "ca_file") == 0)
+			ep->ca_file = pstrdup(defGetString(d));
 	}
 	foreach(lc, um->options)
 	{
@@ -475,6 +539,9 @@ http_load_endpoint(const RelayConfig *cfg)
 				 errhint("ALTER SERVER %s OPTIONS (ADD url 'https://...').", cfg->server)));
 	for (int i = 0; i < ep->nsecrets; i++)
 		ep->mac[i] = http_mac_new(ep->secret[i], ep->secret_len[i]);
+	old = MemoryContextSwitchTo(http_cxt);
+	http_endpoint_head(ep);
+	MemoryContextSwitchTo(old);
 	http_endpoint = ep;
 }
 
@@ -520,8 +587,8 @@ http_connect(const RelayConfig *cfg)
 }
 
 /*----------
- * The sockets curl watches, and http_set, the wait event set of our latch
- * and these sockets.
+ * The sockets: those curl watches while it connects, and those of the
+ * slots' connections; http_set, the wait event set of our latch and these.
  *----------
  */
 
@@ -562,27 +629,33 @@ http_forget_socket(HttpSocket *s)
 	*s = http_sockets[--http_nsockets];
 }
 
+/*
+ * What a socket waits for: what curl asks, and what its connection needs.
+ * A connection waits for its answer even while it writes its request: the
+ * server may answer early (413 for a large body) and close.
+ */
+static uint32
+http_socket_wait(const HttpSocket *s)
+{
+	if (s->req == NULL)
+		return s->events;
+	return WL_SOCKET_READABLE | (s->req->conn == HTTP_CONN_SENDING ? WL_SOCKET_WRITEABLE : 0);
+}
+
 /* CURLOPT_OPENSOCKETFUNCTION: refuse internal addresses, at connect time */
 static curl_socket_t
 http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	HttpRequest *req = clientp;
 	curl_socket_t fd;
+	HttpSocket *s;
 
 	if (!req->allow_private && txbox_address_refused(&addr->addr, req->refused, sizeof(req->refused)))
 		return CURL_SOCKET_BAD;
 	fd = socket(addr->family, addr->socktype, addr->protocol);
-	if (fd != CURL_SOCKET_BAD)
-	{
-		/* an entry of this number is of a socket closed behind our back */
-		HttpSocket *s = http_find_socket(fd, false);
-
-		if (s != NULL)
-			http_forget_socket(s);
-		s = http_find_socket(fd, true);
-		if (s != NULL)
-			s->ours = true;
-	}
+	/* an entry of this number is of a socket closed behind our back */
+	if (fd != CURL_SOCKET_BAD && (s = http_find_socket(fd, false)) != NULL)
+		http_forget_socket(s);
 	return fd;
 }
 
@@ -597,11 +670,7 @@ http_close_socket(void *clientp, curl_socket_t fd)
 	return close(fd);
 }
 
-/*----------
- * The multi handle, driven by our latch and the sockets curl watches.
- *----------
- */
-
+/* CURLMOPT_SOCKETFUNCTION: what curl waits for on a socket, while it connects */
 static int
 http_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
@@ -609,20 +678,11 @@ http_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
 	if (s == NULL)
 		return what == CURL_POLL_REMOVE ? 0 : -1;
-	if (what == CURL_POLL_REMOVE)
-	{
-		/* ours is closed through http_close_socket: kept, idle, till then */
-		s->events = 0;
-		s->keep = s->ours;
-		if (!s->ours)
-			http_forget_socket(s);
-		return 0;
-	}
-	s->events = ((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
+	s->events = what == CURL_POLL_REMOVE ? 0 :
+		((what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
 		((what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0);
-	s->keep = false;
-	if (s->pos < 0)
-		http_set_stale();
+	if (s->events == 0 && s->req == NULL)
+		http_forget_socket(s);
 	return 0;
 }
 
@@ -635,82 +695,529 @@ http_timer_callback(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
+/*----------
+ * A slot's connection: made by curl (http_multi), then ours.
+ *----------
+ */
+
 static void
-http_multi_init(int concurrency)
+http_multi_init(void)
 {
+	if (http_multi != NULL)
+		return;
+	http_curl_init();
+	http_multi = curl_multi_init();
 	if (http_multi == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	curl_multi_setopt(http_multi, CURLMOPT_SOCKETFUNCTION, http_socket_callback);
+	curl_multi_setopt(http_multi, CURLMOPT_TIMERFUNCTION, http_timer_callback);
+}
+
+/* Have curl connect the slot to the endpoint; http_connected takes it on. */
+static void
+http_open_conn(HttpRequest *req)
+{
+	CURL	   *e = req->easy;
+
+	if (e == NULL)
 	{
-		http_curl_init();
-		http_multi = curl_multi_init();
-		if (http_multi == NULL)
+		e = curl_easy_init();
+		if (e == NULL)
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		curl_multi_setopt(http_multi, CURLMOPT_SOCKETFUNCTION, http_socket_callback);
-		curl_multi_setopt(http_multi, CURLMOPT_TIMERFUNCTION, http_timer_callback);
+		curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(e, CURLOPT_PROXY, "");
+		/* and not even a look at no_proxy in the environment */
+		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error);
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket);
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
+		curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_close_socket);
+		curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+		/* the endpoint's (a new endpoint makes new handles) */
+		curl_easy_setopt(e, CURLOPT_URL, http_endpoint->url);
+		if (http_endpoint->ca_file != NULL)
+			curl_easy_setopt(e, CURLOPT_CAINFO, http_endpoint->ca_file);
+		req->easy = e;
 	}
-	/* keep a connection per request in flight */
-	curl_multi_setopt(http_multi, CURLMOPT_MAXCONNECTS, (long) concurrency);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) http_connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) http_timeout_ms);
+	req->allow_private = http_endpoint->allow_private;
+	req->error[0] = '\0';
+	req->refused[0] = '\0';
+	if (curl_multi_add_handle(http_multi, e) != CURLM_OK)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start an HTTP connection")));
+	req->conn = HTTP_CONN_CONNECTING;
+}
+
+/* Close the slot's connection, if any. */
+static void
+http_close_conn(HttpRequest *req)
+{
+	for (int i = 0; i < http_nsockets; i++)
+		if (http_sockets[i].req == req)
+		{
+			http_sockets[i].req = NULL;
+			if (http_sockets[i].events == 0)
+				http_forget_socket(&http_sockets[i]);
+			break;
+		}
+	/* a connect-only connection closes when its handle leaves the multi */
+	if (req->conn != HTTP_CONN_NONE)
+		curl_multi_remove_handle(http_multi, req->easy);
+	req->conn = HTTP_CONN_NONE;
+	req->served = 0;
+}
+
+/* The request is over (answered, failed or abandoned): the slot is free. */
+static void
+http_finish(HttpRequest *req)
+{
+	req->msg->page->in_flight--;
+	req->msg = NULL;
+	http_in_flight--;
+	/* a large body's copy does not stay */
+	if (req->out.maxlen > 64 * 1024)
+	{
+		pfree(req->out.data);
+		req->out.data = NULL;
+	}
+}
+
+/* the first failure of the pages in flight, in TopMemoryContext */
+static void
+http_fail(char **what, const char *why)
+{
+	if (*what == NULL)
+		*what = MemoryContextStrdup(TopMemoryContext, why);
+}
+
+#define HTTP_FAILED() \
+	(http_failure.transient != NULL || http_failure.gone || http_failure.refused != NULL)
+
+/* The request failed without an answer: transient. */
+static void
+http_failed(HttpRequest *req, const char *why)
+{
+	http_fail(&http_failure.transient, psprintf("could not deliver message %s: %s", req->msg->id, why));
+	req->msg->state = HTTP_PENDING;
+	http_finish(req);
 }
 
 /*
- * Wait for curl's sockets, its timer or our latch (at most a second), and
- * let curl act on what happened.  Interrupts are handled as in every wait:
- * SIGTERM ends the worker here, a reload is applied.  The wait event set
- * lives as long as curl's sockets do (kept-alive connections, HttpSocket):
- * only what a socket waits for changes from one request to the next.
+ * The connection failed or closed before the answer was complete.  A
+ * kept-alive connection the server closed (or reset) before anything of
+ * the answer came: the request goes once more, on a new connection, as
+ * curl does; else the request failed.
  */
 static void
-http_wait(void)
+http_lost(HttpRequest *req, const char *why)
 {
-	WaitEvent	events[HTTP_MAX_SOCKETS + 2];
-	long		timeout = http_timer_ms < 0 ? 1000 : Min(http_timer_ms, 1000);
-	int			n;
-	int			running;
+	bool		again = req->served > 0 && !req->received && !req->resent;
 
-	if (http_set == NULL)
+	http_close_conn(req);
+	if (!again)
+		http_failed(req, why);
+	else
 	{
-		http_set = txbox_create_wait_event_set(http_nsockets + 2);
-		AddWaitEventToSet(http_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(http_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (int i = 0; i < http_nsockets; i++)
-			if (http_sockets[i].events != 0 || http_sockets[i].keep)
+		req->resent = true;
+		http_open_conn(req);
+	}
+}
+
+static void http_answered(HttpRequest *req);
+
+/* Write what the socket takes of the request; then wait for the answer. */
+static void
+http_send(HttpRequest *req)
+{
+	while (req->sent < req->out.len)
+	{
+		size_t		n = 0;
+		CURLcode	rc = curl_easy_send(req->easy, req->out.data + req->sent,
+										req->out.len - req->sent, &n);
+
+		if (rc == CURLE_AGAIN)
+			return;
+		if (rc != CURLE_OK)
+		{
+			http_lost(req, curl_easy_strerror(rc));
+			return;
+		}
+		req->sent += n;
+	}
+	req->conn = HTTP_CONN_RECEIVING;
+}
+
+/* Connections curl made (or failed to make): their requests go out. */
+static void
+http_connected(void)
+{
+	CURLMsg    *cm;
+	int			left;
+
+	while ((cm = curl_multi_info_read(http_multi, &left)) != NULL)
+	{
+		HttpRequest *req;
+		CURLcode	result = cm->data.result;
+		curl_socket_t fd = CURL_SOCKET_BAD;
+		HttpSocket *s = NULL;
+
+		if (cm->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		if (result == CURLE_OK &&
+			curl_easy_getinfo(req->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+			fd != CURL_SOCKET_BAD)
+			s = http_find_socket(fd, true);
+		if (s == NULL)
+		{
+			http_close_conn(req);
+			if (req->msg == NULL)
+				continue;
+			if (req->refused[0] != '\0')
 			{
-				http_sockets[i].waiting = HTTP_SOCKET_WAIT(&http_sockets[i]);
-				http_sockets[i].pos = AddWaitEventToSet(http_set, http_sockets[i].waiting,
-														http_sockets[i].fd, NULL, NULL);
+				http_fail(&http_failure.refused, req->refused);
+				req->msg->state = HTTP_PENDING;
+				http_finish(req);
 			}
-	}
-	for (int i = 0; i < http_nsockets; i++)
-		if (http_sockets[i].pos >= 0 && http_sockets[i].waiting != HTTP_SOCKET_WAIT(&http_sockets[i]))
-		{
-			http_sockets[i].waiting = HTTP_SOCKET_WAIT(&http_sockets[i]);
-			ModifyWaitEvent(http_set, http_sockets[i].pos, http_sockets[i].waiting, NULL);
+			else
+				http_failed(req, req->error[0] ? req->error :
+							result != CURLE_OK ? curl_easy_strerror(result) : "no socket");
+			continue;
 		}
-	n = WaitEventSetWait(http_set, timeout, events, lengthof(events),
-						 txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
-
-	for (int i = 0; i < n; i++)
-	{
-		HttpSocket *s;
-
-		if (events[i].events & WL_LATCH_SET)
-			(void) txbox_worker_wait(0, txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));	/* reset, interrupts, reload */
-		else if ((s = http_find_socket(events[i].fd, false)) != NULL && s->events == 0)
-		{
-			/* idle, readable: the server closed it (curl sees it at its next use) */
-			s->keep = false;
-			http_set_stale();
-		}
+		s->req = req;
+		req->conn = HTTP_CONN_SENDING;
+		req->sent = 0;
+		if (req->msg != NULL)
+			http_send(req);
 		else
-			curl_multi_socket_action(http_multi, events[i].fd,
-									 ((events[i].events & WL_SOCKET_READABLE) ? CURL_CSELECT_IN : 0) |
-									 ((events[i].events & WL_SOCKET_WRITEABLE) ? CURL_CSELECT_OUT : 0),
-									 &running);
+			req->conn = HTTP_CONN_READY;
 	}
-	if (http_timer_ms >= 0 && GetCurrentTimestamp() >= http_timer_at)
+}
+
+/*----------
+ * An answer, HTTP/1.1: status line and headers, then a body of
+ * Content-Length bytes, or chunked, or up to the connection's end; 1xx
+ * answers before it are skipped.  What is kept: the status, Retry-After,
+ * whether the connection ends, and the body's first bytes (quoted in
+ * errors).
+ *----------
+ */
+
+typedef enum HttpParse
+{
+	HTTP_PARSE_MORE,			/* the answer goes on */
+	HTTP_PARSE_DONE,
+	HTTP_PARSE_INVALID			/* why in req->error */
+} HttpParse;
+
+/* the line at pos: its length without its end (CR LF or LF), next after it; -1: not all read */
+static int
+http_line(const HttpRequest *req, int pos, int *next)
+{
+	const char *nl = memchr(req->in + pos, '\n', req->in_len - pos);
+	int			len;
+
+	if (nl == NULL)
+		return -1;
+	*next = nl - req->in + 1;
+	len = nl - (req->in + pos);
+	if (len > 0 && req->in[pos + len - 1] == '\r')
+		len--;
+	return len;
+}
+
+/* if the header line is "name: value", its value (blanks trimmed) */
+static bool
+http_header_value(const char *line, int len, const char *name, const char **value, int *value_len)
+{
+	int			n = strlen(name);
+
+	if (len <= n || line[n] != ':' || pg_strncasecmp(line, name, n) != 0)
+		return false;
+	line += n + 1;
+	len -= n + 1;
+	while (len > 0 && (*line == ' ' || *line == '\t'))
+		line++, len--;
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	*value = line;
+	*value_len = len;
+	return true;
+}
+
+/* does a comma-separated value hold token */
+static bool
+http_has_token(const char *value, int len, const char *token)
+{
+	int			n = strlen(token);
+
+	for (int i = 0; i + n <= len; i++)
+		if (pg_strncasecmp(value + i, token, n) == 0 &&
+			(i == 0 || value[i - 1] == ',' || value[i - 1] == ' ') &&
+			(i + n == len || value[i + n] == ',' || value[i + n] == ' ' || value[i + n] == ';'))
+			return true;
+	return false;
+}
+
+static HttpParse
+http_invalid(HttpRequest *req, const char *why)
+{
+	strlcpy(req->error, why, sizeof(req->error));
+	return HTTP_PARSE_INVALID;
+}
+
+/*
+ * The head of an answer at *pos, if all of it is read: its status and
+ * headers, and what comes next (req->part); *pos after it.
+ */
+static HttpParse
+http_parse_head(HttpRequest *req, int *pos)
+{
+	int			next;
+	int			len = http_line(req, *pos, &next);
+	const char *line = req->in + *pos;
+	int64		length = -1;
+	bool		chunked = false;
+	bool		other_coding = false;
+	bool		http10;
+
+	if (len < 0)
+		return HTTP_PARSE_MORE;
+	if (len < 12 || strncmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char) line[7]) ||
+		line[8] != ' ' || !isdigit((unsigned char) line[9]) || !isdigit((unsigned char) line[10]) ||
+		!isdigit((unsigned char) line[11]) || (len > 12 && line[12] != ' '))
+		return http_invalid(req, "the server's answer is not HTTP/1.x");
+	req->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+	http10 = line[7] == '0';
+	req->close = http10;
+	req->retry_after = 0;
+	for (;;)
 	{
-		http_timer_ms = -1;
-		curl_multi_socket_action(http_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		const char *value;
+		int			value_len;
+
+		line = req->in + next;
+		if ((len = http_line(req, next, &next)) < 0)
+			return HTTP_PARSE_MORE;
+		if (len == 0)
+			break;
+		if (http_header_value(line, len, "content-length", &value, &value_len))
+		{
+			int64		n = 0;
+
+			for (int i = 0; i < value_len; i++)
+				if (!isdigit((unsigned char) value[i]) || (n = n * 10 + (value[i] - '0')) > PG_INT32_MAX)
+					return http_invalid(req, "the server's answer has an invalid Content-Length");
+			if (value_len == 0 || (length >= 0 && length != n))
+				return http_invalid(req, "the server's answer has an invalid Content-Length");
+			length = n;
+		}
+		else if (http_header_value(line, len, "transfer-encoding", &value, &value_len))
+		{
+			/* chunked last: the body's framing; any other coding: up to the end */
+			chunked = value_len >= 7 && pg_strncasecmp(value + value_len - 7, "chunked", 7) == 0;
+			other_coding = !chunked;
+		}
+		else if (http_header_value(line, len, "connection", &value, &value_len))
+		{
+			if (http_has_token(value, value_len, "close"))
+				req->close = true;
+			else if (http10 && http_has_token(value, value_len, "keep-alive"))
+				req->close = false;
+		}
+		else if (http_header_value(line, len, "retry-after", &value, &value_len) && value_len < 64)
+		{
+			char		text[64];
+			time_t		at;
+
+			memcpy(text, value, value_len);
+			text[value_len] = '\0';
+			if (value_len > 0 && strspn(text, "0123456789") == value_len)
+				req->retry_after = value_len > 9 ? HTTP_RETRY_AFTER_MAX : atol(text);
+			else if ((at = curl_getdate(text, NULL)) > 0 && at > time(NULL))
+				req->retry_after = at - time(NULL);
+		}
 	}
+	*pos = next;
+	if (req->status < 200)
+	{
+		/* 100 Continue and the like: the answer comes after it */
+		if (req->status == 101)
+			return http_invalid(req, "the server switched protocols");
+		return HTTP_PARSE_MORE;
+	}
+	if (req->status == 204 || req->status == 304 || (length == 0 && !chunked && !other_coding))
+		req->part = HTTP_PART_DONE;
+	else if (chunked)
+		req->part = HTTP_PART_CHUNK_SIZE;
+	else if (length > 0 && !other_coding)
+	{
+		req->part = HTTP_PART_LENGTH;
+		req->left = length;
+	}
+	else
+	{
+		req->part = HTTP_PART_TO_CLOSE;
+		req->close = true;
+	}
+	return HTTP_PARSE_MORE;
+}
+
+/* Take what was read of the answer (req->in); keep what is not complete. */
+static HttpParse
+http_parse(HttpRequest *req)
+{
+	int			pos = 0;
+
+	for (;;)
+	{
+		int			next = 0;
+		int			len;
+		int64		take;
+
+		switch (req->part)
+		{
+			case HTTP_PART_HEAD:
+				{
+					int			before = pos;
+					HttpParse	r = http_parse_head(req, &pos);
+
+					if (r == HTTP_PARSE_INVALID)
+						return r;
+					if (pos == before)
+						goto more;	/* the head is not all there */
+					break;
+				}
+			case HTTP_PART_LENGTH:
+			case HTTP_PART_CHUNK:
+			case HTTP_PART_TO_CLOSE:
+				take = req->in_len - pos;
+				if (req->part != HTTP_PART_TO_CLOSE)
+					take = Min(take, req->left);
+				if (req->answer_len < HTTP_ANSWER_QUOTED)
+				{
+					int			quote = Min(take, HTTP_ANSWER_QUOTED - req->answer_len);
+
+					memcpy(req->answer + req->answer_len, req->in + pos, quote);
+					req->answer_len += quote;
+				}
+				pos += take;
+				if (req->part == HTTP_PART_TO_CLOSE || (req->left -= take) > 0)
+					goto more;
+				req->part = req->part == HTTP_PART_LENGTH ? HTTP_PART_DONE : HTTP_PART_CHUNK_END;
+				break;
+			case HTTP_PART_CHUNK_SIZE:
+				if ((len = http_line(req, pos, &next)) < 0)
+					goto more;
+				req->left = 0;
+				for (int i = 0; i < len && isxdigit((unsigned char) req->in[pos + i]); i++)
+				{
+					char		c = req->in[pos + i];
+
+					req->left = req->left * 16 + (isdigit((unsigned char) c) ? c - '0' : (c | 0x20) - 'a' + 10);
+					if (req->left > PG_INT32_MAX)
+						return http_invalid(req, "the server's answer has an invalid chunk size");
+				}
+				if (len == 0 || !isxdigit((unsigned char) req->in[pos]))
+					return http_invalid(req, "the server's answer has an invalid chunk size");
+				req->part = req->left > 0 ? HTTP_PART_CHUNK : HTTP_PART_TRAILER;
+				pos = next;
+				break;
+			case HTTP_PART_CHUNK_END:
+				if ((len = http_line(req, pos, &next)) < 0)
+					goto more;
+				if (len != 0)
+					return http_invalid(req, "the server's answer has a chunk longer than its size");
+				req->part = HTTP_PART_CHUNK_SIZE;
+				pos = next;
+				break;
+			case HTTP_PART_TRAILER:
+				if ((len = http_line(req, pos, &next)) < 0)
+					goto more;
+				if (len == 0)
+					req->part = HTTP_PART_DONE;
+				pos = next;
+				break;
+			case HTTP_PART_DONE:
+				/* bytes after the answer: the server talks out of turn */
+				if (pos < req->in_len)
+					req->close = true;
+				req->in_len = 0;
+				return HTTP_PARSE_DONE;
+		}
+	}
+more:
+	memmove(req->in, req->in + pos, req->in_len - pos);
+	req->in_len -= pos;
+	return HTTP_PARSE_MORE;
+}
+
+/* Read what the connection has of the answer. */
+static void
+http_receive(HttpRequest *req)
+{
+	for (;;)
+	{
+		size_t		n = 0;
+		CURLcode	rc;
+
+		if (req->in == NULL)
+			req->in = MemoryContextAlloc(TopMemoryContext, HTTP_IN_SIZE);
+		if (req->in_len == HTTP_IN_SIZE)
+		{
+			http_close_conn(req);
+			http_failed(req, "the server's answer has a head or a line longer than 16 kB");
+			return;
+		}
+		rc = curl_easy_recv(req->easy, req->in + req->in_len, HTTP_IN_SIZE - req->in_len, &n);
+		if (rc == CURLE_AGAIN)
+			return;
+		if (rc != CURLE_OK)
+		{
+			http_lost(req, curl_easy_strerror(rc));
+			return;
+		}
+		if (n == 0)
+		{
+			if (req->part == HTTP_PART_TO_CLOSE)
+				http_answered(req);
+			else
+				http_lost(req, "the server closed the connection before its answer was complete");
+			return;
+		}
+		req->received = true;
+		req->in_len += n;
+		switch (http_parse(req))
+		{
+			case HTTP_PARSE_MORE:
+				break;
+			case HTTP_PARSE_DONE:
+				http_answered(req);
+				return;
+			case HTTP_PARSE_INVALID:
+				http_close_conn(req);
+				http_failed(req, req->error);
+				return;
+		}
+	}
+}
+
+/* The socket of the slot's connection is ready (events: WL_SOCKET_*). */
+static void
+http_io(HttpRequest *req, uint32 events)
+{
+	if (req->conn == HTTP_CONN_READY)
+		http_close_conn(req);	/* readable between requests: closed by the
+								 * server (or talking out of turn) */
+	if ((events & WL_SOCKET_WRITEABLE) && req->conn == HTTP_CONN_SENDING)
+		http_send(req);
+	if ((events & WL_SOCKET_READABLE) &&
+		(req->conn == HTTP_CONN_SENDING || req->conn == HTTP_CONN_RECEIVING))
+		http_receive(req);
 }
 
 /*----------
@@ -718,22 +1225,10 @@ http_wait(void)
  *----------
  */
 
-static size_t
-http_write_callback(char *data, size_t size, size_t nmemb, void *userp)
-{
-	HttpRequest *req = userp;
-	size_t		n = Min(size * nmemb, (size_t) (HTTP_ANSWER_QUOTED - req->answer_len));
-
-	memcpy(req->answer + req->answer_len, data, n);
-	req->answer_len += n;
-	return size * nmemb;
-}
-
 /* Append a header "name: value": value's bytes outside printable ASCII and '%' percent-encoded if encode, else the header is left out. */
 static void
-http_add_header(HttpRequest *req, const char *name, const char *value, int len, bool encode)
+http_add_header(StringInfo h, const char *name, const char *value, int len, bool encode)
 {
-	StringInfo	h = &req->head;
 	int			start = h->len;
 	int			plain = 0;
 
@@ -763,35 +1258,7 @@ http_add_header(HttpRequest *req, const char *name, const char *value, int len, 
 		else
 			appendStringInfoChar(h, c);
 	}
-	appendStringInfoChar(h, '\0');
-	req->nheaders++;
-}
-
-/*
- * The request's headers as curl's list: nodes of our own (kept from one
- * request to the next) pointing into req->head, instead of a list of
- * curl_slist_append's, two mallocs a header.  curl only reads the list.
- */
-static struct curl_slist *
-http_header_list(HttpRequest *req)
-{
-	const char *line = req->head.data;
-
-	if (req->nheaders > req->header_list_size)
-	{
-		req->header_list_size = Max(req->nheaders, 2 * req->header_list_size);
-		if (req->header_list != NULL)
-			pfree(req->header_list);
-		req->header_list = MemoryContextAlloc(TopMemoryContext,
-											  sizeof(struct curl_slist) * req->header_list_size);
-	}
-	for (int i = 0; i < req->nheaders; i++)
-	{
-		req->header_list[i].data = (char *) line;
-		req->header_list[i].next = i + 1 < req->nheaders ? &req->header_list[i + 1] : NULL;
-		line += strlen(line) + 1;
-	}
-	return req->header_list;
+	appendBinaryStringInfo(h, "\r\n", 2);
 }
 
 /* header names a message's headers may not set */
@@ -827,12 +1294,12 @@ static void
 http_add_message_header(void *arg, const char *name, const char *value, int value_len)
 {
 	if (http_token(name) && !http_reserved_header(name))
-		http_add_header((HttpRequest *) arg, name, value, value_len, false);
+		http_add_header((StringInfo) arg, name, value, value_len, false);
 }
 
 /* webhook-signature: "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>" per secret */
 static void
-http_add_signature(HttpRequest *req, const HttpEndpoint *ep, const HttpMessage *m, const char *ts)
+http_add_signature(StringInfo h, const HttpEndpoint *ep, const HttpMessage *m, const char *ts)
 {
 	char		prefix[sizeof(m->id) + 34];
 	int			prefix_len = snprintf(prefix, sizeof(prefix), "%s.%s.", m->id, ts);
@@ -856,99 +1323,105 @@ http_add_signature(HttpRequest *req, const HttpEndpoint *ep, const HttpMessage *
 		len += 3;
 		len += pg_b64_encode((void *) mac, mac_len, sig + len, sizeof(sig) - len);
 	}
-	http_add_header(req, "webhook-signature", sig, len, false);
+	http_add_header(h, "webhook-signature", sig, len, false);
 }
 
+/*
+ * The request line and the headers every request has (http_load_endpoint):
+ * the url's path and query, its host and port as written, the bearer token.
+ */
+static void
+http_endpoint_head(HttpEndpoint *ep)
+{
+	CURLU	   *u;
+	char	   *path = NULL;
+	char	   *query = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	StringInfoData h;
+
+	http_curl_init();
+	u = curl_url();
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, ep->url, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		elog(ERROR, "could not parse the url of server \"%s\"", ep->server);
+	(void) curl_url_get(u, CURLUPART_QUERY, &query, 0);
+	(void) curl_url_get(u, CURLUPART_PORT, &port, 0);	/* only as written */
+	initStringInfo(&h);
+	appendStringInfo(&h, "POST %s%s%s HTTP/1.1\r\nHost: %s%s%s\r\nUser-Agent: txbox\r\n",
+					 path, query != NULL ? "?" : "", query != NULL ? query : "",
+					 host, port != NULL ? ":" : "", port != NULL ? port : "");
+	if (ep->bearer_token != NULL)
+		http_add_header(&h, "Authorization", psprintf("Bearer %s", ep->bearer_token), -1, false);
+	ep->head = h.data;
+	ep->head_len = h.len;
+	curl_free(path);
+	curl_free(query);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+}
+
+/* Send m's request from slot req (on its connection, or a new one). */
 static void
 http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 {
 	const HttpEndpoint *ep = http_endpoint;
+	StringInfo	h = &req->out;
 	char		ts[32];
-	CURL	   *e = req->easy;
 
-	if (e == NULL)
-	{
-		e = curl_easy_init();
-		if (e == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-		curl_easy_setopt(e, CURLOPT_PROXY, "");
-		/* and not even a look at no_proxy in the environment, per request */
-		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(e, CURLOPT_USERAGENT, "txbox");
-		curl_easy_setopt(e, CURLOPT_POST, 1L);
-		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error);
-		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_callback);
-		curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket);
-		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
-		curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_close_socket);
-		curl_easy_setopt(e, CURLOPT_PRIVATE, req);
-		/* the endpoint's (a new endpoint makes new handles) */
-		curl_easy_setopt(e, CURLOPT_URL, ep->url);
-		req->easy = e;
-	}
-	req->busy = true;
-	if (req->head.data == NULL)
+	if (h->data == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		initStringInfo(&req->head);
+		initStringInfo(h);
 		MemoryContextSwitchTo(old);
 	}
-	resetStringInfo(&req->head);
-	req->nheaders = 0;
-	req->error[0] = '\0';
-	req->refused[0] = '\0';
-	req->answer_len = 0;
+	resetStringInfo(h);
 	req->msg = m;
-	req->allow_private = ep->allow_private;
+	req->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), http_timeout_ms);
+	req->sent = 0;
+	req->resent = false;
+	req->received = false;
+	req->in_len = 0;
+	req->part = HTTP_PART_HEAD;
+	req->answer_len = 0;
 	m->state = HTTP_IN_FLIGHT;
 	m->page->in_flight++;
 	http_in_flight++;
 
 	snprintf(ts, sizeof(ts), "%lld", (long long) time(NULL));
-	http_add_header(req, "Content-Type", m->binary ? "application/octet-stream" : "application/json", -1, false);
-	http_add_header(req, "Expect", "", 0, false);
-	http_add_header(req, "webhook-id", m->id, -1, false);
-	http_add_header(req, "webhook-timestamp", ts, -1, false);
+	appendBinaryStringInfo(h, ep->head, ep->head_len);
+	http_add_header(h, "Content-Type", m->binary ? "application/octet-stream" : "application/json", -1, false);
+	appendStringInfo(h, "Content-Length: %d\r\n", m->body_len);
+	http_add_header(h, "webhook-id", m->id, -1, false);
+	http_add_header(h, "webhook-timestamp", ts, -1, false);
 	if (ep->nsecrets > 0)
-		http_add_signature(req, ep, m, ts);
-	if (ep->bearer_token != NULL)
-		http_add_header(req, "Authorization", psprintf("Bearer %s", ep->bearer_token), -1, false);
-	http_add_header(req, "txbox-topic", m->topic, -1, false);
+		http_add_signature(h, ep, m, ts);
+	http_add_header(h, "txbox-topic", m->topic, -1, false);
 	if (m->key != NULL)
-		http_add_header(req, "txbox-key", m->key, m->key_len, true);
+		http_add_header(h, "txbox-key", m->key, m->key_len, true);
 	if (http_cloudevents)
 	{
-		http_add_header(req, "ce-specversion", "1.0", -1, false);
-		http_add_header(req, "ce-id", m->id, -1, false);
-		http_add_header(req, "ce-source", psprintf("/txbox/%s", cfg->source), -1, true);
-		http_add_header(req, "ce-type", m->topic, -1, false);
+		http_add_header(h, "ce-specversion", "1.0", -1, false);
+		http_add_header(h, "ce-id", m->id, -1, false);
+		http_add_header(h, "ce-source", psprintf("/txbox/%s", cfg->source), -1, true);
+		http_add_header(h, "ce-type", m->topic, -1, false);
 		if (m->key != NULL)
-			http_add_header(req, "ce-subject", m->key, m->key_len, true);
+			http_add_header(h, "ce-subject", m->key, m->key_len, true);
 	}
-	txbox_page_headers(m->headers, m->headers_len, http_add_message_header, req);
+	txbox_page_headers(m->headers, m->headers_len, http_add_message_header, h);
+	appendBinaryStringInfo(h, "\r\n", 2);
+	appendBinaryStringInfo(h, m->body, m->body_len);
 
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, m->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) m->body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, http_header_list(req));
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) cfg->connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) http_timeout_ms);
-	if (curl_multi_add_handle(http_multi, e) != CURLM_OK)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start an HTTP request")));
-}
-
-static void
-http_finish(HttpRequest *req)
-{
-	curl_multi_remove_handle(http_multi, req->easy);
-	req->busy = false;
-	req->msg->page->in_flight--;
-	http_in_flight--;
+	if (req->conn == HTTP_CONN_READY)
+	{
+		req->conn = HTTP_CONN_SENDING;
+		http_send(req);
+	}
+	else
+		http_open_conn(req);
 }
 
 /* the first bytes of the answer, printable, without the bearer token */
@@ -1177,9 +1650,13 @@ http_add_page(const RelayPage *page)
 static void
 http_drop_pages(bool remember)
 {
+	/* a connection amid a request is of no further use */
 	for (int r = 0; http_requests != NULL && r < HTTP_MAX_CONCURRENCY; r++)
-		if (http_requests[r].busy)
+		if (http_requests[r].msg != NULL)
+		{
+			http_close_conn(&http_requests[r]);
 			http_finish(&http_requests[r]);
+		}
 	for (int i = 0; i < http_npages; i++)
 	{
 		for (int j = 0; remember && j < http_pages[i]->n; j++)
@@ -1188,6 +1665,11 @@ http_drop_pages(bool remember)
 		MemoryContextDelete(http_pages[i]->cxt);
 	}
 	http_npages = 0;
+	if (http_failure.transient != NULL)
+		pfree(http_failure.transient);
+	if (http_failure.refused != NULL)
+		pfree(http_failure.refused);
+	memset(&http_failure, 0, sizeof(http_failure));
 }
 
 /* Start ready messages while the window (concurrency) has room. */
@@ -1200,15 +1682,16 @@ http_start_ready(const RelayConfig *cfg)
 	{
 		HttpPage   *p = http_pages[i];
 
-		while (p->ready != NULL && http_in_flight < http_concurrency)
+		while (p->ready != NULL && http_in_flight < http_concurrency && !HTTP_FAILED())
 		{
 			HttpMessage *m = p->ready;
 
 			p->ready = m->next_ready;
 			if (p->ready == NULL)
 				p->ready_last = NULL;
-			while (http_requests[r].busy)
+			while (http_requests[r].msg != NULL)
 				r++;
+			http_nslots = Max(http_nslots, r + 1);
 			http_start(&http_requests[r], cfg, m);
 		}
 		/* a rejected page will be sent again: nothing more after it */
@@ -1217,34 +1700,16 @@ http_start_ready(const RelayConfig *cfg)
 	}
 }
 
-/* What stops every page in flight (a transient failure or worse). */
-typedef struct HttpFailure
-{
-	char	   *transient;		/* the first transient failure, or NULL */
-	bool		gone;			/* 410 */
-	char	   *refused;		/* a refused address, or NULL */
-} HttpFailure;
-
-/* A request was answered (or failed): its message's state, and what it means. */
+/* A request was answered: its message's state, and what it means. */
 static void
-http_answered(HttpRequest *req, CURLcode result, HttpFailure *f)
+http_answered(HttpRequest *req)
 {
 	HttpMessage *m = req->msg;
-	long		status = 0;
-	curl_off_t	retry_after = 0;
+	int			status = req->status;
+	long		retry_after = Min(req->retry_after, HTTP_RETRY_AFTER_MAX);
 
-	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
 	m->state = HTTP_PENDING;
-	if (result != CURLE_OK)
-	{
-		if (req->refused[0] != '\0')
-			f->refused = pstrdup(req->refused);
-		else if (f->transient == NULL)
-			f->transient = psprintf("could not deliver message %s: %s", m->id,
-									req->error[0] ? req->error : curl_easy_strerror(result));
-	}
-	else if (status >= 200 && status < 300)
+	if (status >= 200 && status < 300)
 	{
 		m->state = HTTP_DONE;
 		m->page->delivered++;
@@ -1253,27 +1718,106 @@ http_answered(HttpRequest *req, CURLcode result, HttpFailure *f)
 			http_ready(m->next_same_key);
 	}
 	else if (status == 410)
-		f->gone = true;
+		http_failure.gone = true;
 	else if (status == 408 || status == 429 || status >= 500)
 	{
-		if (f->transient == NULL)
-			f->transient = psprintf("HTTP %ld for message %s%s: %s", status, m->id,
-									retry_after > 0 ? psprintf(" (Retry-After: %lld s)", (long long) retry_after) : "",
-									http_quote_answer(req));
+		http_fail(&http_failure.transient,
+				  psprintf("HTTP %d for message %s%s: %s", status, m->id,
+						   retry_after > 0 ? psprintf(" (Retry-After: %ld s)", retry_after) : "",
+						   http_quote_answer(req)));
 		if (retry_after > 0)
 			http_not_before = Max(http_not_before,
-								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															  Min(retry_after, HTTP_RETRY_AFTER_MAX) * 1000));
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry_after * 1000));
 	}
 	else
 	{
 		if (m->page->rejection == NULL)
 			m->page->rejection = MemoryContextStrdup(m->page->cxt,
-													 psprintf("HTTP %ld for message %s: %s", status, m->id,
+													 psprintf("HTTP %d for message %s: %s", status, m->id,
 															  http_quote_answer(req)));
 		m->state = HTTP_REJECTED;
 	}
 	http_finish(req);
+	req->served++;
+	/* (an answer before the whole request was written: the server stops) */
+	if (req->close || req->conn == HTTP_CONN_SENDING)
+		http_close_conn(req);
+	else
+		req->conn = HTTP_CONN_READY;
+}
+
+/*
+ * Wait for the sockets, curl's timer, the requests' deadlines or our
+ * latch (at most a second), and act on what happened.  Interrupts are
+ * handled as in every wait: SIGTERM ends the worker here, a reload is
+ * applied.  The wait event set lives as long as its sockets do (kept-alive
+ * connections): from one request to the next only what a socket waits for
+ * changes.
+ */
+static void
+http_wait(void)
+{
+	WaitEvent	events[HTTP_MAX_SOCKETS + 2];
+	TimestampTz now = GetCurrentTimestamp();
+	long		timeout = http_timer_ms < 0 ? 1000 : Min(http_timer_ms, 1000);
+	int			n;
+	int			running;
+
+	for (int r = 0; r < http_nslots; r++)
+		if (http_requests[r].msg != NULL)
+			timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, http_requests[r].deadline), 0));
+	for (int i = 0; http_set != NULL && i < http_nsockets; i++)
+		if ((http_sockets[i].pos >= 0) != (http_socket_wait(&http_sockets[i]) != 0))
+			http_set_stale();
+	if (http_set == NULL)
+	{
+		http_set = txbox_create_wait_event_set(http_nsockets + 2);
+		AddWaitEventToSet(http_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(http_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < http_nsockets; i++)
+			if ((http_sockets[i].waiting = http_socket_wait(&http_sockets[i])) != 0)
+				http_sockets[i].pos = AddWaitEventToSet(http_set, http_sockets[i].waiting,
+														http_sockets[i].fd, NULL, NULL);
+	}
+	for (int i = 0; i < http_nsockets; i++)
+		if (http_sockets[i].pos >= 0 && http_sockets[i].waiting != http_socket_wait(&http_sockets[i]))
+		{
+			http_sockets[i].waiting = http_socket_wait(&http_sockets[i]);
+			ModifyWaitEvent(http_set, http_sockets[i].pos, http_sockets[i].waiting, NULL);
+		}
+	n = WaitEventSetWait(http_set, timeout, events, lengthof(events),
+						 txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));
+
+	for (int i = 0; i < n; i++)
+	{
+		HttpSocket *s;
+
+		if (events[i].events & WL_LATCH_SET)
+			(void) txbox_worker_wait(0, txbox_wait_event(TXBOX_WAIT_TARGET_SOCKET));	/* reset, interrupts, reload */
+		else if ((s = http_find_socket(events[i].fd, false)) == NULL)
+			continue;			/* closed meanwhile */
+		else if (s->req != NULL)
+			http_io(s->req, events[i].events);
+		else if (s->events != 0)
+			curl_multi_socket_action(http_multi, events[i].fd,
+									 ((events[i].events & WL_SOCKET_READABLE) ? CURL_CSELECT_IN : 0) |
+									 ((events[i].events & WL_SOCKET_WRITEABLE) ? CURL_CSELECT_OUT : 0),
+									 &running);
+	}
+	if (http_timer_ms >= 0 && GetCurrentTimestamp() >= http_timer_at)
+	{
+		http_timer_ms = -1;
+		curl_multi_socket_action(http_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	http_connected();
+
+	now = GetCurrentTimestamp();
+	for (int r = 0; r < http_nslots; r++)
+		if (http_requests[r].msg != NULL && now >= http_requests[r].deadline)
+		{
+			http_close_conn(&http_requests[r]);
+			http_failed(&http_requests[r], psprintf("no answer within %d ms (the relay's timeout)", http_timeout_ms));
+		}
 }
 
 /*
@@ -1288,8 +1832,9 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 	*error = NULL;
 	http_concurrency = txbox_option_int(cfg->options, "http", "concurrency");
 	http_timeout_ms = txbox_option_ms(cfg->options, "http", "timeout");
+	http_connect_timeout_ms = cfg->connect_timeout_ms;
 	http_cloudevents = strcmp(txbox_option_text(cfg->options, "http", "format"), "cloudevents") == 0;
-	http_multi_init(http_concurrency);
+	http_multi_init();
 	if (http_requests == NULL)
 		http_requests = MemoryContextAllocZero(TopMemoryContext,
 											   sizeof(HttpRequest) * HTTP_MAX_CONCURRENCY);
@@ -1315,18 +1860,17 @@ static DeliveryResult
 http_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
 {
 	HttpPage   *oldest = http_pages[0];
-	HttpFailure f = {0};
 	TimestampTz drop_check = GetCurrentTimestamp();
 	bool		dropped = false;
+	bool		transient;
 
 	*duplicates = 0;
 	*error = NULL;
 	for (;;)
 	{
-		CURLMsg    *cm;
-		int			left;
-
 		http_start_ready(cfg);
+		if (HTTP_FAILED())
+			break;
 		if (oldest->in_flight == 0 &&
 			(oldest->delivered == oldest->n ||
 			 (oldest->rejection != NULL && oldest->ready == NULL && http_in_flight == 0)))
@@ -1342,37 +1886,28 @@ http_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
 				break;
 			}
 		}
-		while ((cm = curl_multi_info_read(http_multi, &left)) != NULL)
-		{
-			HttpRequest *req;
-
-			if (cm->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, (char **) &req);
-			http_answered(req, cm->data.result, &f);
-		}
-		if (f.transient != NULL || f.gone || f.refused != NULL)
-			break;
 	}
 
-	if (f.refused != NULL)
+	/* (the relay drops the pages: disconnect) */
+	if (http_failure.refused != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("refused to connect to %s (the url of server \"%s\" leads into the database server's network)",
-						f.refused, cfg->server),
+						http_failure.refused, cfg->server),
 				 errhint(TXBOX_PRIVATE_HINT, cfg->server)));
-	if (f.gone)
+	if (http_failure.gone)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the endpoint of server \"%s\" answered 410 Gone: it no longer takes these webhooks",
 						cfg->server),
 				 errhint("Point the server at a live endpoint (ALTER SERVER ... OPTIONS (SET url '...')) or drop the relay; it retries with backoff meanwhile.")));
-	if (dropped || f.transient != NULL || oldest->rejection != NULL)
+	transient = dropped || http_failure.transient != NULL;
+	if (transient || oldest->rejection != NULL)
 	{
-		*error = dropped ? pstrdup("the database is being dropped") :
-			pstrdup(f.transient != NULL ? f.transient : oldest->rejection);
+		*error = pstrdup(dropped ? "the database is being dropped" :
+						 http_failure.transient != NULL ? http_failure.transient : oldest->rejection);
 		http_drop_pages(true);
-		return f.transient == NULL && !dropped ? DELIVERY_REJECTED : DELIVERY_RETRY;
+		return transient ? DELIVERY_RETRY : DELIVERY_REJECTED;
 	}
 
 	/* the page is complete: the relay saves its position past it */

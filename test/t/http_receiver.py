@@ -5,7 +5,8 @@ and bench (bench/http.sh).
     http_receiver.py PORT LOG [SECRET...]
 
 Listens on 127.0.0.1:PORT (HTTP/1.1, keep-alive, a thread per
-connection).  Every POST appends one JSON line to LOG: id, timestamp, key,
+connection); https when the environment names a directory with
+server.crt and server.key in RECEIVER_TLS_DIR.  Every POST appends one JSON line to LOG: id, timestamp, key,
 topic, content_type, body (text, or base64 when binary), status answered,
 sig_ok (every v1 signature verifies with the SECRET at the same position,
 Standard Webhooks: HMAC-SHA256 of "id.timestamp.body", "whsec_" + base64
@@ -24,11 +25,20 @@ POST /control takes a JSON object that changes what comes next:
                           a request whose body contains text gets the first
                           such rule's status (default: as without it) and
                           delay, times times (default: always)
+  {"framing": "length"}   how answers are framed: "length" (the default:
+                          Content-Length), "chunked" (the body in chunks
+                          of 3 bytes and the rest), "close" (no length: the
+                          body ends with the connection), "continue" (a 100
+                          Continue first), "drop" (Content-Length, then the
+                          connection closed without a word), "garbage" (not
+                          HTTP at all)
 """
 import base64
 import hashlib
 import hmac
 import json
+import os
+import ssl
 import sys
 import threading
 import time
@@ -40,7 +50,7 @@ secrets = [base64.b64decode(s[6:] if s.startswith("whsec_") else s) for s in sys
 
 lock = threading.Lock()
 state = {"queue": [], "retry_after": None, "hang": False, "delay": 0,
-         "accept_poison": False, "rules": []}
+         "accept_poison": False, "rules": [], "framing": "length"}
 busy_keys = {}
 in_flight = [0]
 log = None if log_path == "-" else open(log_path, "a", buffering=1)
@@ -64,13 +74,32 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def answer(self, status, body=b"", headers=()):
+    def answer(self, status, body=b"", headers=(), framing="length"):
+        if framing == "garbage":
+            self.wfile.write(b"HELLO THERE\r\n\r\n")
+            self.close_connection = True
+            return
+        if framing == "continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        if framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (body[:3], body[3:]):
+                if piece:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if framing == "close":
+            self.send_header("Connection", "close")
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if framing in ("close", "drop"):
+            self.close_connection = True
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -87,6 +116,9 @@ class Handler(BaseHTTPRequestHandler):
                 busy_keys[key] = busy_keys.get(key, 0) + 1
             status = state["queue"].pop(0) if state["queue"] else 200
             delay = state["delay"]
+            framing = state["framing"]
+            if framing == "garbage":
+                status = 0          # not an answer: logged as such
             rule = next((r for r in state["rules"] if r["text"].encode() in body), None)
             if rule is not None:
                 status = rule.get("status", status)
@@ -129,7 +161,7 @@ class Handler(BaseHTTPRequestHandler):
                 in_flight[0] -= 1
                 if key is not None:
                     busy_keys[key] -= 1
-        self.answer(status, answer, extra)
+        self.answer(status, answer, extra, framing)
 
 
 class Server(ThreadingHTTPServer):
@@ -137,4 +169,10 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256
 
 
-Server(("127.0.0.1", port), Handler).serve_forever()
+server = Server(("127.0.0.1", port), Handler)
+if os.environ.get("RECEIVER_TLS_DIR"):
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(os.path.join(os.environ["RECEIVER_TLS_DIR"], "server.crt"),
+                        os.path.join(os.environ["RECEIVER_TLS_DIR"], "server.key"))
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
