@@ -1211,8 +1211,17 @@ static void
 http_io(HttpRequest *req, uint32 events)
 {
 	if (req->conn == HTTP_CONN_READY)
-		http_close_conn(req);	/* readable between requests: closed by the
-								 * server (or talking out of turn) */
+	{
+		char		byte;
+		size_t		n = 0;
+
+		/*
+		 * Readable between requests: the server closed the connection or
+		 * talks out of turn, unless it was TLS's own (a session ticket)
+		 */
+		if (curl_easy_recv(req->easy, &byte, 1, &n) != CURLE_AGAIN)
+			http_close_conn(req);
+	}
 	if ((events & WL_SOCKET_WRITEABLE) && req->conn == HTTP_CONN_SENDING)
 		http_send(req);
 	if ((events & WL_SOCKET_READABLE) &&
