@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use HTTP::Tiny;
 use JSON::PP;
+use POSIX ();
 use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -194,6 +195,15 @@ poll_delivered('busy', 1, 60, 'delivered after 503 and 429');
 	is(join(',', map { $_->{status} } @r), '503,429,200', 'answers: 503, 429, 200');
 	is(scalar(keys %{ { map { $_->{id} => 1 } @r } }), 1, 'the same webhook-id on every attempt');
 	cmp_ok($r[2]{t} - $r[1]{t}, '>=', 2.9, 'Retry-After honoured');
+}
+# Retry-After as an HTTP date (whole seconds: 4 s ahead waits at least 3)
+control({ queue => [503], retry_after => POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime(time() + 4)) });
+$node->safe_psql('shop', q{SELECT txbox.publish('busy-date', '{"n": 1}', key => 'b')});
+poll_delivered('busy-date', 1, 60, 'delivered after 503 with a Retry-After date');
+{
+	my @r = grep { $_->{topic} eq 'busy-date' } requests();
+	is(join(',', map { $_->{status} } @r), '503,200', 'answers: 503, 200');
+	cmp_ok($r[1]{t} - $r[0]{t}, '>=', 2.9, 'Retry-After date honoured');
 }
 control({ retry_after => undef });
 
