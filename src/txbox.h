@@ -53,6 +53,9 @@ typedef enum TxboxRotated
 	TXBOX_NUM_ROTATED
 } TxboxRotated;
 
+/* a rotated table has at most this many generations (partitions) */
+#define TXBOX_MAX_GENERATIONS			3
+
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern bool txbox_generation_peek(TxboxRotated table, int16 *current, bool *others_empty);
 extern int16 txbox_generations(TxboxRotated table);
@@ -80,25 +83,7 @@ typedef struct TxboxPlan
 								 * nested loops only: see txbox_exec */
 } TxboxPlan;
 
-/*
- * A query on one generation's partition of a rotated table: format names
- * the partition with %d (the generation), e.g. "SELECT ... FROM
- * txbox.inbox_dedup_%d ...".  One saved plan per generation, made on first
- * use.  Reading the partition directly skips the parent's run-time
- * pruning; the caller holds the parent's lock (txbox_current_generation).
- */
-#define TXBOX_MAX_GENERATIONS			3
-
-typedef struct TxboxGenPlan
-{
-	const char *format;
-	int			nargs;
-	Oid			argtypes[10];
-	TxboxPlan	gens[TXBOX_MAX_GENERATIONS];
-} TxboxGenPlan;
-
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);
-extern TxboxPlan *txbox_gen_plan(TxboxGenPlan *p, int16 gen);
 extern int	txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
 					   bool latest_snapshot, long tcount);
 extern void txbox_require_text_arg(FunctionCallInfo fcinfo, int argno,
