@@ -138,8 +138,9 @@ txbox_consumer_check(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-static TxboxPlan claim_insert_plan = {
-	"INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
+/* into the current generation's partition: no tuple routing */
+static TxboxGenPlan claim_insert_plan = {
+	"INSERT INTO txbox.inbox_dedup_%d (gen, consumer, message_id, claimed_at)"
 	" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
 	4, {INT2OID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
 };
@@ -208,7 +209,7 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 		Datum		values[4] = {Int16GetDatum(gen), consumer, message_id,
 		TimestampTzGetDatum(GetCurrentTimestamp())};
 
-		claimed = txbox_exec(&claim_insert_plan, values, NULL, false, 0) == 1;
+		claimed = txbox_exec(txbox_gen_plan(&claim_insert_plan, gen), values, NULL, false, 0) == 1;
 	}
 
 	SPI_finish();

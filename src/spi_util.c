@@ -11,6 +11,7 @@
 
 #include "fmgr.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "txbox.h"
@@ -36,6 +37,27 @@ txbox_plan(TxboxPlan *p)
 		p->plan = plan;
 	}
 	return p->plan;
+}
+
+/*
+ * txbox_gen_plan -- the TxboxPlan of p for generation gen (its query made
+ * from p->format on first use; prepared by txbox_exec).
+ */
+TxboxPlan *
+txbox_gen_plan(TxboxGenPlan *p, int16 gen)
+{
+	TxboxPlan  *g;
+
+	if (gen < 0 || gen >= TXBOX_MAX_GENERATIONS)
+		elog(ERROR, "txbox: generation %d out of range", gen);
+	g = &p->gens[gen];
+	if (g->query == NULL)
+	{
+		g->nargs = p->nargs;
+		memcpy(g->argtypes, p->argtypes, sizeof(g->argtypes));
+		g->query = MemoryContextStrdup(TopMemoryContext, psprintf(p->format, gen));
+	}
+	return g;
 }
 
 /*

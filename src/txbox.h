@@ -83,7 +83,24 @@ typedef struct TxboxPlan
 								 * nested loops only: see txbox_exec */
 } TxboxPlan;
 
+/*
+ * A query on one generation's partition of a rotated table: format names
+ * the partition with %d (the generation), e.g. "SELECT ... FROM
+ * txbox.inbox_dedup_%d ...".  One saved plan per generation, made on first
+ * use.  Reading or writing the partition directly skips the parent's
+ * partition pruning or tuple routing; the caller holds the parent's lock
+ * (txbox_current_generation).
+ */
+typedef struct TxboxGenPlan
+{
+	const char *format;
+	int			nargs;
+	Oid			argtypes[10];
+	TxboxPlan	gens[TXBOX_MAX_GENERATIONS];
+} TxboxGenPlan;
+
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);
+extern TxboxPlan *txbox_gen_plan(TxboxGenPlan *p, int16 gen);
 extern int	txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
 					   bool latest_snapshot, long tcount);
 extern void txbox_require_text_arg(FunctionCallInfo fcinfo, int argno,
