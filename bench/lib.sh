@@ -129,7 +129,7 @@ bench_cluster_start() {
 # orders too, for the diagnostics that do work after the claim; with
 # claim_rotated, txbox's ids then sit in the older generation after a
 # rotation, as in a system that has run longer than txbox.dedup_retention:
-# each claim of a new id probes it; with claim, no generation has ended: a
+# each claim probes it; with claim, no generation has ended: a
 # young table, whose claims skip the older generation),
 # vacuumed, then a checkpoint, so that neither table growth nor the
 # full-page writes after a checkpoint favour the variants that run later.
