@@ -49,9 +49,9 @@ typedef struct TxboxApiCall
 
 /*
  * What the lookup of txbox._NAME by name found for each API function, by
- * the function's OID: fn_extra lasts only one execution of a plan, and
- * the lookup cost a claim about as much as its probes.  Forgotten on any
- * change to pg_proc (a rename, a new owner, ALTER or DROP EXTENSION).
+ * the function's OID: fn_extra lasts only one execution of a plan, so the
+ * lookup ran on every call.  Forgotten on any change to pg_proc (a rename,
+ * a new owner, ALTER or DROP EXTENSION).
  */
 typedef struct TxboxApiImpl
 {
