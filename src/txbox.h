@@ -53,9 +53,6 @@ typedef enum TxboxRotated
 	TXBOX_NUM_ROTATED
 } TxboxRotated;
 
-/* a rotated table has at most this many generations (partitions) */
-#define TXBOX_MAX_GENERATIONS			3
-
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern bool txbox_generation_peek(TxboxRotated table, int16 *current, bool *others_empty);
 extern int16 txbox_generations(TxboxRotated table);
@@ -91,6 +88,8 @@ typedef struct TxboxPlan
  * partition pruning or tuple routing; the caller holds the parent's lock
  * (txbox_current_generation).
  */
+#define TXBOX_MAX_GENERATIONS			3
+
 typedef struct TxboxGenPlan
 {
 	const char *format;
