@@ -67,7 +67,9 @@ done
 keys=(
 	PortalRun CommitTransactionCommand
 	fmgr_security_definer ProcessGUCArray AtEOXact_GUC OverrideSearchPathMatchesCurrent
+	txbox_api LookupFuncName fmgr_info_cxt SPI_connect SPI_finish
 	txbox_inbox_claim txbox_exec SPI_execute_plan SPI_execute_snapshot GetCachedPlan
+	index_getnext_slot GetLatestSnapshot
 	txbox_current_generation txbox_uuid7_generate pg_strong_random
 	ExecFindPartition ExecSetupPartitionTupleRouting ExecCleanupTupleRouting
 	ExecInitAppend ExecInitPartitionPruning ExecConstraints

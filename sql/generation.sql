@@ -41,9 +41,11 @@ SELECT pg_temp.counts('inbox_dedup');
 SELECT txbox._switch_generation('inbox_dedup') AS switched_to;
 SELECT current_gen FROM txbox._generation WHERE relname = 'inbox_dedup';
 -- a claim made before one switch still deduplicates: its record is in the
--- older generation (checked in a rolled-back transaction, leaving no trace)
+-- older generation, and the duplicate writes none (checked in a rolled-back
+-- transaction, leaving no trace)
 BEGIN;
 SELECT txbox.inbox_claim('gen', 'a') AS claim_a_after_one_switch;
+SELECT pg_temp.counts('inbox_dedup');
 ROLLBACK;
 -- new claims go to the new generation
 SELECT txbox.inbox_claim('gen', 'c') AS claim_c;

@@ -76,3 +76,12 @@ FROM (VALUES
 ) AS t(n, c, q)
 ORDER BY n;
 SELECT count(*) AS msg_9_claims FROM txbox.inbox_dedup WHERE message_id = 'msg-9' OR message_id = '';
+
+-- txbox.inbox_claim calls txbox._inbox_claim, looked up once per backend
+-- (src/relay_api.c): a change to the functions is seen at once.
+BEGIN;
+SELECT txbox.inbox_claim('billing', 'msg-5') AS before_rename;
+ALTER FUNCTION txbox._inbox_claim(regrole, text, text) RENAME TO _inbox_claim_renamed;
+SELECT pg_temp.try($q$SELECT txbox.inbox_claim('billing', 'msg-6')$q$) AS after_rename;
+ROLLBACK;
+SELECT txbox.inbox_claim('billing', 'msg-6') AS after_rollback;

@@ -6,14 +6,20 @@
  * txbox.inbox_dedup, written in the caller's transaction: it commits with
  * the caller's effects or vanishes with them.
  *
- *	1. INSERT ... ON CONFLICT DO NOTHING into the current generation.  A
- *	   concurrent claim of the same id waits here for the first transaction:
- *	   if that commits we get a conflict (false), if it rolls back we insert.
- *	2. If we inserted, look for a committed record in the older generation
- *	   (unless it is known empty), with a fresh snapshot so that REPEATABLE
- *	   READ callers see it too.
- *	   Generation switches wait for in-progress claims (generation.c), so an
- *	   older generation holds only committed or aborted rows.
+ *	1. Look for a committed record in the older generations (unless they
+ *	   are known empty), by their primary keys, with a fresh snapshot so
+ *	   that REPEATABLE READ callers see it too: found, a duplicate (false),
+ *	   and nothing is written.  Generation switches wait for in-progress
+ *	   claims (generation.c), so an older generation holds only committed or
+ *	   aborted rows, and none is written while we hold the parent's lock.
+ *	2. Otherwise INSERT ... ON CONFLICT DO NOTHING into the current
+ *	   generation.  A concurrent claim of the same id waits here for the
+ *	   first transaction: if that commits we get a conflict (false), if it
+ *	   rolls back we insert.
+ *
+ * A duplicate found in an older generation is not recorded again: the
+ * dedup window counts from the first copy's processing (README, retention
+ * of the dedup records).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,6 +33,7 @@
 #include "executor/tuptable.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
@@ -40,10 +47,44 @@
 #include "txbox.h"
 #include "workers.h"
 
-static TxboxPlan consumer_owner_plan = {
-	"SELECT c.owner FROM txbox.consumers c WHERE c.consumer OPERATOR(pg_catalog.=) $1",
-	1, {TEXTOID}
-};
+/*
+ * A probe of table txbox.relname (for a rotated table, a generation's
+ * partition, whose parent's lock the caller holds) by the leading columns
+ * of its primary key, read with a given snapshot: no plan, no executor.
+ */
+typedef struct PkProbe
+{
+	Relation	rel;
+	Relation	pk;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+} PkProbe;
+
+static void
+pk_probe_begin(PkProbe *p, const char *relname, Snapshot snapshot, int nkeys)
+{
+	p->rel = table_open(txbox_table_oid(relname, false), AccessShareLock);
+	p->pk = index_open(txbox_primary_key_index(p->rel), AccessShareLock);
+	p->slot = table_slot_create(p->rel, NULL);
+	p->scan = txbox_index_beginscan(p->rel, p->pk, snapshot, nkeys, 0);
+}
+
+/* whether a row visible to the probe's snapshot matches keys (then in slot) */
+static bool
+pk_probe_found(PkProbe *p, ScanKey keys, int nkeys)
+{
+	index_rescan(p->scan, keys, nkeys, NULL, 0);
+	return index_getnext_slot(p->scan, ForwardScanDirection, p->slot);
+}
+
+static void
+pk_probe_end(PkProbe *p)
+{
+	index_endscan(p->scan);
+	ExecDropSingleTupleTableSlot(p->slot);
+	index_close(p->pk, AccessShareLock);
+	table_close(p->rel, AccessShareLock);
+}
 
 /*
  * consumer_check -- refuse (42501) unless caller may act as consumer.  A
@@ -51,19 +92,35 @@ static TxboxPlan consumer_owner_plan = {
  * handler's) belongs to its owner: only members of that role, and
  * superusers, may claim, fetch, complete or drop its messages; otherwise a
  * role could mark another's messages processed, and they would be skipped.
- * An unregistered name (inbox_claim alone) is anyone's.  Connected to SPI.
+ * An unregistered name (inbox_claim alone) is anyone's.  Read with the
+ * latest snapshot, on every call: nothing is cached.
  */
 static void
 consumer_check(Oid caller, Datum consumer)
 {
-	Oid			owner;
-	bool		isnull;
+	Oid			owner = InvalidOid;
+	Snapshot	snapshot;
+	PkProbe		probe;
+	ScanKeyData key;
 
-	if (superuser_arg(caller) ||
-		txbox_exec(&consumer_owner_plan, &consumer, NULL, false, 1) == 0)
+	if (superuser_arg(caller))
 		return;
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (!has_privs_of_role(caller, owner))
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	pk_probe_begin(&probe, "consumers", snapshot, 1);
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   probe.pk->rd_indcollation[0], F_TEXTEQ, consumer);
+	if (pk_probe_found(&probe, &key, 1))
+	{
+		bool		isnull;
+
+		owner = DatumGetObjectId(slot_getattr(probe.slot,
+											  get_attnum(RelationGetRelid(probe.rel), "owner"),
+											  &isnull));
+	}
+	pk_probe_end(&probe);
+	UnregisterSnapshot(snapshot);
+
+	if (OidIsValid(owner) && !has_privs_of_role(caller, owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("consumer \"%s\" belongs to role \"%s\"",
@@ -77,25 +134,45 @@ PG_FUNCTION_INFO_V1(txbox_consumer_check);
 Datum
 txbox_consumer_check(PG_FUNCTION_ARGS)
 {
-	SPI_connect();
-	consumer_check(PG_GETARG_OID(0), PG_GETARG_DATUM(1));
-	SPI_finish();
+	consumer_check(PG_GETARG_OID(0), PointerGetDatum(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }
 
-static TxboxPlan claim_insert_plan = {
-	"INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)"
+/* into the current generation's partition: no tuple routing */
+static TxboxGenPlan claim_insert_plan = {
+	"INSERT INTO txbox.inbox_dedup_%d (gen, consumer, message_id, claimed_at)"
 	" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
 	4, {INT2OID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
 };
 
-/* each older generation's partition directly: no Append, no pruning */
-static TxboxGenPlan claim_older_plan = {
-	"SELECT 1 FROM txbox.inbox_dedup_%d"
-	" WHERE consumer OPERATOR(pg_catalog.=) $2"
-	" AND message_id OPERATOR(pg_catalog.=) $3 LIMIT 1",
-	3, {INT2OID, TEXTOID, TEXTOID}
-};
+/*
+ * claim_recorded_elsewhere -- whether a generation of txbox.inbox_dedup
+ * other than gen holds a committed record of (consumer, message_id), read
+ * with the latest snapshot.
+ */
+static bool
+claim_recorded_elsewhere(Datum consumer, Datum message_id, int16 gen)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData keys[2];
+	bool		found = false;
+
+	/* (consumer, message_id, gen): the leading columns, COLLATE "C" */
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, consumer);
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, message_id);
+	for (int16 older = 0; !found && older < txbox_generations(TXBOX_INBOX_DEDUP); older++)
+	{
+		PkProbe		probe;
+
+		if (older == gen)
+			continue;
+		pk_probe_begin(&probe, psprintf("inbox_dedup_%d", older), snapshot, 2);
+		found = pk_probe_found(&probe, keys, 2);
+		pk_probe_end(&probe);
+	}
+	UnregisterSnapshot(snapshot);
+	return found;
+}
 
 /*
  * txbox._inbox_claim(caller regrole, consumer text, message_id text)
@@ -109,28 +186,31 @@ PG_FUNCTION_INFO_V1(txbox_inbox_claim);
 Datum
 txbox_inbox_claim(PG_FUNCTION_ARGS)
 {
-	Datum		values[4];
+	Datum		consumer;
+	Datum		message_id;
 	bool		claimed;
 	bool		others_empty;
 	int16		gen;
 
 	txbox_require_text_arg(fcinfo, 1, "consumer");
 	txbox_require_text_arg(fcinfo, 2, "message_id");
+	/* detoasted once: the probes compare them */
+	consumer = PointerGetDatum(PG_GETARG_TEXT_PP(1));
+	message_id = PointerGetDatum(PG_GETARG_TEXT_PP(2));
 
 	SPI_connect();
 
-	consumer_check(PG_GETARG_OID(0), PG_GETARG_DATUM(1));
+	consumer_check(PG_GETARG_OID(0), consumer);
 
 	gen = txbox_current_generation(TXBOX_INBOX_DEDUP, &others_empty);
-	values[0] = Int16GetDatum(gen);
-	values[1] = PG_GETARG_DATUM(1);
-	values[2] = PG_GETARG_DATUM(2);
-	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
+	claimed = others_empty || !claim_recorded_elsewhere(consumer, message_id, gen);
+	if (claimed)
+	{
+		Datum		values[4] = {Int16GetDatum(gen), consumer, message_id,
+		TimestampTzGetDatum(GetCurrentTimestamp())};
 
-	claimed = txbox_exec(&claim_insert_plan, values, NULL, false, 0) == 1;
-	for (int16 older = 0; claimed && !others_empty && older < txbox_generations(TXBOX_INBOX_DEDUP); older++)
-		if (older != gen)
-			claimed = txbox_exec(txbox_gen_plan(&claim_older_plan, older), values, NULL, true, 1) == 0;
+		claimed = txbox_exec(txbox_gen_plan(&claim_insert_plan, gen), values, NULL, false, 0) == 1;
+	}
 
 	SPI_finish();
 
@@ -221,17 +301,11 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	for (int16 older = 0; older < txbox_generations(TXBOX_INBOX); older++)
 	{
-		Relation	rel;
-		Relation	pk;
-		IndexScanDesc scan;
-		TupleTableSlot *slot;
+		PkProbe		probe;
 
 		if (older == gen)
 			continue;
-		rel = table_open(txbox_table_oid(psprintf("inbox_%d", older), false), AccessShareLock);
-		pk = index_open(txbox_primary_key_index(rel), AccessShareLock);
-		slot = table_slot_create(rel, NULL);
-		scan = txbox_index_beginscan(rel, pk, snapshot, 1, 0);
+		pk_probe_begin(&probe, psprintf("inbox_%d", older), snapshot, 1);
 		for (int i = 0; i < n; i++)
 		{
 			ScanKeyData key;
@@ -240,14 +314,10 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 				continue;
 			/* (message_id, gen): the leading column */
 			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, elems[i]);
-			index_rescan(scan, &key, 1, NULL, 0);
-			if (index_getnext_slot(scan, ForwardScanDirection, slot))
+			if (pk_probe_found(&probe, &key, 1))
 				nulls[i] = any = true;
 		}
-		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		index_close(pk, AccessShareLock);
-		table_close(rel, AccessShareLock);
+		pk_probe_end(&probe);
 	}
 	UnregisterSnapshot(snapshot);
 

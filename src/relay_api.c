@@ -17,6 +17,8 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -45,6 +47,73 @@ typedef struct TxboxApiCall
 	Oid			owner;			/* the extension's owner */
 } TxboxApiCall;
 
+/*
+ * What the lookup of txbox._NAME by name found for each API function, by
+ * the function's OID: fn_extra lasts only one execution of a plan, so the
+ * lookup ran on every call.  Forgotten on any change to pg_proc (a rename,
+ * a new owner, ALTER or DROP EXTENSION).
+ */
+typedef struct TxboxApiImpl
+{
+	Oid			fn_oid;			/* key: txbox.NAME */
+	Oid			impl_oid;		/* txbox._NAME */
+	Oid			owner;
+} TxboxApiImpl;
+
+static HTAB *api_impls;
+
+static void
+api_impls_forget(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (api_impls != NULL)
+		hash_destroy(api_impls);
+	api_impls = NULL;
+}
+
+static TxboxApiImpl
+api_impl(Oid fn_oid)
+{
+	static bool registered = false;
+	TxboxApiImpl found = {fn_oid};
+	TxboxApiImpl *entry;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid		   *argtypes;
+
+	if (api_impls != NULL &&
+		(entry = hash_search(api_impls, &fn_oid, HASH_FIND, NULL)) != NULL)
+		return *entry;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	argtypes = palloc((proc->pronargs + 1) * sizeof(Oid));
+	argtypes[0] = REGROLEOID;
+	memcpy(argtypes + 1, proc->proargtypes.values, proc->pronargs * sizeof(Oid));
+	found.impl_oid = LookupFuncName(list_make2(makeString(get_namespace_name(proc->pronamespace)),
+											   makeString(psprintf("_%s", NameStr(proc->proname)))),
+									proc->pronargs + 1, argtypes, false);
+	found.owner = proc->proowner;
+	ReleaseSysCache(tup);
+
+	/* no catalog access from here on: an invalidation would free the table */
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, api_impls_forget, (Datum) 0);
+		registered = true;
+	}
+	if (api_impls == NULL)
+	{
+		HASHCTL		ctl = {.keysize = sizeof(Oid),.entrysize = sizeof(TxboxApiImpl)};
+
+		api_impls = hash_create("txbox API functions", 32, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(api_impls, &fn_oid, HASH_ENTER, NULL);
+	*entry = found;
+	return found;
+}
+
 PG_FUNCTION_INFO_V1(txbox_api);
 Datum
 txbox_api(PG_FUNCTION_ARGS)
@@ -65,23 +134,11 @@ txbox_api(PG_FUNCTION_ARGS)
 
 	if (call == NULL)
 	{
-		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-		Form_pg_proc proc;
-		Oid		   *argtypes;
+		TxboxApiImpl impl = api_impl(fcinfo->flinfo->fn_oid);
 
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
-		proc = (Form_pg_proc) GETSTRUCT(tup);
-		argtypes = palloc((proc->pronargs + 1) * sizeof(Oid));
-		argtypes[0] = REGROLEOID;
-		memcpy(argtypes + 1, proc->proargtypes.values, proc->pronargs * sizeof(Oid));
 		call = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TxboxApiCall));
-		fmgr_info_cxt(LookupFuncName(list_make2(makeString(get_namespace_name(proc->pronamespace)),
-												makeString(psprintf("_%s", NameStr(proc->proname)))),
-									 proc->pronargs + 1, argtypes, false),
-					  &call->impl, fcinfo->flinfo->fn_mcxt);
-		call->owner = proc->proowner;
-		ReleaseSysCache(tup);
+		fmgr_info_cxt(impl.impl_oid, &call->impl, fcinfo->flinfo->fn_mcxt);
+		call->owner = impl.owner;
 		fcinfo->flinfo->fn_extra = call;
 	}
 

@@ -84,8 +84,9 @@ typedef struct TxboxPlan
  * A query on one generation's partition of a rotated table: format names
  * the partition with %d (the generation), e.g. "SELECT ... FROM
  * txbox.inbox_dedup_%d ...".  One saved plan per generation, made on first
- * use.  Reading the partition directly skips the parent's run-time
- * pruning; the caller holds the parent's lock (txbox_current_generation).
+ * use.  Reading or writing the partition directly skips the parent's
+ * partition pruning or tuple routing; the caller holds the parent's lock
+ * (txbox_current_generation).
  */
 #define TXBOX_MAX_GENERATIONS			3
 
