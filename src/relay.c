@@ -493,7 +493,7 @@ relay_batch_keys(Datum prev, Datum cur, int64 after_id, MemoryContext cxt, Relay
  * messages it read, their keys' indexes in found (unless NULL), and in
  * *upto the index after the keys the page covers: its last message's when
  * it read want of them, else its last run's.  Must run in a transaction
- * connected to SPI.
+ * connected to SPI; returns in the caller's memory context.
  */
 static int
 relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool topics_null,
@@ -510,6 +510,7 @@ relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool t
 	int			m;
 	int			k = from;
 	bool		isnull;
+	MemoryContext caller = CurrentMemoryContext;
 
 	for (; end < keys->n && runs < want; end = keys->run_ends[end])
 	{
@@ -560,6 +561,8 @@ relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool t
 		}
 	}
 	*upto = m == want ? k : end;
+	/* (a query switches to SPI's context: the caller's again) */
+	MemoryContextSwitchTo(caller);
 	return m;
 }
 
