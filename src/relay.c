@@ -123,7 +123,7 @@ typedef struct RelayBatch
 	int			isolate_until;	/* deliver one at a time below this index */
 	int			page_max;		/* 0, or the messages a timeout halved a page to */
 	int			pages_ok;		/* pages delivered in a row since page_max changed */
-	int			attempts;		/* consecutive rejections of keys[next] */
+	int			attempts;		/* consecutive rejections of the next message */
 } RelayBatch;
 
 static MemoryContext relay_batch_cxt;	/* lives as long as the batch */
@@ -493,7 +493,7 @@ relay_batch_keys(Datum prev, Datum cur, int64 after_id, MemoryContext cxt, Relay
  * messages it read, their keys' indexes in found (unless NULL), and in
  * *upto the index after the keys the page covers: its last message's when
  * it read want of them, else its last run's.  Must run in a transaction
- * connected to SPI; returns in the caller's memory context.
+ * connected to SPI.
  */
 static int
 relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool topics_null,
@@ -510,7 +510,6 @@ relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool t
 	int			m;
 	int			k = from;
 	bool		isnull;
-	MemoryContext caller = CurrentMemoryContext;
 
 	for (; end < keys->n && runs < want; end = keys->run_ends[end])
 	{
@@ -561,8 +560,6 @@ relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool t
 		}
 	}
 	*upto = m == want ? k : end;
-	/* (a query switches to SPI's context: the caller's again) */
-	MemoryContextSwitchTo(caller);
 	return m;
 }
 
@@ -848,8 +845,11 @@ relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
 		/* delivery and the position commit together: exactly once */
 		int		   *found = palloc(sizeof(int) * *n);
 		int			upto;
+		MemoryContext caller = CurrentMemoryContext;
 
 		txbox_xact_begin("txbox relay: delivering");
+		/* (not in SPI's: the target's *error outlives the transaction) */
+		MemoryContextSwitchTo(caller);
 		page.count = relay_page_query(&batch.keys, batch.next, *n, batch.topics,
 									  batch.topics_null, cfg->name, found, &upto);
 		*keys = upto - batch.next;
