@@ -848,8 +848,6 @@ relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
 		MemoryContext caller = CurrentMemoryContext;
 
 		txbox_xact_begin("txbox relay: delivering");
-		/* (not in SPI's: the target's *error outlives the transaction) */
-		MemoryContextSwitchTo(caller);
 		page.count = relay_page_query(&batch.keys, batch.next, *n, batch.topics,
 									  batch.topics_null, cfg->name, found, &upto);
 		*keys = upto - batch.next;
@@ -863,6 +861,7 @@ relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
 		if (res != DELIVERY_OK)
 		{
 			/* the target undid what it did (nothing was sent) */
+			*error = MemoryContextStrdup(caller, *error);	/* (outlives the commit) */
 			txbox_xact_commit();
 			*n = page.count;
 			return res;
