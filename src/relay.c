@@ -16,9 +16,13 @@
  * messages in publish order and any transaction that began publishing after
  * another committed behind it.
  *
- * A batch's (txid, id) keys are read once, sorted by id, and delivered in
- * pages of batch_size.  After each page the position (prev, cur, last id
- * delivered) is saved, by the relay's next transaction, committed
+ * A batch's (txid, id) keys are read once, from the outbox's (txid, id)
+ * index alone, and sorted by id; pages of up to batch_size messages are
+ * read by the keys' runs (keys in a row of one transaction), each row once.
+ * The keys also hold rows the relay does not deliver (of a rolled-back
+ * subtransaction, of other topics, replays for other relays): the page read
+ * drops them.  After each page the position (prev, cur, last key read) is
+ * saved, by the relay's next transaction, committed
  * asynchronously; a crash repeats the pages delivered since the last save
  * that reached the disk, which the target drops as duplicates (it
  * deduplicates by message_id).  Before a batch goes out, the WAL is
@@ -50,16 +54,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/itup.h"
+#include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/partition.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "partitioning/partdesc.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/lmgr.h"
@@ -88,23 +98,32 @@
 /* After a timeout halved the page: pages that must pass before it doubles. */
 #define RELAY_PAGES_BEFORE_GROWTH	10
 
+/* a batch's keys in delivery order (relay_batch_keys) */
+typedef struct RelayKeys
+{
+	int			n;
+	FullTransactionId *txids;
+	int64	   *ids;
+	int		   *run_ends;		/* per key: the index after its run (the keys
+								 * in a row of one transaction) */
+} RelayKeys;
+
 /* the batch in progress: its snapshots and its keys in delivery order */
 typedef struct RelayBatch
 {
 	char	   *prev;			/* snapshot text: delivered up to here */
 	char	   *cur;			/* NULL: no batch open */
 	int64		last_id;		/* delivered within the batch up to this id */
-	int			nkeys;
+	RelayKeys	keys;			/* keys.txids NULL: not read yet */
 	int			next;			/* index of the next key to deliver */
 	int			inflight;		/* keys from next on in a page DELIVERY_PENDING */
-	FullTransactionId *txids;
-	int64	   *ids;
+	int			inflight_messages;	/* the messages of those keys */
 	Datum		topics;			/* the relay's topics the keys were read for */
 	bool		topics_null;
 	int			isolate_until;	/* deliver one at a time below this index */
-	int			page_max;		/* 0, or the page size a timeout halved it to */
+	int			page_max;		/* 0, or the messages a timeout halved a page to */
 	int			pages_ok;		/* pages delivered in a row since page_max changed */
-	int			attempts;		/* consecutive rejections of keys[next] */
+	int			attempts;		/* consecutive rejections of the next message */
 } RelayBatch;
 
 static MemoryContext relay_batch_cxt;	/* lives as long as the batch */
@@ -117,6 +136,7 @@ static RelayBatch batch;
  */
 static struct
 {
+	bool		pending;
 	int32		relay_id;
 	int64		delivered;
 	int64		duplicates;
@@ -157,64 +177,40 @@ static TxboxPlan relay_snapshot_plan = {
 };
 
 /*
- * The keys of a batch, in delivery order: the messages of the transactions
- * that committed between snapshots prev ($1) and cur ($2) (visible in cur,
- * not in prev), of the relay's topics ($3, NULL: all), not replays for
- * another relay ($4: this one), after id $5.  The late committers in prev's
- * in-progress list are found by txid, the rest by the txid range from
- * prev's xmax: an open transaction never makes a batch rescan.  As two
- * arrays, taken from the sorted subquery in its order (relay_batch_keys
- * checks it).  txbox._batch_keys shows them as rows.
- */
-static TxboxPlan relay_keys_plan = {
-	"SELECT pg_catalog.array_agg(k.txid), pg_catalog.array_agg(k.id), pg_catalog.count(*)"
-	" FROM (SELECT o.txid, o.id FROM txbox.outbox o"
-	" WHERE ((o.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax($1)"
-	" AND o.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2))"
-	" OR o.txid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip($1))))"
-	" AND pg_catalog.pg_visible_in_snapshot(o.txid, $2)"
-	" AND ($3::pg_catalog.text[] IS NULL OR o.topic OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]))"
-	" AND (o.relay IS NULL OR o.relay OPERATOR(pg_catalog.=) $4)"
-	" AND o.id OPERATOR(pg_catalog.>) $5"
-	" ORDER BY o.id) k",
-	5, {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTOID, INT8OID},
-	/* one plan for every batch (a LANGUAGE sql function planned it per call) */
-	NULL, CURSOR_OPT_GENERIC_PLAN
-};
-#define Anum_relay_keys_txids	1
-#define Anum_relay_keys_ids		2
-#define Anum_relay_keys_count	3
-
-/*
- * One page as arrays (for a remote target), in delivery order, read by
- * runs: a run is keys in a row of one transaction, (txid, lo, hi), and
- * holds every message of that transaction between lo and hi that the
- * batch has (relay_keys_plan's filter, repeated here: relay_read_page checks
- * that the ids read are the page's keys).  A big transaction's page
- * is one index range scan, not one probe per key.  The nested loop keeps
- * the runs' order, each run in id order, and the aggregates take the rows
- * as they come.
+ * The next messages of a batch, at most $6, as arrays (for a remote
+ * target), in delivery order, read by runs: a run is keys in a row of one
+ * transaction, (txid, lo, hi), and holds every message of that transaction
+ * between lo and hi that the relay delivers: of the relay's topics ($4,
+ * NULL: all), not replays for another relay ($5: this one), visible
+ * (committed, not of a rolled-back subtransaction).  A big transaction's
+ * page is one index range scan, not one probe per key.  The nested loop
+ * keeps the runs' order, each run in id order, and the aggregates take the
+ * rows as they come (relay_page_query checks that each row read is the
+ * next of the runs' keys).
  */
 static TxboxPlan relay_page_plan = {
 	"SELECT pg_catalog.array_agg(o.message_id), pg_catalog.array_agg(o.topic),"
 	" pg_catalog.array_agg(o.key), pg_catalog.array_agg(o.headers),"
 	" pg_catalog.array_agg(o.payload), pg_catalog.array_agg(o.payload_bytes),"
-	" pg_catalog.array_agg(o.published_at), pg_catalog.array_agg(o.id), pg_catalog.count(*)"
-	" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]), pg_catalog.unnest($2::pg_catalog.int8[]),"
-	" pg_catalog.unnest($3::pg_catalog.int8[])) WITH ORDINALITY AS r(txid, lo, hi, ord)"
-	" CROSS JOIN LATERAL (SELECT x.message_id, x.topic, x.key, x.headers, x.payload, x.payload_bytes,"
-	" x.published_at, x.id FROM txbox.outbox x"
-	" WHERE x.txid OPERATOR(pg_catalog.=) r.txid"
-	" AND x.id OPERATOR(pg_catalog.>=) r.lo AND x.id OPERATOR(pg_catalog.<=) r.hi"
-	" AND ($4::pg_catalog.text[] IS NULL OR x.topic OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]))"
-	" AND (x.relay IS NULL OR x.relay OPERATOR(pg_catalog.=) $5)"
-	" ORDER BY x.id) o",
-	5, {XID8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTOID},
+	" pg_catalog.array_agg(o.published_at), pg_catalog.array_agg(o.txid),"
+	" pg_catalog.array_agg(o.id), pg_catalog.count(*)"
+	" FROM (SELECT x.* FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]),"
+	" pg_catalog.unnest($2::pg_catalog.int8[]), pg_catalog.unnest($3::pg_catalog.int8[]))"
+	" WITH ORDINALITY AS r(txid, lo, hi, ord)"
+	" CROSS JOIN LATERAL (SELECT o.message_id, o.topic, o.key, o.headers, o.payload, o.payload_bytes,"
+	" o.published_at, o.txid, o.id FROM txbox.outbox o"
+	" WHERE o.txid OPERATOR(pg_catalog.=) r.txid"
+	" AND o.id OPERATOR(pg_catalog.>=) r.lo AND o.id OPERATOR(pg_catalog.<=) r.hi"
+	" AND ($4::pg_catalog.text[] IS NULL OR o.topic OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]))"
+	" AND (o.relay IS NULL OR o.relay OPERATOR(pg_catalog.=) $5)"
+	" ORDER BY o.id) x LIMIT $6) o",
+	6, {XID8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID},
 	/* one plan for every page: nested loops through the index */
 	NULL, CURSOR_OPT_GENERIC_PLAN
 };
-#define Anum_relay_page_ids		(RELAY_PAGE_COLUMNS + 1)
-#define Anum_relay_page_count	(RELAY_PAGE_COLUMNS + 2)
+#define Anum_relay_page_txids	(RELAY_PAGE_COLUMNS + 1)
+#define Anum_relay_page_ids		(RELAY_PAGE_COLUMNS + 2)
+#define Anum_relay_page_count	(RELAY_PAGE_COLUMNS + 3)
 
 
 static TxboxPlan relay_save_plan = {
@@ -352,82 +348,254 @@ relay_flush_commits(int n)
 		(uint32) (XidFromFullTransactionId(next) - txbox_oldest_clog_xid());
 	for (int i = 0; i < n; i++)
 	{
-		if (i > 0 && FullTransactionIdEquals(batch.txids[i], batch.txids[i - 1]))
+		if (i > 0 && FullTransactionIdEquals(batch.keys.txids[i], batch.keys.txids[i - 1]))
 			continue;
 		/* older than clog keeps: frozen, committed long ago */
-		if (U64FromFullTransactionId(batch.txids[i]) < oldest)
+		if (U64FromFullTransactionId(batch.keys.txids[i]) < oldest)
 			continue;
-		lsn = Max(lsn, TransactionIdGetCommitLSN(XidFromFullTransactionId(batch.txids[i])));
+		lsn = Max(lsn, TransactionIdGetCommitLSN(XidFromFullTransactionId(batch.keys.txids[i])));
 	}
 	LWLockRelease(XactTruncationLock);
 	if (!XLogRecPtrIsInvalid(lsn))
 		XLogFlush(lsn);
 }
 
+/* an entry of the outbox's (txid, id) index, as relay_batch_keys sorts them */
+typedef struct RelayKey
+{
+	int64		id;
+	FullTransactionId txid;
+} RelayKey;
+
+static int
+relay_key_cmp(const void *a, const void *b)
+{
+	const RelayKey *x = a;
+	const RelayKey *y = b;
+
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	if (FullTransactionIdEquals(x->txid, y->txid))
+		return 0;
+	return FullTransactionIdPrecedes(x->txid, y->txid) ? -1 : 1;
+}
+
 /*
- * The keys of the batch from prev to cur (pg_snapshot) after after_id, of
- * topics (unless topics_null) for relay name: their number, and the keys
- * in *txids and *ids, allocated in cxt (relay_keys_plan).  Reads the
- * latest committed state.  Must run connected to SPI.
+ * The keys of the batch from prev to cur (pg_snapshot) after after_id, in
+ * delivery order (id order), into *keys, allocated in cxt: every entry of
+ * the outbox's (txid, id) index, in every partition, whose txid is visible
+ * in cur but not in prev.  Read from the index alone, without a snapshot:
+ * the keys also include rows no relay delivers (rolled back) and rows of
+ * other topics or relays, which the page read drops (relay_page_query).
+ * The late committers in prev's in-progress list are found by txid, the
+ * rest by the txid range from prev's xmax: an open transaction never makes
+ * a batch rescan.
+ */
+static void
+relay_batch_keys(Datum prev, Datum cur, int64 after_id, MemoryContext cxt, RelayKeys *keys)
+{
+	bytea	   *wire = DatumGetByteaPP(DirectFunctionCall1(pg_snapshot_send, prev));
+	StringInfoData buf;
+	int			nranges;
+	uint64	   *lo;				/* the txid ranges [lo, hi) to read */
+	uint64	   *hi;
+	Oid			index_oid = txbox_table_oid("outbox_txid_idx", false);
+	Relation	outbox;
+	PartitionDesc parts;
+	int			n = 0;
+	int			cap = 1024;
+	RelayKey   *found = palloc(sizeof(RelayKey) * cap);
+
+	/* prev in pg_snapshot's send format: nxip, xmin, xmax, xip[] */
+	buf.data = VARDATA_ANY(wire);
+	buf.len = buf.maxlen = VARSIZE_ANY_EXHDR(wire);
+	buf.cursor = 0;
+	nranges = pq_getmsgint(&buf, 4) + 1;
+	lo = palloc(sizeof(uint64) * nranges);
+	hi = palloc(sizeof(uint64) * nranges);
+	(void) pq_getmsgint64(&buf);
+	lo[nranges - 1] = pq_getmsgint64(&buf);
+	hi[nranges - 1] = U64FromFullTransactionId(DatumGetFullTransactionId(DirectFunctionCall1(pg_snapshot_xmax, cur)));
+	for (int r = 0; r < nranges - 1; r++)
+	{
+		lo[r] = pq_getmsgint64(&buf);
+		hi[r] = lo[r] + 1;
+	}
+
+	outbox = table_open(txbox_table_oid("outbox", false), AccessShareLock);
+	parts = RelationGetPartitionDesc(outbox, false);
+	for (int p = 0; p < parts->nparts; p++)
+	{
+		Relation	rel = table_open(parts->oids[p], AccessShareLock);
+		Relation	idx = index_open(index_get_partition(rel, index_oid), AccessShareLock);
+		IndexScanDesc scan = txbox_index_beginscan(rel, idx, SnapshotAny, 2, 0);
+
+		scan->xs_want_itup = true;
+		for (int r = 0; r < nranges; r++)
+		{
+			ScanKeyData skey[2];
+			FullTransactionId txid = InvalidFullTransactionId;
+			bool		visible = false;
+
+			ScanKeyInit(&skey[0], 1, BTGreaterEqualStrategyNumber, F_XID8GE, UInt64GetDatum(lo[r]));
+			ScanKeyInit(&skey[1], 1, BTLessStrategyNumber, F_XID8LT, UInt64GetDatum(hi[r]));
+			index_rescan(scan, skey, 2, NULL, 0);
+			while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
+			{
+				bool		isnull;
+				Datum		t = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+				int64		id = DatumGetInt64(index_getattr(scan->xs_itup, 2, scan->xs_itupdesc,
+															 &isnull));
+
+				/* the index keeps a transaction's entries together */
+				if (!FullTransactionIdEquals(DatumGetFullTransactionId(t), txid))
+				{
+					txid = DatumGetFullTransactionId(t);
+					visible = DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, t, cur));
+				}
+				if (!visible || id <= after_id)
+					continue;
+				if (n == cap)
+				{
+					cap *= 2;
+					found = repalloc_huge(found, sizeof(RelayKey) * cap);
+				}
+				found[n].id = id;
+				found[n++].txid = txid;
+			}
+		}
+		index_endscan(scan);
+		index_close(idx, AccessShareLock);
+		table_close(rel, AccessShareLock);
+	}
+	table_close(outbox, AccessShareLock);
+
+	/* (a big transaction's keys come sorted: qsort checks that first) */
+	qsort(found, n, sizeof(RelayKey), relay_key_cmp);
+	keys->n = n;
+	keys->txids = MemoryContextAllocHuge(cxt, sizeof(FullTransactionId) * Max(n, 1));
+	keys->ids = MemoryContextAllocHuge(cxt, sizeof(int64) * Max(n, 1));
+	keys->run_ends = MemoryContextAllocHuge(cxt, sizeof(int) * Max(n, 1));
+	for (int k = n - 1; k >= 0; k--)
+	{
+		keys->txids[k] = found[k].txid;
+		keys->ids[k] = found[k].id;
+		keys->run_ends[k] = k + 1 < n && FullTransactionIdEquals(found[k + 1].txid, found[k].txid) ?
+			keys->run_ends[k + 1] : k + 1;
+	}
+	pfree(found);
+}
+
+/*
+ * Read the next messages, at most want, of the keys from keys[from] on: the
+ * page plan over the runs from there, at most want of them (a run may hold
+ * no message).  Leaves the plan's row in SPI_tuptable.  Returns how many
+ * messages it read, their keys' indexes in found (unless NULL), and in
+ * *upto the index after the keys the page covers: its last message's when
+ * it read want of them, else its last run's.  Must run in a transaction
+ * connected to SPI.
  */
 static int
-relay_batch_keys(Datum prev, Datum cur, Datum topics, bool topics_null, const char *name,
-				 int64 after_id, MemoryContext cxt, FullTransactionId **txids, int64 **ids)
+relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool topics_null,
+				 const char *name, int *found, int *upto)
 {
-	Datum		args[5] = {prev, cur, topics, CStringGetTextDatum(name), Int64GetDatum(after_id)};
-	char		nulls[5] = {' ', ' ', topics_null ? 'n' : ' ', ' ', ' '};
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum	   *txids = palloc(sizeof(Datum) * want);
+	Datum	   *lo = palloc(sizeof(Datum) * want);
+	Datum	   *hi = palloc(sizeof(Datum) * want);
+	int			runs = 0;
+	int			end = from;
+	int			guc_level;
+	int			m;
+	int			k = from;
 	bool		isnull;
-	int			n;
 
-	txbox_exec(&relay_keys_plan, args, nulls, true, 1);
-	n = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										  Anum_relay_keys_count, &isnull));
-	*txids = MemoryContextAlloc(cxt, sizeof(FullTransactionId) * Max(n, 1));
-	*ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(n, 1));
-	if (n > 0)
+	for (; end < keys->n && runs < want; end = keys->run_ends[end])
+	{
+		txids[runs] = FullTransactionIdGetDatum(keys->txids[end]);
+		lo[runs] = Int64GetDatum(keys->ids[end]);
+		hi[runs++] = Int64GetDatum(keys->ids[keys->run_ends[end] - 1]);
+	}
+	args[0] = PointerGetDatum(construct_array(txids, runs, XID8OID, sizeof(FullTransactionId),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(lo, runs, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(hi, runs, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = topics;
+	nulls[3] = topics_null ? 'n' : ' ';
+	args[4] = CStringGetTextDatum(name);
+	args[5] = Int32GetDatum(want);
+
+	/* index scans: a bitmap scan's rescan per run asks the kernel the table's size */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	txbox_exec(&relay_page_plan, args, nulls, false, 1);
+	AtEOXact_GUC(true, guc_level);
+	m = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  Anum_relay_page_count, &isnull));
+	if (m > 0)
 	{
 		ArrayType  *t = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														 Anum_relay_keys_txids, &isnull));
+														 Anum_relay_page_txids, &isnull));
 		ArrayType  *i = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														 Anum_relay_keys_ids, &isnull));
-
+														 Anum_relay_page_ids, &isnull));
 		/* xid8 and bigint: 8 bytes each, no nulls */
-		memcpy(*txids, ARR_DATA_PTR(t), sizeof(FullTransactionId) * n);
-		memcpy(*ids, ARR_DATA_PTR(i), sizeof(int64) * n);
+		const FullTransactionId *row_txids = (const FullTransactionId *) ARR_DATA_PTR(t);
+		const int64 *row_ids = (const int64 *) ARR_DATA_PTR(i);
+
+		/* each row is one of the keys, in their order */
+		for (int j = 0; j < m; j++, k++)
+		{
+			while (k < end && (keys->ids[k] != row_ids[j] ||
+							   !FullTransactionIdEquals(keys->txids[k], row_txids[j])))
+				k++;
+			if (k == end)
+				elog(ERROR, "txbox relay \"%s\": a page read from the outbox is not the batch's",
+					 name);
+			if (found != NULL)
+				found[j] = k;
+		}
 	}
-	/* delivery order is id order: the aggregates must have kept it */
-	for (int k = 1; k < n; k++)
-		if ((*ids)[k] <= (*ids)[k - 1])
-			elog(ERROR, "txbox relay \"%s\": a batch's keys are out of order", name);
-	return n;
+	*upto = m == want ? k : end;
+	return m;
 }
 
 /*
  * txbox._batch_keys(prev, cur, relay_topics, relay_name, after_id)
  *		RETURNS TABLE (txid xid8, id bigint)
  *
- * The keys of a relay batch as a relay worker reads them, in delivery
- * order (relay_keys_plan); for tests (test/specs/relay-batches.spec).
+ * The keys of the messages a relay delivers from a batch, in delivery
+ * order, read as a relay worker reads them (relay_batch_keys, then
+ * relay_page_query over all of them); for tests
+ * (test/specs/relay-batches.spec, sql/relay_keys.sql).
  */
 PG_FUNCTION_INFO_V1(txbox_batch_keys);
 Datum
 txbox_batch_keys(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	FullTransactionId *txids;
-	int64	   *ids;
-	int			n;
+	RelayKeys	keys;
+	int		   *found;
+	int			upto;
+	int			m = 0;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		return (Datum) 0;
 	SPI_connect();
-	n = relay_batch_keys(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2),
-						 PG_ARGISNULL(2), text_to_cstring(PG_GETARG_TEXT_PP(3)),
-						 PG_GETARG_INT64(4), CurrentMemoryContext, &txids, &ids);
-	for (int k = 0; k < n; k++)
+	relay_batch_keys(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_INT64(4),
+					 CurrentMemoryContext, &keys);
+	found = palloc(sizeof(int) * Max(keys.n, 1));
+	if (keys.n > 0)
+		m = relay_page_query(&keys, 0, keys.n, PG_GETARG_DATUM(2), PG_ARGISNULL(2),
+							 text_to_cstring(PG_GETARG_TEXT_PP(3)), found, &upto);
+	for (int j = 0; j < m; j++)
 	{
-		Datum		values[2] = {FullTransactionIdGetDatum(txids[k]), Int64GetDatum(ids[k])};
+		Datum		values[2] = {FullTransactionIdGetDatum(keys.txids[found[j]]),
+		Int64GetDatum(keys.ids[found[j]])};
 		bool		nulls[2] = {false, false};
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -441,9 +609,8 @@ txbox_batch_keys(PG_FUNCTION_ARGS)
  * Must run inside relay_xact_begin.
  */
 static void
-relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
+relay_open_batch(Datum topics, bool topics_null)
 {
-	int			n;
 	MemoryContext old;
 
 	if (batch.cur == NULL)
@@ -453,19 +620,17 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 		batch.last_id = 0;
 	}
 
-	n = relay_batch_keys(DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(batch.prev)),
-						 DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(batch.cur)),
-						 topics, topics_null, cfg->name, batch.last_id, relay_batch_cxt,
-						 &batch.txids, &batch.ids);
+	relay_batch_keys(DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(batch.prev)),
+					 DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(batch.cur)),
+					 batch.last_id, relay_batch_cxt, &batch.keys);
 	/* (a query switches to SPI's context: ours again) */
 	old = MemoryContextSwitchTo(relay_batch_cxt);
 	batch.topics = topics_null ? (Datum) 0 : datumCopy(topics, false, -1);
 	batch.topics_null = topics_null;
 	MemoryContextSwitchTo(old);
 
-	relay_flush_commits(n);
+	relay_flush_commits(batch.keys.n);
 
-	batch.nkeys = n;
 	batch.next = 0;
 	batch.isolate_until = 0;
 	batch.page_max = 0;
@@ -473,17 +638,17 @@ relay_open_batch(RelayConfig *cfg, Datum topics, bool topics_null)
 	batch.attempts = 0;
 }
 
-/* The keys [from, from + n) as SPI arguments (xid8[], bigint[]). */
+/* The keys found[0 .. n) as SPI arguments (xid8[], bigint[]). */
 static void
-relay_key_args(int from, int n, Datum *args)
+relay_key_args(const int *found, int n, Datum *args)
 {
 	Datum	   *txids = palloc(sizeof(Datum) * n);
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 
 	for (int i = 0; i < n; i++)
 	{
-		txids[i] = FullTransactionIdGetDatum(batch.txids[from + i]);
-		ids[i] = Int64GetDatum(batch.ids[from + i]);
+		txids[i] = FullTransactionIdGetDatum(batch.keys.txids[found[i]]);
+		ids[i] = Int64GetDatum(batch.keys.ids[found[i]]);
 	}
 	args[0] = PointerGetDatum(construct_array(txids, n, XID8OID, sizeof(FullTransactionId),
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -502,10 +667,10 @@ relay_save(RelayConfig *cfg, int upto, int64 delivered, int64 dead, int64 duplic
 {
 	Datum		args[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		complete = (upto >= batch.nkeys);
+	bool		complete = (upto >= batch.keys.n);
 
 	if (upto > 0)
-		batch.last_id = batch.ids[upto - 1];
+		batch.last_id = batch.keys.ids[upto - 1];
 	args[0] = Int32GetDatum(cfg->relay_id);
 	args[1] = CStringGetTextDatum(complete ? batch.cur : batch.prev);
 	args[2] = complete ? (Datum) 0 : CStringGetTextDatum(batch.cur);
@@ -544,12 +709,13 @@ static void
 relay_xact_begin(const char *what)
 {
 	txbox_xact_begin(what);
-	if (relay_unsaved.delivered > 0)
+	if (relay_unsaved.pending)
 	{
 		/* (a target that saves no position of its own: only relay_id used) */
 		RelayConfig cfg = {.relay_id = relay_unsaved.relay_id};
 		int64		delivered = relay_unsaved.delivered;
 
+		relay_unsaved.pending = false;
 		relay_unsaved.delivered = 0;
 		relay_save(&cfg, batch.next, delivered, 0, relay_unsaved.duplicates);
 		relay_unsaved.duplicates = 0;
@@ -569,79 +735,39 @@ relay_record_error(int32 relay_id, const char *state, const char *message)
 }
 
 /*
- * The number of messages of the next page (after those in flight): 0 when
- * none is left, else batch_size, one while isolating the culprit of a
+ * The most messages of the next page (after those in flight): 0 when no
+ * key is left, else batch_size, one while isolating the culprit of a
  * rejected page, at most page_max after a timeout.
  */
 static int
 relay_page_size(const RelayConfig *cfg)
 {
 	int			from = batch.next + batch.inflight;
-	int			n = Min(cfg->batch_size, batch.nkeys - from);
+	int			n = Min(cfg->batch_size, batch.keys.n - from);
 
 	if (from < batch.isolate_until)
-		n = 1;
+		n = Min(n, 1);
 	if (batch.page_max > 0)
 		n = Min(n, batch.page_max);
 	return n;
 }
 
 /*
- * Read the n messages from keys[from] into page, as one array per column
- * (binary send format), in a transaction of its own.
+ * Read the next page, at most want messages of the keys from keys[from]
+ * on, into page, as one array per column (binary send format), in a
+ * transaction of its own.  Returns the number of keys it covers.
  */
-static void
-relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
+static int
+relay_read_page(RelayConfig *cfg, int from, int want, RelayPage *page)
 {
-	Datum		args[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	Datum	   *txids = palloc(sizeof(Datum) * n);
-	Datum	   *lo = palloc(sizeof(Datum) * n);
-	Datum	   *hi = palloc(sizeof(Datum) * n);
-	int			runs = 0;
-	bool		isnull;
-	int			guc_level;
-	ArrayType  *ids;
-
-	/* the page's runs: keys in a row of one transaction */
-	for (int i = from; i < from + n; i++)
-	{
-		if (runs == 0 || !FullTransactionIdEquals(batch.txids[i], batch.txids[i - 1]))
-		{
-			txids[runs] = FullTransactionIdGetDatum(batch.txids[i]);
-			lo[runs++] = Int64GetDatum(batch.ids[i]);
-		}
-		hi[runs - 1] = Int64GetDatum(batch.ids[i]);
-	}
-	args[0] = PointerGetDatum(construct_array(txids, runs, XID8OID, sizeof(FullTransactionId),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(lo, runs, INT8OID, sizeof(int64),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(hi, runs, INT8OID, sizeof(int64),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = batch.topics;
-	nulls[3] = batch.topics_null ? 'n' : ' ';
-	args[4] = CStringGetTextDatum(cfg->name);
+	int			upto;
 
 	txbox_xact_begin("txbox relay: reading a batch");
-	/* index scans: a bitmap scan's rescan per run asks the kernel the table's size */
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	txbox_exec(&relay_page_plan, args, nulls, false, 1);
-	AtEOXact_GUC(true, guc_level);
-	page->count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											  Anum_relay_page_count, &isnull));
-	if (page->count != n)
-		elog(ERROR, "txbox relay \"%s\": %d of %d messages of a batch are missing from the outbox",
-			 cfg->name, n - page->count, n);
-	ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										   Anum_relay_page_ids, &isnull));
-	if (memcmp(ARR_DATA_PTR(ids), &batch.ids[from], sizeof(int64) * n) != 0)
-		elog(ERROR, "txbox relay \"%s\": a page read from the outbox is not the batch's",
-			 cfg->name);
-	for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
+	page->count = relay_page_query(&batch.keys, from, want, batch.topics, batch.topics_null,
+								   cfg->name, NULL, &upto);
+	for (int c = 0; c < RELAY_PAGE_COLUMNS && page->count > 0; c++)
 	{
+		bool		isnull;
 		Datum		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										c + 1, &isnull);
 		bytea	   *wire = DatumGetByteaPP(OidFunctionCall1(F_ARRAY_SEND, arr));
@@ -649,48 +775,51 @@ relay_read_page(RelayConfig *cfg, int from, int n, RelayPage *page)
 		page->columns[c] = (bytea *) SPI_datumTransfer(PointerGetDatum(wire), false, -1);
 	}
 	txbox_xact_commit();
+	return upto - from;
 }
 
 /*
- * The n messages from keys[next] are delivered.  A target delivering in
- * the relay's transaction (open) or keeping a position of its own commits
- * the position with what it delivered, now.  For the others the relay's
- * next transaction saves it, which follows at once: one commit less per
- * page, and no commit of the relay's own that the next batch's flush
- * (relay_flush_commits) would have to wait for.
+ * The keys from keys[next] on, holding that many messages, are delivered.
+ * A target delivering in the relay's transaction (open) or keeping a
+ * position of its own commits the position with what it delivered, now.
+ * For the others the relay's next transaction saves it, which follows at
+ * once: one commit less per page, and no commit of the relay's own that
+ * the next batch's flush (relay_flush_commits) would have to wait for.
  */
 static void
-relay_page_delivered(RelayConfig *cfg, int n, int duplicates)
+relay_page_delivered(RelayConfig *cfg, int keys, int messages, int duplicates)
 {
 	if (relay_target->in_relay_xact || relay_target->save_position != NULL)
 	{
 		if (!relay_target->in_relay_xact)
 			txbox_xact_begin("txbox relay: saving position");
-		relay_save(cfg, batch.next + n, n, 0, duplicates);
+		relay_save(cfg, batch.next + keys, messages, 0, duplicates);
 		txbox_xact_commit();
 	}
 	else
 	{
+		relay_unsaved.pending = true;
 		relay_unsaved.relay_id = cfg->relay_id;
-		relay_unsaved.delivered += n;
+		relay_unsaved.delivered += messages;
 		relay_unsaved.duplicates += duplicates;
 	}
-	batch.next += n;
+	batch.next += keys;
 }
 
 /*
- * Deliver the next page of the open batch through the relay's target: the
- * *n messages after those in flight, then, when a page was in flight
- * (DELIVERY_PENDING before), wait for its outcome.  *n = 0: only that.
+ * Deliver the next page of the open batch through the relay's target: at
+ * most *n messages after those in flight (a page without any is delivered
+ * as it is read), then, when a page was in flight (DELIVERY_PENDING
+ * before), wait for its outcome.  *n = 0: only that.
  *
  * Returns DELIVERY_PENDING when the page went out and none was in flight
  * before; DELIVERY_OK when the oldest page was delivered (its position
  * saved); else what the failure of the oldest page means, *error why
- * (palloc'd) and *n its size: the target dropped what followed it, and the
- * relay goes on from it (keys[next]).
+ * (palloc'd), *n its messages and *keys its keys: the target dropped what
+ * followed it, and the relay goes on from it (keys[next]).
  */
 static DeliveryResult
-relay_deliver_page(RelayConfig *cfg, int *n, char **error)
+relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
 {
 	Datum		args[2];
 	RelayPage	page = {0};
@@ -705,34 +834,50 @@ relay_deliver_page(RelayConfig *cfg, int *n, char **error)
 		*error = relay_target->connect(cfg);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		if (*error != NULL)
+		{
+			*keys = 0;
 			return DELIVERY_RETRY;
+		}
 	}
 
 	if (relay_target->in_relay_xact)
 	{
 		/* delivery and the position commit together: exactly once */
+		int		   *found = palloc(sizeof(int) * *n);
+		int			upto;
+		MemoryContext caller = CurrentMemoryContext;
+
 		txbox_xact_begin("txbox relay: delivering");
-		relay_key_args(batch.next, *n, args);
-		page.count = *n;
-		page.txids = args[0];
-		page.ids = args[1];
-		res = relay_target->deliver(cfg, &page, &duplicates, error);
+		page.count = relay_page_query(&batch.keys, batch.next, *n, batch.topics,
+									  batch.topics_null, cfg->name, found, &upto);
+		*keys = upto - batch.next;
+		if (page.count > 0)
+		{
+			relay_key_args(found, page.count, args);
+			page.txids = args[0];
+			page.ids = args[1];
+			res = relay_target->deliver(cfg, &page, &duplicates, error);
+		}
 		if (res != DELIVERY_OK)
 		{
 			/* the target undid what it did (nothing was sent) */
+			*error = MemoryContextStrdup(caller, *error);	/* (outlives the commit) */
 			txbox_xact_commit();
+			*n = page.count;
 			return res;
 		}
-		relay_page_delivered(cfg, *n, duplicates);
+		relay_page_delivered(cfg, *keys, page.count, duplicates);
 		return DELIVERY_OK;
 	}
 
 	/* read the page into memory, then deliver outside any transaction */
+	*keys = 0;
 	if (*n > 0)
 	{
-		relay_read_page(cfg, batch.next + prev, *n, &page);
+		*keys = relay_read_page(cfg, batch.next + prev, *n, &page);
 		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
-		res = relay_target->deliver(cfg, &page, &duplicates, error);
+		if (page.count > 0)
+			res = relay_target->deliver(cfg, &page, &duplicates, error);
 	}
 	if (prev > 0)
 	{
@@ -748,40 +893,53 @@ relay_deliver_page(RelayConfig *cfg, int *n, char **error)
 		{
 			/* the target dropped the page after it: on from this one */
 			pgstat_report_activity(STATE_IDLE, NULL);
-			*n = prev;
+			*n = batch.inflight_messages;
+			*keys = prev;
 			*error = prev_error;
 			return prev_res;
 		}
-		relay_page_delivered(cfg, prev, prev_duplicates);
+		relay_page_delivered(cfg, prev, batch.inflight_messages, prev_duplicates);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (res == DELIVERY_PENDING)
 	{
-		batch.inflight = *n;
+		batch.inflight = *keys;
+		batch.inflight_messages = page.count;
 		return prev > 0 ? DELIVERY_OK : DELIVERY_PENDING;
 	}
-	if (res != DELIVERY_OK || *n == 0)
+	if (res != DELIVERY_OK)
+		*n = page.count;
+	if (res != DELIVERY_OK || *keys == 0)
 		return res;
-	relay_page_delivered(cfg, *n, duplicates);
+	relay_page_delivered(cfg, *keys, page.count, duplicates);
 	return DELIVERY_OK;
 }
 
-/* keys[next] was rejected max_attempts times: dead-letter it and go on. */
+/*
+ * The next message was rejected max_attempts times: dead-letter it and go
+ * on after it.
+ */
 static void
 relay_dead_letter(RelayConfig *cfg, const char *error)
 {
 	Datum		args[5];
+	int			found;
+	int			upto;
 
 	relay_xact_begin("txbox relay: dead-lettering a message");
-	args[0] = FullTransactionIdGetDatum(batch.txids[batch.next]);
-	args[1] = Int64GetDatum(batch.ids[batch.next]);
+	if (relay_page_query(&batch.keys, batch.next, 1, batch.topics, batch.topics_null,
+						 cfg->name, &found, &upto) != 1)
+		elog(ERROR, "txbox relay \"%s\": the message to dead-letter is gone from the outbox",
+			 cfg->name);
+	args[0] = FullTransactionIdGetDatum(batch.keys.txids[found]);
+	args[1] = Int64GetDatum(batch.keys.ids[found]);
 	args[2] = CStringGetTextDatum(cfg->name);
 	args[3] = Int32GetDatum(batch.attempts);
 	args[4] = CStringGetTextDatum(error);
 	txbox_exec(&relay_dead_letter_plan, args, NULL, false, 0);
-	relay_save(cfg, batch.next + 1, 0, 1, 0);
+	relay_save(cfg, upto, 0, 1, 0);
 	txbox_xact_commit();
-	batch.next++;
+	batch.next = upto;
 	batch.attempts = 0;
 }
 
@@ -798,6 +956,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	char	   *error = NULL;
 	DeliveryResult res;
 	int			n;
+	int			keys;
 
 	relay_xact_begin("txbox relay: reading position");
 	if (!relay_load(relay_id, &cfg, &topics, &topics_null, loop_cxt))
@@ -816,15 +975,15 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		txbox_worker_name("relay", cfg.name);
 	}
 	cfg.source = relay_source;
-	if (batch.cur == NULL || batch.txids == NULL)
-		relay_open_batch(&cfg, topics, topics_null);
-	else if (batch.nkeys == batch.next && batch.nkeys > 0)
+	if (batch.cur == NULL || batch.keys.txids == NULL)
+		relay_open_batch(topics, topics_null);
+	else if (batch.keys.n == batch.next && batch.keys.n > 0)
 	{
 		/* the batch is delivered (its last page saved it): the next, at once */
 		relay_close_batch();
-		relay_open_batch(&cfg, topics, topics_null);
+		relay_open_batch(topics, topics_null);
 	}
-	if (batch.nkeys == batch.next)
+	if (batch.keys.n == batch.next)
 	{
 		/* nothing to deliver: an empty batch, saved now and then */
 		TimestampTz now = GetCurrentTimestamp();
@@ -832,7 +991,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		if (strcmp(batch.prev, batch.cur) != 0 &&
 			TimestampDifferenceExceeds(*last_save, now, RELAY_IDLE_SAVE_MS))
 		{
-			relay_save(&cfg, batch.nkeys, 0, 0, 0);
+			relay_save(&cfg, batch.keys.n, 0, 0, 0);
 			*last_save = now;
 		}
 		txbox_xact_commit();
@@ -843,7 +1002,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	txbox_xact_commit();
 
 	n = relay_page_size(&cfg);
-	res = relay_deliver_page(&cfg, &n, &error);
+	res = relay_deliver_page(&cfg, &n, &keys, &error);
 	if (res == DELIVERY_PENDING)
 		return 0;				/* its outcome comes with the next page's */
 	if (res == DELIVERY_OK)
@@ -876,7 +1035,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 		if (n > 1)
 		{
 			/* find the culprit: one message at a time through this page */
-			batch.isolate_until = batch.next + n;
+			batch.isolate_until = batch.next + keys;
 			relay_record_error(relay_id, "retrying", error);
 			return 0;
 		}

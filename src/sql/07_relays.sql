@@ -667,7 +667,7 @@ AS 'MODULE_PATHNAME', 'txbox_republish';
 -- The keys of a relay batch, in delivery order: messages of transactions
 -- that committed between snapshots prev and cur (visible in cur, not in
 -- prev), of the relay's topics, after after_id -- what a relay worker
--- reads, with its query (src/relay.c explains the batches and their order).
+-- reads, the way it reads them (src/relay.c explains the batches and their order).
 CREATE FUNCTION txbox._batch_keys(prev pg_snapshot, cur pg_snapshot, relay_topics text[],
 								  relay_name text, after_id bigint DEFAULT 0)
 RETURNS TABLE (txid xid8, id bigint)
