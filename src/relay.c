@@ -18,7 +18,9 @@
  *
  * A batch's (txid, id) keys are read once, from the outbox's (txid, id)
  * index alone, and sorted by id; pages of up to batch_size messages are
- * read by the keys' runs (keys in a row of one transaction), each row once.
+ * read by the keys' runs (keys in a row of one transaction and partition),
+ * one index range scan each, each row once, straight into the arrays a
+ * target takes (relay_page_scan).
  * The keys also hold rows the relay does not deliver (of a rolled-back
  * subtransaction, of other topics, replays for other relays): the page read
  * drops them.  After each page the position (prev, cur, last key read) is
