@@ -152,3 +152,20 @@ SELECT pg_column_compression(i.payload) = CASE WHEN 'lz4' = ANY (s.enumvals) THE
   FROM txbox.inbox i, pg_settings s
  WHERE s.name = 'default_toast_compression' AND i.message_id = '0190f0e3-0000-7000-8000-000000000001';
 DELETE FROM txbox.inbox WHERE message_id = '0190f0e3-0000-7000-8000-000000000001';
+
+-- a payload over the receiving database's txbox.max_payload_size is
+-- refused (54000), naming the first such message: a binary payload by its
+-- bytes (1024 is not over 1kB, 1025 is), a JSON one by its size as stored
+SET txbox.max_payload_size = '1kB';
+SELECT txbox._inbox_receive('shop/to_billing',
+		ARRAY['0190f0e4-0000-7000-8000-000000000001', '0190f0e4-0000-7000-8000-000000000002']::uuid[],
+		ARRAY['orders', 'orders'], ARRAY[NULL, NULL]::text[], ARRAY[NULL, NULL]::jsonb[],
+		ARRAY[NULL, NULL]::jsonb[], ARRAY[decode(repeat('ab', 1024), 'hex'), decode(repeat('ab', 1025), 'hex')],
+		ARRAY[now(), now()]);
+SELECT txbox._inbox_receive('shop/to_billing',
+		ARRAY['0190f0e4-0000-7000-8000-000000000003', '0190f0e4-0000-7000-8000-000000000004']::uuid[],
+		ARRAY['orders', 'orders'], ARRAY[NULL, NULL]::text[], ARRAY[NULL, NULL]::jsonb[],
+		ARRAY['{}', jsonb_build_object('x', repeat('y', 1100))], ARRAY[NULL, NULL]::bytea[],
+		ARRAY[now(), now()]);
+RESET txbox.max_payload_size;
+SELECT count(*) AS nothing_stored FROM txbox.inbox WHERE message_id::text LIKE '0190f0e4-%';
