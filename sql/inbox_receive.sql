@@ -134,3 +134,38 @@ END LOOP; END $$;
 SELECT txbox._inbox_receive('shop/to_billing', ARRAY[NULL::uuid], ARRAY['orders'], ARRAY[NULL::text],
 		ARRAY[NULL::jsonb], ARRAY['{}'::jsonb], ARRAY[NULL::bytea], ARRAY[now()]);
 DELETE FROM txbox.inbox WHERE message_id::text LIKE '0190f0e0-0000-7000-8000-%';
+
+-- payloads and headers, in the outbox and the inbox and each of their
+-- partitions, are compressed with lz4 where the server has it (pglz was
+-- half of a receiving backend's CPU); a received payload is stored so
+SELECT c.relname, a.attname,
+	   a.attcompression = CASE WHEN 'lz4' = ANY (s.enumvals) THEN 'l' ELSE '' END AS as_expected
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid, pg_settings s
+ WHERE s.name = 'default_toast_compression' AND c.relnamespace = 'txbox'::regnamespace
+   AND c.relname ~ '^(outbox|inbox)(_[0-9]+)?$' AND a.attname IN ('headers', 'payload', 'payload_bytes')
+ ORDER BY 1, 2;
+SELECT txbox._inbox_receive('shop/to_billing', ARRAY['0190f0e3-0000-7000-8000-000000000001'::uuid],
+		ARRAY['orders'], ARRAY[NULL::text], ARRAY[NULL::jsonb],
+		ARRAY[(SELECT jsonb_object_agg(g, g) FROM generate_series(1, 1000) g)], ARRAY[NULL::bytea], ARRAY[now()]);
+SELECT pg_column_compression(i.payload) = CASE WHEN 'lz4' = ANY (s.enumvals) THEN 'lz4' ELSE s.setting END
+	   AS compressed_as_expected
+  FROM txbox.inbox i, pg_settings s
+ WHERE s.name = 'default_toast_compression' AND i.message_id = '0190f0e3-0000-7000-8000-000000000001';
+DELETE FROM txbox.inbox WHERE message_id = '0190f0e3-0000-7000-8000-000000000001';
+
+-- a payload over the receiving database's txbox.max_payload_size is
+-- refused (54000), naming the first such message: a binary payload by its
+-- bytes (1024 is not over 1kB, 1025 is), a JSON one by its size as stored
+SET txbox.max_payload_size = '1kB';
+SELECT txbox._inbox_receive('shop/to_billing',
+		ARRAY['0190f0e4-0000-7000-8000-000000000001', '0190f0e4-0000-7000-8000-000000000002']::uuid[],
+		ARRAY['orders', 'orders'], ARRAY[NULL, NULL]::text[], ARRAY[NULL, NULL]::jsonb[],
+		ARRAY[NULL, NULL]::jsonb[], ARRAY[decode(repeat('ab', 1024), 'hex'), decode(repeat('ab', 1025), 'hex')],
+		ARRAY[now(), now()]);
+SELECT txbox._inbox_receive('shop/to_billing',
+		ARRAY['0190f0e4-0000-7000-8000-000000000003', '0190f0e4-0000-7000-8000-000000000004']::uuid[],
+		ARRAY['orders', 'orders'], ARRAY[NULL, NULL]::text[], ARRAY[NULL, NULL]::jsonb[],
+		ARRAY['{}', jsonb_build_object('x', repeat('y', 1100))], ARRAY[NULL, NULL]::bytea[],
+		ARRAY[now(), now()]);
+RESET txbox.max_payload_size;
+SELECT count(*) AS nothing_stored FROM txbox.inbox WHERE message_id::text LIKE '0190f0e4-%';

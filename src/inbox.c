@@ -217,15 +217,35 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(claimed);
 }
 
-static TxboxPlan receive_size_plan = {
-	"SELECT u.message_id::pg_catalog.text FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]),"
-	" pg_catalog.unnest($2::pg_catalog.jsonb[]), pg_catalog.unnest($3::pg_catalog.bytea[]))"
-	" AS u(message_id, payload, payload_bytes)"
-	" WHERE coalesce(pg_catalog.pg_column_size(u.payload), pg_catalog.octet_length(u.payload_bytes))"
-	" OPERATOR(pg_catalog.>) $4 LIMIT 1",
-	4, {UUIDARRAYOID, JSONBARRAYOID, BYTEAARRAYOID, INT4OID},
-	NULL, CURSOR_OPT_GENERIC_PLAN
-};
+/*
+ * The id (text) of the page's first message whose payload is over
+ * txbox.max_payload_size, or NULL: a payload's size as stored
+ * (pg_column_size), a binary payload's in bytes.
+ */
+static char *
+receive_oversized(Datum message_ids, Datum payloads, Datum payloads_bytes)
+{
+	ArrayIterator ids = array_create_iterator(DatumGetArrayTypeP(message_ids), 0, NULL);
+	ArrayIterator json = array_create_iterator(DatumGetArrayTypeP(payloads), 0, NULL);
+	ArrayIterator bytes = array_create_iterator(DatumGetArrayTypeP(payloads_bytes), 0, NULL);
+	Datum		id;
+	Datum		v;
+	bool		id_null;
+	bool		isnull;
+
+	while (array_iterate(ids, &id, &id_null))
+	{
+		int			size = -1;
+
+		if (array_iterate(json, &v, &isnull) && !isnull)
+			size = VARSIZE_ANY(DatumGetPointer(v));
+		if (array_iterate(bytes, &v, &isnull) && !isnull && size < 0)
+			size = VARSIZE_ANY_EXHDR(DatumGetPointer(v));
+		if (size > txbox_max_payload_size)
+			return id_null ? pstrdup("NULL") : DatumGetCString(DirectFunctionCall1(uuid_out, id));
+	}
+	return NULL;
+}
 
 /*
  * Store the page's new messages: $3 holds the page's ids, NULL in place of
@@ -355,6 +375,7 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int16		gen;
 	bool		others_empty;
+	char	   *oversized;
 
 	for (int i = 0; i < 8; i++)
 		if (PG_ARGISNULL(i))
@@ -365,16 +386,12 @@ txbox_inbox_receive(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	values[0] = PG_GETARG_DATUM(1);
-	values[1] = PG_GETARG_DATUM(5);
-	values[2] = PG_GETARG_DATUM(6);
-	values[3] = Int32GetDatum(txbox_max_payload_size);
-	if (txbox_exec(&receive_size_plan, values, NULL, false, 1) > 0)
+	oversized = receive_oversized(PG_GETARG_DATUM(1), PG_GETARG_DATUM(5), PG_GETARG_DATUM(6));
+	if (oversized != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("payload of message %s exceeds txbox.max_payload_size (%d bytes) of the receiving database",
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
-						txbox_max_payload_size),
+						oversized, txbox_max_payload_size),
 				 errhint("Raise txbox.max_payload_size where the relay delivers, or publish smaller messages.")));
 
 	/*

@@ -18,7 +18,9 @@
  *
  * A batch's (txid, id) keys are read once, from the outbox's (txid, id)
  * index alone, and sorted by id; pages of up to batch_size messages are
- * read by the keys' runs (keys in a row of one transaction), each row once.
+ * read by the keys' runs (keys in a row of one transaction and partition),
+ * one index range scan each, each row once, straight into the arrays a
+ * target takes (relay_page_scan).
  * The keys also hold rows the relay does not deliver (of a rolled-back
  * subtransaction, of other topics, replays for other relays): the page read
  * drops them.  After each page the position (prev, cur, last key read) is
@@ -57,6 +59,7 @@
 #include "access/genam.h"
 #include "access/itup.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -69,6 +72,7 @@
 #include "funcapi.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "port/pg_bswap.h"
 #include "partitioning/partdesc.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -86,6 +90,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "targets/target.h"
 #include "txbox.h"
@@ -104,8 +109,9 @@ typedef struct RelayKeys
 	int			n;
 	FullTransactionId *txids;
 	int64	   *ids;
+	Oid		   *parts;			/* the outbox partition holding each key's row */
 	int		   *run_ends;		/* per key: the index after its run (the keys
-								 * in a row of one transaction) */
+								 * in a row of one transaction and partition) */
 } RelayKeys;
 
 /* the batch in progress: its snapshots and its keys in delivery order */
@@ -175,43 +181,6 @@ static TxboxPlan relay_snapshot_plan = {
 	"SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text",
 	0, {InvalidOid}
 };
-
-/*
- * The next messages of a batch, at most $6, as arrays (for a remote
- * target), in delivery order, read by runs: a run is keys in a row of one
- * transaction, (txid, lo, hi), and holds every message of that transaction
- * between lo and hi that the relay delivers: of the relay's topics ($4,
- * NULL: all), not replays for another relay ($5: this one), visible
- * (committed, not of a rolled-back subtransaction).  A big transaction's
- * page is one index range scan, not one probe per key.  The nested loop
- * keeps the runs' order, each run in id order, and the aggregates take the
- * rows as they come (relay_page_query checks that each row read is the
- * next of the runs' keys).
- */
-static TxboxPlan relay_page_plan = {
-	"SELECT pg_catalog.array_agg(o.message_id), pg_catalog.array_agg(o.topic),"
-	" pg_catalog.array_agg(o.key), pg_catalog.array_agg(o.headers),"
-	" pg_catalog.array_agg(o.payload), pg_catalog.array_agg(o.payload_bytes),"
-	" pg_catalog.array_agg(o.published_at), pg_catalog.array_agg(o.txid),"
-	" pg_catalog.array_agg(o.id), pg_catalog.count(*)"
-	" FROM (SELECT x.* FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.xid8[]),"
-	" pg_catalog.unnest($2::pg_catalog.int8[]), pg_catalog.unnest($3::pg_catalog.int8[]))"
-	" WITH ORDINALITY AS r(txid, lo, hi, ord)"
-	" CROSS JOIN LATERAL (SELECT o.message_id, o.topic, o.key, o.headers, o.payload, o.payload_bytes,"
-	" o.published_at, o.txid, o.id FROM txbox.outbox o"
-	" WHERE o.txid OPERATOR(pg_catalog.=) r.txid"
-	" AND o.id OPERATOR(pg_catalog.>=) r.lo AND o.id OPERATOR(pg_catalog.<=) r.hi"
-	" AND ($4::pg_catalog.text[] IS NULL OR o.topic OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]))"
-	" AND (o.relay IS NULL OR o.relay OPERATOR(pg_catalog.=) $5)"
-	" ORDER BY o.id) x LIMIT $6) o",
-	6, {XID8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID},
-	/* one plan for every page: nested loops through the index */
-	NULL, CURSOR_OPT_GENERIC_PLAN
-};
-#define Anum_relay_page_txids	(RELAY_PAGE_COLUMNS + 1)
-#define Anum_relay_page_ids		(RELAY_PAGE_COLUMNS + 2)
-#define Anum_relay_page_count	(RELAY_PAGE_COLUMNS + 3)
-
 
 static TxboxPlan relay_save_plan = {
 	"UPDATE txbox.relays SET snapshot = $2::pg_catalog.pg_snapshot,"
@@ -365,6 +334,7 @@ typedef struct RelayKey
 {
 	int64		id;
 	FullTransactionId txid;
+	Oid			part;			/* the partition's */
 } RelayKey;
 
 static int
@@ -386,7 +356,7 @@ relay_key_cmp(const void *a, const void *b)
  * the outbox's (txid, id) index, in every partition, whose txid is visible
  * in cur but not in prev.  Read from the index alone, without a snapshot:
  * the keys also include rows no relay delivers (rolled back) and rows of
- * other topics or relays, which the page read drops (relay_page_query).
+ * other topics or relays, which the page read drops (relay_page_scan).
  * The late committers in prev's in-progress list are found by txid, the
  * rest by the txid range from prev's xmax: an open transaction never makes
  * a batch rescan.
@@ -461,7 +431,8 @@ relay_batch_keys(Datum prev, Datum cur, int64 after_id, MemoryContext cxt, Relay
 					found = repalloc_huge(found, sizeof(RelayKey) * cap);
 				}
 				found[n].id = id;
-				found[n++].txid = txid;
+				found[n].txid = txid;
+				found[n++].part = parts->oids[p];
 			}
 		}
 		index_endscan(scan);
@@ -475,91 +446,285 @@ relay_batch_keys(Datum prev, Datum cur, int64 after_id, MemoryContext cxt, Relay
 	keys->n = n;
 	keys->txids = MemoryContextAllocHuge(cxt, sizeof(FullTransactionId) * Max(n, 1));
 	keys->ids = MemoryContextAllocHuge(cxt, sizeof(int64) * Max(n, 1));
+	keys->parts = MemoryContextAllocHuge(cxt, sizeof(Oid) * Max(n, 1));
 	keys->run_ends = MemoryContextAllocHuge(cxt, sizeof(int) * Max(n, 1));
 	for (int k = n - 1; k >= 0; k--)
 	{
 		keys->txids[k] = found[k].txid;
 		keys->ids[k] = found[k].id;
-		keys->run_ends[k] = k + 1 < n && FullTransactionIdEquals(found[k + 1].txid, found[k].txid) ?
-			keys->run_ends[k + 1] : k + 1;
+		keys->parts[k] = found[k].part;
+		keys->run_ends[k] = k + 1 < n && FullTransactionIdEquals(found[k + 1].txid, found[k].txid) &&
+			found[k + 1].part == found[k].part ? keys->run_ends[k + 1] : k + 1;
 	}
 	pfree(found);
 }
 
 /*
- * Read the next messages, at most want, of the keys from keys[from] on: the
- * page plan over the runs from there, at most want of them (a run may hold
- * no message).  Leaves the plan's row in SPI_tuptable.  Returns how many
- * messages it read, their keys' indexes in found (unless NULL), and in
- * *upto the index after the keys the page covers: its last message's when
- * it read want of them, else its last run's.  Must run in a transaction
- * connected to SPI.
+ * The outbox's columns a page carries (RelayPage.columns, in this order)
+ * and their types, then those the page read checks.
+ */
+static const char *const relay_page_attnames[RELAY_PAGE_COLUMNS] = {
+	"message_id", "topic", "key", "headers", "payload", "payload_bytes", "published_at"
+};
+static const Oid relay_page_types[RELAY_PAGE_COLUMNS] = {
+	UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, BYTEAOID, TIMESTAMPTZOID
+};
+#define RELAY_COL_TOPIC		1
+#define RELAY_SCAN_ID		RELAY_PAGE_COLUMNS
+#define RELAY_SCAN_TXID		(RELAY_PAGE_COLUMNS + 1)
+#define RELAY_SCAN_RELAY	(RELAY_PAGE_COLUMNS + 2)
+#define RELAY_SCAN_ATTS		(RELAY_PAGE_COLUMNS + 3)
+
+/* One outbox partition, open for a page read. */
+typedef struct RelayPart
+{
+	Relation	rel;
+	Relation	idx;			/* its (txid, id) index */
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	att[RELAY_SCAN_ATTS];	/* the columns' numbers in it */
+	int			natts;			/* the highest of them */
+} RelayPart;
+
+static RelayPart *
+relay_part_open(Oid relid, Snapshot snapshot)
+{
+	static const char *const checked[] = {"id", "txid", "relay"};
+	RelayPart  *part = palloc(sizeof(RelayPart));
+
+	part->rel = table_open(relid, AccessShareLock);
+	part->idx = index_open(index_get_partition(part->rel, txbox_table_oid("outbox_txid_idx", false)),
+						   AccessShareLock);
+	part->scan = txbox_index_beginscan(part->rel, part->idx, snapshot, 3, 0);
+	part->slot = table_slot_create(part->rel, NULL);
+	part->natts = 0;
+	for (int a = 0; a < RELAY_SCAN_ATTS; a++)
+	{
+		const char *attname = a < RELAY_PAGE_COLUMNS ? relay_page_attnames[a] :
+			checked[a - RELAY_PAGE_COLUMNS];
+
+		part->att[a] = get_attnum(relid, attname);
+		if (part->att[a] == InvalidAttrNumber)
+			elog(ERROR, "txbox relay: column \"%s\" of the outbox is missing", attname);
+		part->natts = Max(part->natts, part->att[a]);
+	}
+	return part;
+}
+
+static void
+relay_part_close(RelayPart *part)
+{
+	ExecDropSingleTupleTableSlot(part->slot);
+	index_endscan(part->scan);
+	index_close(part->idx, AccessShareLock);
+	table_close(part->rel, AccessShareLock);
+}
+
+/* whether the row in slot is the relay's: of its topics, not another relay's replay */
+static bool
+relay_row_wanted(const RelayPart *part, const Datum *topics, int ntopics, const char *name)
+{
+	TupleTableSlot *slot = part->slot;
+	AttrNumber	att;
+
+	if (ntopics >= 0)
+	{
+		text	   *topic = DatumGetTextPP(slot->tts_values[part->att[RELAY_COL_TOPIC] - 1]);
+		bool		match = false;
+
+		for (int t = 0; t < ntopics && !match; t++)
+			match = VARSIZE_ANY_EXHDR(topic) == VARSIZE_ANY_EXHDR(DatumGetPointer(topics[t])) &&
+				memcmp(VARDATA_ANY(topic), VARDATA_ANY(DatumGetPointer(topics[t])),
+					   VARSIZE_ANY_EXHDR(topic)) == 0;
+		if (!match)
+			return false;
+	}
+	att = part->att[RELAY_SCAN_RELAY];
+	if (!slot->tts_isnull[att - 1])
+	{
+		text	   *relay = DatumGetTextPP(slot->tts_values[att - 1]);
+
+		return strlen(name) == VARSIZE_ANY_EXHDR(relay) &&
+			memcmp(VARDATA_ANY(relay), name, VARSIZE_ANY_EXHDR(relay)) == 0;
+	}
+	return true;
+}
+
+/* a big-endian int32 at out->data + at */
+static void
+relay_put32(StringInfo out, int at, int32 v)
+{
+	uint32		n = pg_hton32((uint32) v);
+
+	memcpy(out->data + at, &n, 4);
+}
+
+/*
+ * Append the row's column c to the page's column c: an array element in
+ * the binary send format (its length, then its bytes as the type's send
+ * function writes them).  Returns whether it was NULL.
+ */
+static bool
+relay_put_column(StringInfo out, const RelayPart *part, int c)
+{
+	AttrNumber	att = part->att[c];
+	Datum		v = part->slot->tts_values[att - 1];
+	int			at = out->len;
+
+	if (part->slot->tts_isnull[att - 1])
+	{
+		pq_sendint32(out, -1);
+		return true;
+	}
+	pq_sendint32(out, 0);		/* its length, once known */
+	switch (relay_page_types[c])
+	{
+		case UUIDOID:
+			appendBinaryStringInfo(out, (const char *) DatumGetUUIDP(v)->data, UUID_LEN);
+			break;
+		case JSONBOID:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(v);
+
+				/* jsonb_send: a version byte, then the JSON text */
+				appendStringInfoChar(out, 1);
+				(void) JsonbToCString(out, &jb->root, VARSIZE(jb));
+				break;
+			}
+		case TIMESTAMPTZOID:
+			pq_sendint64(out, DatumGetTimestampTz(v));
+			break;
+		default:
+			{
+				/* text (the database's encoding: the remote's client_encoding) and bytea */
+				struct varlena *b = PG_DETOAST_DATUM_PACKED(v);
+
+				appendBinaryStringInfo(out, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+				break;
+			}
+	}
+	relay_put32(out, at, out->len - at - 4);
+	return false;
+}
+
+/*
+ * Read the next messages, at most want, of the keys from keys[from] on, by
+ * their runs from there (at most want runs; a run may hold no message):
+ * one range scan of the run's partition's (txid, id) index each, with the
+ * transaction's snapshot (which drops the rows of rolled-back
+ * (sub)transactions), keeping the rows of the relay's topics (topics NULL:
+ * all) that are not replays for another relay.  Returns how many messages
+ * it read, their keys' indexes in found (unless NULL), the messages into
+ * page (unless NULL: its columns as one-dimensional arrays in the binary
+ * send format, allocated in cxt), and in *upto the index after the keys the
+ * page covers: its last message's when it read want of them, else its last
+ * run's.  Must run in a transaction with an active snapshot.
  */
 static int
-relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool topics_null,
-				 const char *name, int *found, int *upto)
+relay_page_scan(const RelayKeys *keys, int from, int want, Datum topics, bool topics_null,
+				const char *name, int *found, int *upto, RelayPage *page, MemoryContext cxt)
 {
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Datum	   *txids = palloc(sizeof(Datum) * want);
-	Datum	   *lo = palloc(sizeof(Datum) * want);
-	Datum	   *hi = palloc(sizeof(Datum) * want);
+	Datum	   *topic_list = NULL;
+	int			ntopics = -1;
+	RelayPart  *parts[8];
+	int			nparts = 0;
+	StringInfoData cols[RELAY_PAGE_COLUMNS];
+	bool		hasnull[RELAY_PAGE_COLUMNS] = {0};
+	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "txbox page row",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
 	int			runs = 0;
-	int			end = from;
-	int			guc_level;
-	int			m;
+	int			m = 0;
 	int			k = from;
-	bool		isnull;
 
-	for (; end < keys->n && runs < want; end = keys->run_ends[end])
+	if (!topics_null)
+		deconstruct_array(DatumGetArrayTypeP(topics), TEXTOID, -1, false, TYPALIGN_INT,
+						  &topic_list, NULL, &ntopics);
+	if (page != NULL)
 	{
-		txids[runs] = FullTransactionIdGetDatum(keys->txids[end]);
-		lo[runs] = Int64GetDatum(keys->ids[end]);
-		hi[runs++] = Int64GetDatum(keys->ids[keys->run_ends[end] - 1]);
-	}
-	args[0] = PointerGetDatum(construct_array(txids, runs, XID8OID, sizeof(FullTransactionId),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(lo, runs, INT8OID, sizeof(int64),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(hi, runs, INT8OID, sizeof(int64),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = topics;
-	nulls[3] = topics_null ? 'n' : ' ';
-	args[4] = CStringGetTextDatum(name);
-	args[5] = Int32GetDatum(want);
-
-	/* index scans: a bitmap scan's rescan per run asks the kernel the table's size */
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	txbox_exec(&relay_page_plan, args, nulls, false, 1);
-	AtEOXact_GUC(true, guc_level);
-	m = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										  Anum_relay_page_count, &isnull));
-	if (m > 0)
-	{
-		ArrayType  *t = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														 Anum_relay_page_txids, &isnull));
-		ArrayType  *i = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														 Anum_relay_page_ids, &isnull));
-		/* xid8 and bigint: 8 bytes each, no nulls */
-		const FullTransactionId *row_txids = (const FullTransactionId *) ARR_DATA_PTR(t);
-		const int64 *row_ids = (const int64 *) ARR_DATA_PTR(i);
-
-		/* each row is one of the keys, in their order */
-		for (int j = 0; j < m; j++, k++)
+		/* each column: a bytea of an array's send format, its header first */
+		old = MemoryContextSwitchTo(cxt);
+		for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
 		{
-			while (k < end && (keys->ids[k] != row_ids[j] ||
-							   !FullTransactionIdEquals(keys->txids[k], row_txids[j])))
+			initStringInfo(&cols[c]);
+			appendStringInfoSpaces(&cols[c], VARHDRSZ + 20);
+		}
+		MemoryContextSwitchTo(old);
+	}
+
+	for (; k < keys->n && runs < want && m < want; runs++)
+	{
+		int			end = keys->run_ends[k];
+		RelayPart  *part = NULL;
+		ScanKeyData skey[3];
+
+		for (int p = 0; p < nparts && part == NULL; p++)
+			if (RelationGetRelid(parts[p]->rel) == keys->parts[k])
+				part = parts[p];
+		if (part == NULL)
+		{
+			if (nparts == lengthof(parts))
+				elog(ERROR, "txbox relay \"%s\": a page spans more than %d outbox partitions",
+					 name, nparts);
+			part = parts[nparts++] = relay_part_open(keys->parts[k], GetActiveSnapshot());
+		}
+		ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_XID8EQ,
+					FullTransactionIdGetDatum(keys->txids[k]));
+		ScanKeyInit(&skey[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(keys->ids[k]));
+		ScanKeyInit(&skey[2], 2, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum(keys->ids[end - 1]));
+		index_rescan(part->scan, skey, 3, NULL, 0);
+		while (m < want && index_getnext_slot(part->scan, ForwardScanDirection, part->slot))
+		{
+			int64		id;
+
+			CHECK_FOR_INTERRUPTS();
+			slot_getsomeattrs(part->slot, part->natts);
+			id = DatumGetInt64(part->slot->tts_values[part->att[RELAY_SCAN_ID] - 1]);
+			/* each row is one of the run's keys, in their order */
+			while (k < end && keys->ids[k] != id)
 				k++;
-			if (k == end)
+			if (k == end || !FullTransactionIdEquals(keys->txids[k],
+													 DatumGetFullTransactionId(part->slot->tts_values[part->att[RELAY_SCAN_TXID] - 1])))
 				elog(ERROR, "txbox relay \"%s\": a page read from the outbox is not the batch's",
 					 name);
-			if (found != NULL)
-				found[j] = k;
+			k++;
+			old = MemoryContextSwitchTo(row_cxt);
+			if (relay_row_wanted(part, topic_list, ntopics, name))
+			{
+				if (found != NULL)
+					found[m] = k - 1;
+				m++;
+				for (int c = 0; c < RELAY_PAGE_COLUMNS && page != NULL; c++)
+					hasnull[c] |= relay_put_column(&cols[c], part, c);
+			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
+		}
+		if (m < want)
+			k = end;
+	}
+	for (int p = 0; p < nparts; p++)
+		relay_part_close(parts[p]);
+	MemoryContextDelete(row_cxt);
+
+	if (page != NULL)
+	{
+		page->count = m;
+		for (int c = 0; c < RELAY_PAGE_COLUMNS; c++)
+		{
+			/* array_send's header: ndim, flags, element type, size, lower bound */
+			relay_put32(&cols[c], VARHDRSZ, 1);
+			relay_put32(&cols[c], VARHDRSZ + 4, hasnull[c] ? 1 : 0);
+			relay_put32(&cols[c], VARHDRSZ + 8, (int32) relay_page_types[c]);
+			relay_put32(&cols[c], VARHDRSZ + 12, m);
+			relay_put32(&cols[c], VARHDRSZ + 16, 1);
+			SET_VARSIZE(cols[c].data, cols[c].len);
+			page->columns[c] = (bytea *) cols[c].data;
 		}
 	}
-	*upto = m == want ? k : end;
+	*upto = k;
 	return m;
 }
 
@@ -569,7 +734,7 @@ relay_page_query(const RelayKeys *keys, int from, int want, Datum topics, bool t
  *
  * The keys of the messages a relay delivers from a batch, in delivery
  * order, read as a relay worker reads them (relay_batch_keys, then
- * relay_page_query over all of them); for tests
+ * relay_page_scan over all of them); for tests
  * (test/specs/relay-batches.spec, sql/relay_keys.sql).
  */
 PG_FUNCTION_INFO_V1(txbox_batch_keys);
@@ -585,13 +750,12 @@ txbox_batch_keys(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		return (Datum) 0;
-	SPI_connect();
 	relay_batch_keys(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_INT64(4),
 					 CurrentMemoryContext, &keys);
 	found = palloc(sizeof(int) * Max(keys.n, 1));
 	if (keys.n > 0)
-		m = relay_page_query(&keys, 0, keys.n, PG_GETARG_DATUM(2), PG_ARGISNULL(2),
-							 text_to_cstring(PG_GETARG_TEXT_PP(3)), found, &upto);
+		m = relay_page_scan(&keys, 0, keys.n, PG_GETARG_DATUM(2), PG_ARGISNULL(2),
+							text_to_cstring(PG_GETARG_TEXT_PP(3)), found, &upto, NULL, NULL);
 	for (int j = 0; j < m; j++)
 	{
 		Datum		values[2] = {FullTransactionIdGetDatum(keys.txids[found[j]]),
@@ -600,7 +764,6 @@ txbox_batch_keys(PG_FUNCTION_ARGS)
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	SPI_finish();
 	return (Datum) 0;
 }
 
@@ -761,19 +924,11 @@ static int
 relay_read_page(RelayConfig *cfg, int from, int want, RelayPage *page)
 {
 	int			upto;
+	MemoryContext caller = CurrentMemoryContext;
 
 	txbox_xact_begin("txbox relay: reading a batch");
-	page->count = relay_page_query(&batch.keys, from, want, batch.topics, batch.topics_null,
-								   cfg->name, NULL, &upto);
-	for (int c = 0; c < RELAY_PAGE_COLUMNS && page->count > 0; c++)
-	{
-		bool		isnull;
-		Datum		arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										c + 1, &isnull);
-		bytea	   *wire = DatumGetByteaPP(OidFunctionCall1(F_ARRAY_SEND, arr));
-
-		page->columns[c] = (bytea *) SPI_datumTransfer(PointerGetDatum(wire), false, -1);
-	}
+	(void) relay_page_scan(&batch.keys, from, want, batch.topics, batch.topics_null,
+						   cfg->name, NULL, &upto, page, caller);
 	txbox_xact_commit();
 	return upto - from;
 }
@@ -848,8 +1003,8 @@ relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
 		MemoryContext caller = CurrentMemoryContext;
 
 		txbox_xact_begin("txbox relay: delivering");
-		page.count = relay_page_query(&batch.keys, batch.next, *n, batch.topics,
-									  batch.topics_null, cfg->name, found, &upto);
+		page.count = relay_page_scan(&batch.keys, batch.next, *n, batch.topics,
+									 batch.topics_null, cfg->name, found, &upto, NULL, NULL);
 		*keys = upto - batch.next;
 		if (page.count > 0)
 		{
@@ -927,8 +1082,8 @@ relay_dead_letter(RelayConfig *cfg, const char *error)
 	int			upto;
 
 	relay_xact_begin("txbox relay: dead-lettering a message");
-	if (relay_page_query(&batch.keys, batch.next, 1, batch.topics, batch.topics_null,
-						 cfg->name, &found, &upto) != 1)
+	if (relay_page_scan(&batch.keys, batch.next, 1, batch.topics, batch.topics_null,
+						cfg->name, &found, &upto, NULL, NULL) != 1)
 		elog(ERROR, "txbox relay \"%s\": the message to dead-letter is gone from the outbox",
 			 cfg->name);
 	args[0] = FullTransactionIdGetDatum(batch.keys.txids[found]);

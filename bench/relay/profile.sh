@@ -67,8 +67,9 @@ secs_run=$(rb_sub "$t1" "$t0")
 	if [ "$perf_ok" = 1 ]; then
 		for w in worker target; do
 			echo "  perf, $w (${secs_prof}s sampled; self time by symbol, top 25):"
+			# (awk reads all: head would end perf with SIGPIPE, which pipefail reports)
 			perf report -i "$dir/perf.$w" --no-children -g none --sort symbol --stdio 2>/dev/null |
-				grep -E '^ +[0-9.]+%' | head -n 25 | sed 's/^/  /'
+				awk '/^ +[0-9.]+%/ && n++ < 25 { print "  " $0 }'
 			echo
 		done
 	else

@@ -86,6 +86,17 @@ $source->safe_psql('shop',
 	  FROM generate_series(1, 10000) g});
 $source->safe_psql('shop',
 	q{SELECT txbox.publish_bytes('orders', '\x00ff00'::bytea, 'bin')});
+# every column as published: no key, headers, non-ASCII text, payloads
+# compressed and stored out of line (TOAST), an empty bytea
+$source->safe_psql('shop',
+	q{SELECT txbox.publish('orders', '{"a": "ü€", "b": [1, 2.50, null]}', NULL,
+						   headers => '{"traceparent": "00-abc-01", "x-q": "a\"b"}');
+	  SELECT txbox.publish('orders', jsonb_build_object('big', repeat('x', 300000)), 'big');
+	  SELECT txbox.publish('orders', jsonb_build_object('r', string_agg(md5(g::text), '')), 'rnd')
+		FROM generate_series(1, 3000) g;
+	  SELECT txbox.publish_bytes('orders', ''::bytea, 'empty');
+	  SELECT txbox.publish_bytes('orders', decode(string_agg(md5(g::text), ''), 'hex'), 'rndb')
+		FROM generate_series(1, 5000) g;});
 wait_delivered($source, 'billing', outbox_ids("WHERE topic = 'orders'"),
 	'other database, topic filter');
 wait_delivered($remote, 'postgres', outbox_ids(''), 'other cluster');
@@ -99,10 +110,16 @@ is( $source->safe_psql('billing',
 is( $remote->safe_psql(
 		'postgres', q{SELECT payload_bytes FROM txbox.inbox WHERE key = 'bin'}),
 	'\x00ff00', 'binary payload delivered byte-exact');
+my $columns = q{SELECT md5(string_agg(concat_ws('|', message_id, topic, coalesce(key, '<null>'),
+	coalesce(headers::text, '<null>'), coalesce(payload::text, '<null>'),
+	coalesce(encode(payload_bytes, 'hex'), '<null>'), published_at), ',' ORDER BY message_id))};
+is($remote->safe_psql('postgres', "$columns FROM txbox.inbox"),
+	$source->safe_psql('shop', "$columns FROM txbox.outbox"),
+	'every column delivered as published');
 is( $source->safe_psql(
 		'shop', q{SELECT string_agg(name || ':' || state || ':' || lag_messages || ':' || delivered, ' ' ORDER BY name)
 				  FROM txbox.relay_status}),
-	'to_billing:running:0:9001 to_remote:running:0:10001',
+	'to_billing:running:0:9006 to_remote:running:0:10006',
 	'relay_status: running, no lag, delivered counts');
 
 # 2. SIGKILL the relay worker mid-stream (the postmaster restarts every
@@ -117,7 +134,7 @@ my $load = IPC::Run::start(
 	],
 	'>', \my $pgbench_out, '2>', \my $pgbench_err);
 ok( $source->poll_query_until(
-		'shop', q{SELECT delivered > 9001 + 500 FROM txbox.relay_status WHERE name = 'to_billing'}),
+		'shop', q{SELECT delivered > 9006 + 500 FROM txbox.relay_status WHERE name = 'to_billing'}),
 	'relay delivers under load');
 my $relay_pid = $source->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'txbox relay' AND application_name = 'txbox relay to_billing'});

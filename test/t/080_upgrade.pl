@@ -215,7 +215,7 @@ line(l) AS (
 		   || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text
 		   || ' collation=' || CASE WHEN a.attcollation <> 0 THEN a.attcollation::regcollation::text ELSE '' END
 		   || ' local=' || a.attislocal || ' inherited=' || a.attinhcount
-		   || ' acl=' || coalesce(a.attacl::text, '')
+		   || ' acl=' || coalesce(a.attacl::text, '') || ' compression=' || a.attcompression::text
 		   -- some builds keep a per-column version (pg_attver) among the options
 		   || ' options=' || array(SELECT o FROM unnest(a.attoptions) o
 									 WHERE o NOT LIKE 'pg\_attver=%' ORDER BY o)::text
