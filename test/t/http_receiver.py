@@ -159,21 +159,22 @@ class Handler(BaseHTTPRequestHandler):
             overlap = key is not None and busy_keys.get(key, 0) > 0
             if key is not None:
                 busy_keys[key] = busy_keys.get(key, 0) + 1
-            status = state["queue"].pop(0) if state["queue"] and raw is None else 200
             delay = state["delay"]
             framing = state["framing"]
-            if framing == "garbage":
-                status = 0          # not an answer: logged as such
-            rule = next((r for r in state["rules"] if r["text"].encode() in body), None)
-            if rule is not None and raw is None:
-                status = rule.get("status", status)
-                delay = rule.get("delay", delay)
-                rule["times"] = rule.get("times", 0) - 1
-                if rule["times"] == 0:
-                    state["rules"].remove(rule)
             if raw is not None:
                 status = raw.get("status", 0)
                 delay = 0
+            else:
+                status = state["queue"].pop(0) if state["queue"] else 200
+                if framing == "garbage":
+                    status = 0          # not an answer: logged as such
+                rule = next((r for r in state["rules"] if r["text"].encode() in body), None)
+                if rule is not None:
+                    status = rule.get("status", status)
+                    delay = rule.get("delay", delay)
+                    rule["times"] = rule.get("times", 0) - 1
+                    if rule["times"] == 0:
+                        state["rules"].remove(rule)
         try:
             while state["hang"]:
                 time.sleep(0.05)
@@ -213,9 +214,11 @@ class Handler(BaseHTTPRequestHandler):
                     busy_keys[key] -= 1
         if raw is None:
             self.answer(status, answer, extra, framing)
-        elif self.answer_raw(raw) and early:
-            # the request's body unread: no next request on this connection
-            self.close_connection = True
+        else:
+            self.answer_raw(raw)
+            if early:
+                # the request's body unread: no next request on this connection
+                self.close_connection = True
 
 
 class Server(ThreadingHTTPServer):
