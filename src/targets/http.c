@@ -189,6 +189,7 @@ typedef struct HttpRequest
 	CURL	   *easy;			/* in http_multi while it has a connection */
 	HttpConn	conn;
 	int			served;			/* answers read on the connection */
+	uint64		ready_turn;		/* http_turns when it became HTTP_CONN_READY */
 	HttpMessage *msg;			/* the request's message, NULL: none */
 	bool		resent;			/* sent again on a new connection */
 	bool		received;		/* some of its answer came */
@@ -261,6 +262,8 @@ static int	http_npages = 0;
 static int	http_in_flight = 0; /* requests, of all pages */
 static HTAB *http_delivered = NULL; /* message ids delivered, page not yet complete */
 static TimestampTz http_not_before = 0; /* Retry-After */
+/* calls of deliver and deliver_finish: kept-alive connections are watched within one (http_wait) */
+static uint64 http_turns = 0;
 static HttpFailure http_failure;	/* of the pages in flight (in TopMemoryContext) */
 
 static void
@@ -915,7 +918,10 @@ http_connected(void)
 		if (req->msg != NULL)
 			http_send(req);
 		else
+		{
 			req->conn = HTTP_CONN_READY;
+			req->ready_turn = http_turns;
+		}
 	}
 }
 
@@ -1462,8 +1468,11 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 	appendBinaryStringInfo(h, "\r\n", 2);
 	appendBinaryStringInfo(h, m->body, m->body_len);
 
-	/* (what came since the last answer, e.g. while the relay backed off) */
-	if (req->conn == HTTP_CONN_READY)
+	/*
+	 * What came since the last answer while no one watched (http_wait
+	 * does), e.g. while the relay backed off
+	 */
+	if (req->conn == HTTP_CONN_READY && req->ready_turn != http_turns)
 		http_check_idle(req);
 	if (req->conn == HTTP_CONN_READY)
 	{
@@ -1802,7 +1811,10 @@ http_answered(HttpRequest *req)
 	if (req->close || req->conn == HTTP_CONN_SENDING)
 		http_close_conn(req);
 	else
+	{
 		req->conn = HTTP_CONN_READY;
+		req->ready_turn = http_turns;
+	}
 }
 
 /*
@@ -1893,6 +1905,7 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 {
 	*duplicates = 0;
 	*error = NULL;
+	http_turns++;
 	http_concurrency = txbox_option_int(cfg->options, "http", "concurrency");
 	http_timeout_ms = txbox_option_ms(cfg->options, "http", "timeout");
 	http_connect_timeout_ms = cfg->connect_timeout_ms;
@@ -1929,6 +1942,7 @@ http_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
 
 	*duplicates = 0;
 	*error = NULL;
+	http_turns++;
 	for (;;)
 	{
 		http_start_ready(cfg);
