@@ -18,15 +18,17 @@
  * before are delivered, so that the window does not drain at each page.
  * The relay saves its position only when the whole page is delivered.
  *
- * Outcomes: a 2xx delivers the message.  408, 429, 5xx, a connection
- * error, an answer that is not HTTP/1.x or a timeout is transient (a
- * kept-alive connection the server closed before it answered is not: the
- * request goes again on a new one): the page is retried with the relay's
- * backoff, at the earliest when Retry-After says (at most an hour), and
- * nothing is dead-lettered.  Any other status (3xx included: redirects are
- * not followed) rejects that message: the relay retries it alone and
- * dead-letters it after max_attempts, with the status and the first bytes
- * of the answer.  410 Gone fails the relay (an ERROR).  Messages of a page
+ * Outcomes: a 2xx delivers the message, unless it came before the whole
+ * request was written (the server cannot have read it).  That, 408, 429,
+ * 5xx (and a status outside 100-599), a connection error, an answer that
+ * is not HTTP/1.x or a timeout is transient (a kept-alive connection the
+ * server closed before it answered is not: the request goes again on a new
+ * one): the page is retried with the relay's backoff, at the earliest
+ * when Retry-After says (at most an hour), and nothing is dead-lettered.
+ * Any other status (3xx included: redirects are not followed) rejects that
+ * message: the relay retries it alone and dead-letters it after
+ * max_attempts, with the status and the first bytes of the answer.  410
+ * Gone fails the relay (an ERROR).  Messages of a page
  * already delivered when another one failed are remembered (by message
  * id) and not sent again when the page is retried.
  *
@@ -187,6 +189,7 @@ typedef struct HttpRequest
 	CURL	   *easy;			/* in http_multi while it has a connection */
 	HttpConn	conn;
 	int			served;			/* answers read on the connection */
+	uint64		ready_turn;		/* http_turns when it became HTTP_CONN_READY */
 	HttpMessage *msg;			/* the request's message, NULL: none */
 	bool		resent;			/* sent again on a new connection */
 	bool		received;		/* some of its answer came */
@@ -195,6 +198,7 @@ typedef struct HttpRequest
 	int			sent;			/* bytes of out written */
 	char	   *in;				/* the answer's bytes not yet taken */
 	int			in_len;
+	bool		unread;			/* http_receive stopped with more to read */
 	HttpPart	part;
 	int64		left;			/* body or chunk bytes still to come */
 	int			status;
@@ -209,6 +213,8 @@ typedef struct HttpRequest
 
 /* bytes read of an answer at once; its head (status line, headers) must fit */
 #define HTTP_IN_SIZE		16384
+/* reads of one answer before the others, the deadlines and interrupts get a turn */
+#define HTTP_READS_AT_ONCE	16
 
 /*
  * A socket curl watches (while it connects), or the socket of a slot's
@@ -256,6 +262,8 @@ static int	http_npages = 0;
 static int	http_in_flight = 0; /* requests, of all pages */
 static HTAB *http_delivered = NULL; /* message ids delivered, page not yet complete */
 static TimestampTz http_not_before = 0; /* Retry-After */
+/* calls of deliver and deliver_finish: kept-alive connections are watched within one (http_wait) */
+static uint64 http_turns = 0;
 static HttpFailure http_failure;	/* of the pages in flight (in TopMemoryContext) */
 
 static void
@@ -769,6 +777,22 @@ http_close_conn(HttpRequest *req)
 		curl_multi_remove_handle(http_multi, req->easy);
 	req->conn = HTTP_CONN_NONE;
 	req->served = 0;
+	req->unread = false;
+}
+
+/*
+ * A kept-alive connection between requests: closed if the server closed it
+ * or talks out of turn (an answer to no request is not the next request's),
+ * unless what came was TLS's own (a session ticket).
+ */
+static void
+http_check_idle(HttpRequest *req)
+{
+	char		byte;
+	size_t		n = 0;
+
+	if (curl_easy_recv(req->easy, &byte, 1, &n) != CURLE_AGAIN)
+		http_close_conn(req);
 }
 
 /* The request is over (answered, failed or abandoned): the slot is free. */
@@ -894,7 +918,10 @@ http_connected(void)
 		if (req->msg != NULL)
 			http_send(req);
 		else
+		{
 			req->conn = HTTP_CONN_READY;
+			req->ready_turn = http_turns;
+		}
 	}
 }
 
@@ -903,7 +930,11 @@ http_connected(void)
  * Content-Length bytes, or chunked, or up to the connection's end; 1xx
  * answers before it are skipped.  What is kept: the status, Retry-After,
  * whether the connection ends, and the body's first bytes (quoted in
- * errors).
+ * errors).  The server is not trusted: what is read at once is at most
+ * HTTP_IN_SIZE bytes (a head or a line longer than that fails), the rest
+ * of a body is counted, not kept, and whatever comes, the request's
+ * deadline holds.  Bytes after the answer, or between requests, close the
+ * connection: they answer no request of ours.
  *----------
  */
 
@@ -1019,7 +1050,8 @@ http_parse_head(HttpRequest *req, int *pos)
 		else if (http_header_value(line, len, "transfer-encoding", &value, &value_len))
 		{
 			/* chunked last: the body's framing; any other coding: up to the end */
-			chunked = value_len >= 7 && pg_strncasecmp(value + value_len - 7, "chunked", 7) == 0;
+			chunked = value_len >= 7 && pg_strncasecmp(value + value_len - 7, "chunked", 7) == 0 &&
+				(value_len == 7 || strchr(", \t", value[value_len - 8]) != NULL);
 			other_coding = !chunked;
 		}
 		else if (http_header_value(line, len, "connection", &value, &value_len))
@@ -1043,7 +1075,11 @@ http_parse_head(HttpRequest *req, int *pos)
 		}
 	}
 	*pos = next;
-	if (req->status < 200)
+	/* Transfer-Encoding wins over Content-Length, and a server that sends
+	 * both may be smuggling: its connection is not used again (RFC 9112) */
+	if ((chunked || other_coding) && length >= 0)
+		req->close = true;
+	if (req->status >= 100 && req->status < 200)
 	{
 		/* 100 Continue and the like: the answer comes after it */
 		if (req->status == 101)
@@ -1077,6 +1113,8 @@ http_parse(HttpRequest *req)
 	{
 		int			next = 0;
 		int			len;
+		int			i;
+		int			digits;
 		int64		take;
 
 		switch (req->part)
@@ -1114,7 +1152,7 @@ http_parse(HttpRequest *req)
 				if ((len = http_line(req, pos, &next)) < 0)
 					goto more;
 				req->left = 0;
-				for (int i = 0; i < len && isxdigit((unsigned char) req->in[pos + i]); i++)
+				for (i = 0; i < len && isxdigit((unsigned char) req->in[pos + i]); i++)
 				{
 					char		c = req->in[pos + i];
 
@@ -1122,7 +1160,11 @@ http_parse(HttpRequest *req)
 					if (req->left > PG_INT32_MAX)
 						return http_invalid(req, "the server's answer has an invalid chunk size");
 				}
-				if (len == 0 || !isxdigit((unsigned char) req->in[pos]))
+				/* hex digits, then nothing or extensions: [blanks] ";" ... */
+				digits = i;
+				while (i < len && (req->in[pos + i] == ' ' || req->in[pos + i] == '\t'))
+					i++;
+				if (digits == 0 || (i < len && req->in[pos + i] != ';'))
 					return http_invalid(req, "the server's answer has an invalid chunk size");
 				req->part = req->left > 0 ? HTTP_PART_CHUNK : HTTP_PART_TRAILER;
 				pos = next;
@@ -1156,15 +1198,26 @@ more:
 	return HTTP_PARSE_MORE;
 }
 
-/* Read what the connection has of the answer. */
+/*
+ * Read what the connection has of the answer, HTTP_READS_AT_ONCE reads at
+ * most: a server that sends faster than we read does not keep us here past
+ * the deadline (req->unread: http_wait comes back at once).
+ */
 static void
 http_receive(HttpRequest *req)
 {
-	for (;;)
+	req->unread = false;
+	for (int reads = 0;; reads++)
 	{
 		size_t		n = 0;
 		CURLcode	rc;
 
+		if (reads == HTTP_READS_AT_ONCE)
+		{
+			/* (TLS may hold what is left: the socket may not be readable) */
+			req->unread = true;
+			return;
+		}
 		if (req->in == NULL)
 			req->in = MemoryContextAlloc(TopMemoryContext, HTTP_IN_SIZE);
 		if (req->in_len == HTTP_IN_SIZE)
@@ -1211,17 +1264,7 @@ static void
 http_io(HttpRequest *req, uint32 events)
 {
 	if (req->conn == HTTP_CONN_READY)
-	{
-		char		byte;
-		size_t		n = 0;
-
-		/*
-		 * Readable between requests: the server closed the connection or
-		 * talks out of turn, unless it was TLS's own (a session ticket)
-		 */
-		if (curl_easy_recv(req->easy, &byte, 1, &n) != CURLE_AGAIN)
-			http_close_conn(req);
-	}
+		http_check_idle(req);
 	if ((events & WL_SOCKET_WRITEABLE) && req->conn == HTTP_CONN_SENDING)
 		http_send(req);
 	if ((events & WL_SOCKET_READABLE) &&
@@ -1394,6 +1437,7 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 	req->resent = false;
 	req->received = false;
 	req->in_len = 0;
+	req->unread = false;
 	req->part = HTTP_PART_HEAD;
 	req->answer_len = 0;
 	m->state = HTTP_IN_FLIGHT;
@@ -1424,6 +1468,12 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 	appendBinaryStringInfo(h, "\r\n", 2);
 	appendBinaryStringInfo(h, m->body, m->body_len);
 
+	/*
+	 * What came since the last answer while no one watched (http_wait
+	 * does), e.g. while the relay backed off
+	 */
+	if (req->conn == HTTP_CONN_READY && req->ready_turn != http_turns)
+		http_check_idle(req);
 	if (req->conn == HTTP_CONN_READY)
 	{
 		req->conn = HTTP_CONN_SENDING;
@@ -1437,12 +1487,13 @@ http_start(HttpRequest *req, const RelayConfig *cfg, HttpMessage *m)
 static char *
 http_quote_answer(HttpRequest *req)
 {
-	char	   *s = pnstrdup(req->answer, req->answer_len);
+	char	   *s = palloc(req->answer_len + 1);
 	char	   *token = http_endpoint->bearer_token;
 
-	for (char *p = s; *p; p++)
-		if (*p < 0x20 || *p > 0x7e)
-			*p = ' ';
+	for (int i = 0; i < req->answer_len; i++)
+		s[i] = (unsigned char) req->answer[i] < 0x20 || (unsigned char) req->answer[i] > 0x7e ?
+			' ' : req->answer[i];
+	s[req->answer_len] = '\0';
 	if (token != NULL && token[0] != '\0')
 		for (char *p = strstr(s, token); p != NULL; p = strstr(p, token))
 			memset(p, '*', strlen(token));
@@ -1717,6 +1768,13 @@ http_answered(HttpRequest *req)
 	int			status = req->status;
 	long		retry_after = Min(req->retry_after, HTTP_RETRY_AFTER_MAX);
 
+	if (status >= 200 && status < 300 && req->conn == HTTP_CONN_SENDING)
+	{
+		/* the server cannot have read the whole request: no delivery */
+		http_close_conn(req);
+		http_failed(req, psprintf("the server answered %d before it had the whole request", status));
+		return;
+	}
 	m->state = HTTP_PENDING;
 	if (status >= 200 && status < 300)
 	{
@@ -1728,10 +1786,11 @@ http_answered(HttpRequest *req)
 	}
 	else if (status == 410)
 		http_failure.gone = true;
-	else if (status == 408 || status == 429 || status >= 500)
+	else if (status == 408 || status == 429 || status >= 500 || status < 100)
 	{
+		/* (a status outside 100-599 is as a 5xx: RFC 9110, 15) */
 		http_fail(&http_failure.transient,
-				  psprintf("HTTP %d for message %s%s: %s", status, m->id,
+				  psprintf("HTTP %03d for message %s%s: %s", status, m->id,
 						   retry_after > 0 ? psprintf(" (Retry-After: %ld s)", retry_after) : "",
 						   http_quote_answer(req)));
 		if (retry_after > 0)
@@ -1752,7 +1811,10 @@ http_answered(HttpRequest *req)
 	if (req->close || req->conn == HTTP_CONN_SENDING)
 		http_close_conn(req);
 	else
+	{
 		req->conn = HTTP_CONN_READY;
+		req->ready_turn = http_turns;
+	}
 }
 
 /*
@@ -1774,7 +1836,8 @@ http_wait(void)
 
 	for (int r = 0; r < http_nslots; r++)
 		if (http_requests[r].msg != NULL)
-			timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, http_requests[r].deadline), 0));
+			timeout = Min(timeout, http_requests[r].unread ? 0 :
+						  Max(TimestampDifferenceMilliseconds(now, http_requests[r].deadline), 0));
 	for (int i = 0; http_set != NULL && i < http_nsockets; i++)
 		if ((http_sockets[i].pos >= 0) != (http_socket_wait(&http_sockets[i]) != 0))
 			http_set_stale();
@@ -1819,6 +1882,9 @@ http_wait(void)
 		curl_multi_socket_action(http_multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
 	http_connected();
+	for (int r = 0; r < http_nslots; r++)
+		if (http_requests[r].msg != NULL && http_requests[r].unread)
+			http_receive(&http_requests[r]);
 
 	now = GetCurrentTimestamp();
 	for (int r = 0; r < http_nslots; r++)
@@ -1839,6 +1905,7 @@ http_deliver(const RelayConfig *cfg, const RelayPage *page, int *duplicates, cha
 {
 	*duplicates = 0;
 	*error = NULL;
+	http_turns++;
 	http_concurrency = txbox_option_int(cfg->options, "http", "concurrency");
 	http_timeout_ms = txbox_option_ms(cfg->options, "http", "timeout");
 	http_connect_timeout_ms = cfg->connect_timeout_ms;
@@ -1875,6 +1942,7 @@ http_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
 
 	*duplicates = 0;
 	*error = NULL;
+	http_turns++;
 	for (;;)
 	{
 		http_start_ready(cfg);

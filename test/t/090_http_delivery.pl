@@ -8,7 +8,6 @@
 use strict;
 use warnings;
 use FindBin;
-use HTTP::Tiny;
 use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(time usleep);
@@ -16,6 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use TxboxTest;
+use HttpReceiver;
 
 my $secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 my $previous = 'whsec_' . 'c2VjcmV0LXJvdGF0ZWQtb3V0LXNvb24=';
@@ -23,83 +23,6 @@ my $token = 'tok-7f3a9c-very-secret';
 my $port = PostgreSQL::Test::Cluster::get_free_port();
 my $tls_port = PostgreSQL::Test::Cluster::get_free_port();	# section 10
 my $log = "${PostgreSQL::Test::Utils::tmp_check}/http_receiver.log";
-my $receiver_pid;
-
-sub receiver_start
-{
-	$receiver_pid = fork();
-	if ($receiver_pid == 0)
-	{
-		exec('python3', "$FindBin::RealBin/http_receiver.py", $port, $log, $secret, $previous)
-		  or die "exec: $!";
-	}
-	# ready when /control answers
-	my $deadline = time() + 30;
-	until (control({}))
-	{
-		die 'receiver did not start' if time() > $deadline;
-		usleep(100_000);
-	}
-}
-
-sub receiver_stop
-{
-	kill 'KILL', $receiver_pid;
-	waitpid($receiver_pid, 0);
-	$receiver_pid = undef;
-}
-END { kill 'KILL', $receiver_pid if $receiver_pid; }
-
-sub control
-{
-	my $r = HTTP::Tiny->new(timeout => 5)->post("http://127.0.0.1:$port/control",
-		{ content => encode_json(shift) });
-	return $r->{success};
-}
-
-# the receiver's log: one hash per request (read on from where it was)
-my (@requests, $log_offset);
-sub requests
-{
-	open(my $fh, '<', $log) or return ();
-	seek($fh, $log_offset // 0, 0);
-	while (my $line = <$fh>)
-	{
-		last unless $line =~ /\}\n$/;
-		push @requests, decode_json($line);
-		$log_offset = tell($fh);
-	}
-	close $fh;
-	return @requests;
-}
-
-sub delivered_ids
-{
-	my %ids;
-	$ids{ $_->{id} }++ for grep { $_->{status} == 200 } requests();
-	return \%ids;
-}
-
-# wait until the receiver got a 2xx for n distinct messages of topic
-sub poll_delivered
-{
-	my ($topic, $n, $secs, $name) = @_;
-	my $deadline = time() + $secs;
-	my $got;
-	for (;;)
-	{
-		my %ids;
-		$ids{ $_->{id} } = 1
-		  for grep { $_->{status} == 200 && $_->{topic} eq $topic } requests();
-		$got = scalar keys %ids;
-		return pass($name) if $got >= $n;
-		last if time() > $deadline;
-		usleep(200_000);
-	}
-	fail($name);
-	diag "$got of $n delivered";
-	return 0;
-}
 
 my $node = PostgreSQL::Test::Cluster->new('node');
 $node->init;
@@ -120,7 +43,7 @@ $node->safe_psql(
 		OPTIONS (signing_secret '$secret', signing_secret_previous '$previous');});
 # (the statement above is in the log; what txbox logs comes after it)
 my $log_from = -s $node->logfile;
-receiver_start();
+receiver_start($port, $log, $secret, $previous);
 
 # 1. 10,000 messages in 50 keys (and some without a key), concurrency 8
 $node->safe_psql(

@@ -7,7 +7,8 @@ and bench (bench/http.sh).
 Listens on 127.0.0.1:PORT (HTTP/1.1, keep-alive, a thread per
 connection); https when the environment names a directory with
 server.crt and server.key in RECEIVER_TLS_DIR.  Every POST appends one JSON line to LOG: id, timestamp, key,
-topic, content_type, body (text, or base64 when binary), status answered,
+topic, content_type, body (text, or base64 when binary; null when over
+1 MB), body_len, status answered,
 sig_ok (every v1 signature verifies with the SECRET at the same position,
 Standard Webhooks: HMAC-SHA256 of "id.timestamp.body", "whsec_" + base64
 secrets), the other headers, t (receive time), overlap (another request of
@@ -32,6 +33,18 @@ POST /control takes a JSON object that changes what comes next:
                           Continue first), "drop" (Content-Length, then the
                           connection closed without a word), "garbage" (not
                           HTTP at all)
+  {"raw": [{...}, ...]}   the next requests' answers, one each, as exact
+                          bytes (then answers as above): "parts", strings
+                          whose code points 0-255 are the bytes written in
+                          turn, each in pieces of "split" bytes (default
+                          whole) with "pause" seconds before every piece
+                          but the first; then "flood", written over and over
+                          (with "pause" before each) until the sender goes
+                          or for at most 20 s; "early": answer before
+                          reading the request's body; "close" (default
+                          true): close the connection afterwards; "status":
+                          logged as the answer's (default 0: not an answer);
+                          "times": for that many requests (default 1)
 """
 import base64
 import hashlib
@@ -50,7 +63,7 @@ secrets = [base64.b64decode(s[6:] if s.startswith("whsec_") else s) for s in sys
 
 lock = threading.Lock()
 state = {"queue": [], "retry_after": None, "hang": False, "delay": 0,
-         "accept_poison": False, "rules": [], "framing": "length"}
+         "accept_poison": False, "rules": [], "framing": "length", "raw": []}
 busy_keys = {}
 in_flight = [0]
 log = None if log_path == "-" else open(log_path, "a", buffering=1)
@@ -101,8 +114,40 @@ class Handler(BaseHTTPRequestHandler):
         if framing in ("close", "drop"):
             self.close_connection = True
 
+    def answer_raw(self, raw):
+        """write raw's bytes (see "raw" above); False when the sender went"""
+        pieces = []
+        for part in raw.get("parts", []):
+            data = part.encode("latin-1")
+            step = raw.get("split") or len(data) or 1
+            # (an empty part: a pause)
+            pieces += [data[i:i + step] for i in range(0, max(len(data), 1), step)]
+        flood = raw.get("flood", "").encode("latin-1")
+        until = time.time() + 20
+        try:
+            for i, piece in enumerate(pieces):
+                if i > 0 and raw.get("pause"):
+                    time.sleep(raw["pause"])
+                self.wfile.write(piece)
+            while flood and time.time() < until:
+                if raw.get("pause"):
+                    time.sleep(raw["pause"])
+                self.wfile.write(flood)
+        except OSError:
+            self.close_connection = True
+            return False
+        self.close_connection = raw.get("close", True)
+        return True
+
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with lock:
+            raw = state["raw"][0] if state["raw"] and self.path != "/control" else None
+            if raw is not None:
+                raw["times"] = raw.get("times", 1) - 1
+                if raw["times"] <= 0:
+                    state["raw"].pop(0)
+        early = raw is not None and raw.get("early")
+        body = b"" if early else self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.path == "/control":
             with lock:
                 state.update(json.loads(body))
@@ -114,18 +159,22 @@ class Handler(BaseHTTPRequestHandler):
             overlap = key is not None and busy_keys.get(key, 0) > 0
             if key is not None:
                 busy_keys[key] = busy_keys.get(key, 0) + 1
-            status = state["queue"].pop(0) if state["queue"] else 200
             delay = state["delay"]
             framing = state["framing"]
-            if framing == "garbage":
-                status = 0          # not an answer: logged as such
-            rule = next((r for r in state["rules"] if r["text"].encode() in body), None)
-            if rule is not None:
-                status = rule.get("status", status)
-                delay = rule.get("delay", delay)
-                rule["times"] = rule.get("times", 0) - 1
-                if rule["times"] == 0:
-                    state["rules"].remove(rule)
+            if raw is not None:
+                status = raw.get("status", 0)
+                delay = 0
+            else:
+                status = state["queue"].pop(0) if state["queue"] else 200
+                if framing == "garbage":
+                    status = 0          # not an answer: logged as such
+                rule = next((r for r in state["rules"] if r["text"].encode() in body), None)
+                if rule is not None:
+                    status = rule.get("status", status)
+                    delay = rule.get("delay", delay)
+                    rule["times"] = rule.get("times", 0) - 1
+                    if rule["times"] == 0:
+                        state["rules"].remove(rule)
         try:
             while state["hang"]:
                 time.sleep(0.05)
@@ -133,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(delay)
             extra = []
             answer = b""
-            if status == 200 and b"poison" in body and not state["accept_poison"]:
+            if status == 200 and b"poison" in body and not state["accept_poison"] and raw is None:
                 status = 400
                 answer = ("poison refused for " + str(self.headers.get("Authorization"))).encode()
             if status in (429, 503) and state["retry_after"] is not None:
@@ -146,7 +195,9 @@ class Handler(BaseHTTPRequestHandler):
                 rec = {"id": msg_id, "timestamp": ts, "key": key,
                        "topic": self.headers.get("txbox-topic"),
                        "content_type": ctype,
-                       "body": base64.b64encode(body).decode() if binary else body.decode(),
+                       "body": None if len(body) > 1 << 20 else
+                       base64.b64encode(body).decode() if binary else body.decode(),
+                       "body_len": len(body),
                        "status": status,
                        "sig_ok": signatures_ok(msg_id or "", ts or "", body,
                                                self.headers.get("webhook-signature")),
@@ -161,7 +212,13 @@ class Handler(BaseHTTPRequestHandler):
                 in_flight[0] -= 1
                 if key is not None:
                     busy_keys[key] -= 1
-        self.answer(status, answer, extra, framing)
+        if raw is None:
+            self.answer(status, answer, extra, framing)
+        else:
+            self.answer_raw(raw)
+            if early:
+                # the request's body unread: no next request on this connection
+                self.close_connection = True
 
 
 class Server(ThreadingHTTPServer):
