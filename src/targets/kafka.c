@@ -163,8 +163,8 @@ static MemoryContext kafka_cxt = NULL;	/* kafka_opts, kafka_rk_key */
  * The pages in flight, oldest first, and their delivery reports (counted
  * by kafka_dr_cb).  A message's opaque is its page's seq << 32 | its index:
  * reports of a page dropped (no longer here) are ignored.  Eight: with two,
- * the relay waited 130-520 ms per 100 pages of 1,000 for the oldest page's
- * reports, with eight 10-85 ms (bench/README.md, kafka, round 5).
+ * the relay waited 130-570 ms per 100 pages of 1,000 for the oldest page's
+ * reports, with eight 7-84 ms (bench/README.md, kafka, round 5).
  */
 #define KAFKA_MAX_PAGES 8
 typedef struct KafkaPage
