@@ -167,6 +167,7 @@ static MemoryContext kafka_cxt = NULL;	/* kafka_opts, kafka_rk_key */
  * reports, with eight 7-84 ms (bench/README.md, kafka, round 5).
  */
 #define KAFKA_MAX_PAGES 8
+StaticAssertDecl(KAFKA_MAX_PAGES <= TXBOX_MAX_PAGES_IN_FLIGHT, "the relay's queue is shorter");
 typedef struct KafkaPage
 {
 	uint32		seq;
