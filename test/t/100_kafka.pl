@@ -201,7 +201,7 @@ is(scalar(grep { $got->{$_} && @{ $got->{$_} } == 1 } @err_ids),
 # The relay produces the next pages before page N's delivery reports are in.
 # Produce requests failing for good (TOPIC_AUTHORIZATION_FAILED: not
 # retried by the producer) fail a page: no position may be saved past it,
-# and it is delivered again with what follows, only once the page after
+# and it is delivered again with what follows, only once the pages after
 # it settled.  Every message lands, and per key the last copy of each
 # message is in publish order (each retry goes out behind everything of
 # the failed attempt).
