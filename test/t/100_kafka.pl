@@ -240,10 +240,18 @@ $node->safe_psql('shop',
 						  jsonb_build_object('n', g),
 						  CASE WHEN g BETWEEN 201 AND 300 THEN 'stuck' ELSE 'deep-' || (g % 10) END))
 	  FROM generate_series(1, 900) g});
-my $stuck_at = $node->safe_psql('shop',
-	q{SELECT min(id) FROM txbox.outbox WHERE key = 'stuck'});
-my $before_stuck = qq{SELECT coalesce(batch_last_id < $stuck_at AND batch_snapshot IS NOT NULL, false)
-	FROM txbox.relays WHERE name = 'to_kafka'};
+# a query: whether the relay's saved position is before the first message
+# of key (its transaction not delivered, nor that message within the batch)
+sub position_before
+{
+	my $key = shift;
+	return qq{SELECT NOT pg_visible_in_snapshot(o.txid, r.snapshot)
+		AND (r.batch_snapshot IS NULL OR NOT pg_visible_in_snapshot(o.txid, r.batch_snapshot)
+			 OR r.batch_last_id < o.id)
+	  FROM txbox.relays r, (SELECT txid, id FROM txbox.outbox WHERE key = '$key' ORDER BY id LIMIT 1) o
+	  WHERE r.name = 'to_kafka'};
+}
+my $before_stuck = position_before('stuck');
 poll_ok($node, 'shop',
 	qq{SELECT retried >= $retried + 2 FROM txbox.relays WHERE name = 'to_kafka'},
 	't', 90, 'a page stuck: the relay retries it');
@@ -275,6 +283,42 @@ is($misordered, 0, 'a page stuck: per key, the last copies in publish order');
 ($missing, $misordered) = check_keys('docs', 'stuck');
 is($missing,    0, 'a page stuck: every message of it delivered');
 is($misordered, 0, 'a page stuck: its last copies in publish order');
+$node->safe_psql('shop', q{SELECT txbox.alter_relay('to_kafka', '{"batch_size": null}')});
+
+######################################################################
+# 3d. A page without any of the relay's messages after pages in flight
+######################################################################
+
+# One batch (the relay paused meanwhile) in pages of 20: five of one
+# transaction of docs, stuck (broker 3 down), then a page of the keys of
+# 25 transactions of a topic the relay does not serve (no message: the
+# relay passes its keys once the pages before it are delivered, not
+# before: its position stays before the docs while they are stuck), then
+# five of orders.
+$node->safe_psql('shop',
+	q{SELECT txbox.alter_relay('to_kafka', '{"batch_size": 20}'); SELECT txbox.pause_relay('to_kafka')});
+$kafka->command('down 3');
+$retried = $node->safe_psql('shop', q{SELECT retried FROM txbox.relays WHERE name = 'to_kafka'});
+$node->safe_psql('shop',
+	q{SELECT count(txbox.publish('docs', jsonb_build_object('n', g), 'gapdoc'))
+	  FROM generate_series(1, 100) g});
+$node->safe_psql('shop', q{SELECT txbox.publish('elsewhere', '{"n": 0}')}) for 1 .. 25;
+$node->safe_psql('shop',
+	q{SELECT count(txbox.publish('orders', jsonb_build_object('n', g), 'gap-' || (g % 10)))
+	  FROM generate_series(101, 200) g});
+$node->safe_psql('shop', q{SELECT txbox.resume_relay('to_kafka')});
+poll_ok($node, 'shop',
+	qq{SELECT retried > $retried FROM txbox.relays WHERE name = 'to_kafka'},
+	't', 90, 'a page without messages after stuck pages: the relay retries them');
+is($node->safe_psql('shop', position_before('gapdoc')), 't',
+	'a page without messages after stuck pages: no position saved past them');
+$kafka->command('up 3');
+poll_ok($node, 'shop', q{SELECT lag_messages FROM txbox.relay_status WHERE name = 'to_kafka'},
+	'0', 90, 'a page without messages after pages in flight: delivered');
+($missing, $misordered) = check_keys('docs', 'gapdoc');
+is($missing + $misordered, 0, 'a page without messages after pages in flight: the docs before it, in order');
+($missing, $misordered) = check_keys('orders', 'gap-%');
+is($missing + $misordered, 0, 'a page without messages after pages in flight: the orders after it, in order');
 $node->safe_psql('shop', q{SELECT txbox.alter_relay('to_kafka', '{"batch_size": null}')});
 
 ######################################################################
