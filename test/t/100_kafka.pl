@@ -4,7 +4,8 @@
 # page sent once complete, whatever linger.ms; brokers down then back
 # with pages in flight; injected retriable errors; a page failing while
 # the next ones are in flight; a page stuck in the middle of a deep queue
-# of pages in flight (no position saved past it, kill -9 then); a message
+# of pages in flight (no position saved past it, kill -9 then); a page
+# without the relay's messages read behind stuck pages; a message
 # too large dead-lettered while pages after it were in flight; kill -9
 # mid-stream; SIGTERM and DROP DATABASE with every broker down.
 use strict;
