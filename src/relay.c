@@ -30,11 +30,13 @@
  * deduplicates by message_id).  Before a batch goes out, the WAL is
  * flushed up to its transactions' commit records: a source transaction
  * that a crash loses was never delivered.  A
- * target that answers a page DELIVERY_PENDING (kafka, at least once) gets
- * the next page read and delivered while the first one's outcome is
- * outstanding; each position is still saved only once its page is
- * delivered, in order, and a failed page is delivered again, with what
- * follows it, once the target has let the page after it settle.
+ * target that answers a page DELIVERY_PENDING (kafka at least once, http)
+ * gets the next pages read and delivered while that one's outcome is
+ * outstanding, up to as many pages in flight as it declares
+ * (max_pages_in_flight); each position is still saved only once its page
+ * and every page before it are delivered, oldest first, and a failed page
+ * is delivered again, with what follows it, once the target has let the
+ * pages after it settle.
  *
  * Failures.  Any error (target down, authentication, timeouts, even a
  * local one) is caught, recorded in txbox.relays (state 'retrying',
@@ -114,6 +116,13 @@ typedef struct RelayKeys
 								 * in a row of one transaction and partition) */
 } RelayKeys;
 
+/* a page in flight (DELIVERY_PENDING): its keys and its messages */
+typedef struct RelayInflight
+{
+	int			keys;
+	int			messages;
+} RelayInflight;
+
 /* the batch in progress: its snapshots and its keys in delivery order */
 typedef struct RelayBatch
 {
@@ -122,8 +131,10 @@ typedef struct RelayBatch
 	int64		last_id;		/* delivered within the batch up to this id */
 	RelayKeys	keys;			/* keys.txids NULL: not read yet */
 	int			next;			/* index of the next key to deliver */
-	int			inflight;		/* keys from next on in a page DELIVERY_PENDING */
-	int			inflight_messages;	/* the messages of those keys */
+	/* the pages in flight, oldest first: the keys from next on, in order */
+	RelayInflight inflight[TXBOX_MAX_PAGES_IN_FLIGHT];
+	int			ninflight;
+	int			inflight_keys;	/* the keys of all of them */
 	Datum		topics;			/* the relay's topics the keys were read for */
 	bool		topics_null;
 	int			isolate_until;	/* deliver one at a time below this index */
@@ -905,7 +916,7 @@ relay_record_error(int32 relay_id, const char *state, const char *message)
 static int
 relay_page_size(const RelayConfig *cfg)
 {
-	int			from = batch.next + batch.inflight;
+	int			from = batch.next + batch.inflight_keys;
 	int			n = Min(cfg->batch_size, batch.keys.n - from);
 
 	if (from < batch.isolate_until)
@@ -962,16 +973,51 @@ relay_page_delivered(RelayConfig *cfg, int keys, int messages, int duplicates)
 }
 
 /*
+ * Wait for the outcome of the oldest page in flight (deliver_finish).
+ * DELIVERY_OK when it is delivered (its position saved); else the target
+ * dropped every page after it, and the relay goes on from it: what the
+ * failure means, *error why, *n its messages and *keys its keys.
+ */
+static DeliveryResult
+relay_finish_oldest(RelayConfig *cfg, int *n, int *keys, char **error)
+{
+	RelayInflight oldest = batch.inflight[0];
+	int			duplicates = 0;
+	DeliveryResult res;
+
+	pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
+	res = relay_target->deliver_finish(cfg, &duplicates, error);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	batch.ninflight--;
+	batch.inflight_keys -= oldest.keys;
+	memmove(&batch.inflight[0], &batch.inflight[1], sizeof(RelayInflight) * batch.ninflight);
+	if (res != DELIVERY_OK)
+	{
+		batch.ninflight = 0;
+		batch.inflight_keys = 0;
+		*n = oldest.messages;
+		*keys = oldest.keys;
+		return res;
+	}
+	relay_page_delivered(cfg, oldest.keys, oldest.messages, duplicates);
+	return DELIVERY_OK;
+}
+
+/*
  * Deliver the next page of the open batch through the relay's target: at
  * most *n messages after those in flight (a page without any is delivered
- * as it is read), then, when a page was in flight (DELIVERY_PENDING
- * before), wait for its outcome.  *n = 0: only that.
+ * as it is read).  A page the target answers DELIVERY_PENDING joins the
+ * pages in flight; once they are as many as the target keeps
+ * (max_pages_in_flight), or *n = 0 (nothing left to read), the oldest one's
+ * outcome is waited for.  Any other outcome is acted on after those of all
+ * the pages in flight.
  *
- * Returns DELIVERY_PENDING when the page went out and none was in flight
- * before; DELIVERY_OK when the oldest page was delivered (its position
- * saved); else what the failure of the oldest page means, *error why
- * (palloc'd), *n its messages and *keys its keys: the target dropped what
- * followed it, and the relay goes on from it (keys[next]).
+ * Returns DELIVERY_PENDING when the page went out and no outcome was
+ * waited for; DELIVERY_OK when the pages waited for were delivered (their
+ * positions saved); else what the failure of the oldest undelivered page
+ * means, *error why (palloc'd), *n its messages and *keys its keys: the
+ * target dropped what followed it, and the relay goes on from it
+ * (keys[next]).
  */
 static DeliveryResult
 relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
@@ -979,11 +1025,12 @@ relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
 	Datum		args[2];
 	RelayPage	page = {0};
 	int			duplicates = 0;
-	int			prev = batch.inflight;
+	int			page_keys;
+	char	   *page_error = NULL;
 	DeliveryResult res = DELIVERY_OK;
 
-	/* (a target with a page in flight is connected) */
-	if (relay_target->connect != NULL && prev == 0)
+	/* (a target with pages in flight is connected) */
+	if (relay_target->connect != NULL && batch.ninflight == 0)
 	{
 		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
 		*error = relay_target->connect(cfg);
@@ -1026,47 +1073,40 @@ relay_deliver_page(RelayConfig *cfg, int *n, int *keys, char **error)
 	}
 
 	/* read the page into memory, then deliver outside any transaction */
-	*keys = 0;
+	page_keys = 0;
 	if (*n > 0)
 	{
-		*keys = relay_read_page(cfg, batch.next + prev, *n, &page);
+		page_keys = relay_read_page(cfg, batch.next + batch.inflight_keys, *n, &page);
 		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
 		if (page.count > 0)
-			res = relay_target->deliver(cfg, &page, &duplicates, error);
+			res = relay_target->deliver(cfg, &page, &duplicates, &page_error);
+		pgstat_report_activity(STATE_IDLE, NULL);
 	}
-	if (prev > 0)
-	{
-		/* the page before it: its position once all of it is delivered */
-		int			prev_duplicates = 0;
-		char	   *prev_error = NULL;
-		DeliveryResult prev_res;
-
-		pgstat_report_activity(STATE_RUNNING, "txbox relay: delivering");
-		prev_res = relay_target->deliver_finish(cfg, &prev_duplicates, &prev_error);
-		batch.inflight = 0;
-		if (prev_res != DELIVERY_OK)
-		{
-			/* the target dropped the page after it: on from this one */
-			pgstat_report_activity(STATE_IDLE, NULL);
-			*n = batch.inflight_messages;
-			*keys = prev;
-			*error = prev_error;
-			return prev_res;
-		}
-		relay_page_delivered(cfg, prev, batch.inflight_messages, prev_duplicates);
-	}
-	pgstat_report_activity(STATE_IDLE, NULL);
 	if (res == DELIVERY_PENDING)
 	{
-		batch.inflight = *keys;
-		batch.inflight_messages = page.count;
-		return prev > 0 ? DELIVERY_OK : DELIVERY_PENDING;
+		batch.inflight[batch.ninflight].keys = page_keys;
+		batch.inflight[batch.ninflight++].messages = page.count;
+		batch.inflight_keys += page_keys;
+		if (batch.ninflight < Min(relay_target->max_pages_in_flight, TXBOX_MAX_PAGES_IN_FLIGHT))
+			return DELIVERY_PENDING;	/* its outcome comes with a later page's */
+		return relay_finish_oldest(cfg, n, keys, error);
 	}
+
+	/* the pages in flight first (all of them when nothing was read) */
+	while (batch.ninflight > 0)
+	{
+		DeliveryResult prev = relay_finish_oldest(cfg, n, keys, error);
+
+		if (prev != DELIVERY_OK)
+			return prev;
+	}
+	*keys = page_keys;
+	*error = page_error;
 	if (res != DELIVERY_OK)
 		*n = page.count;
-	if (res != DELIVERY_OK || *keys == 0)
+	if (res != DELIVERY_OK || page_keys == 0)
 		return res;
-	relay_page_delivered(cfg, *keys, page.count, duplicates);
+	relay_page_delivered(cfg, page_keys, page.count, duplicates);
 	return DELIVERY_OK;
 }
 
@@ -1159,7 +1199,7 @@ relay_iterate(int32 relay_id, MemoryContext loop_cxt, TimestampTz *last_save)
 	n = relay_page_size(&cfg);
 	res = relay_deliver_page(&cfg, &n, &keys, &error);
 	if (res == DELIVERY_PENDING)
-		return 0;				/* its outcome comes with the next page's */
+		return 0;				/* its outcome comes with a later page's */
 	if (res == DELIVERY_OK)
 	{
 		relay_failures = 0;

@@ -10,6 +10,7 @@
  *
  *	down ID | up ID			take broker ID (1..BROKERS, -1 all) down / up
  *	errors N CODE			the next N produce requests fail with Kafka error CODE
+ *	leader TOPIC PART ID	make broker ID the leader of partition PART of TOPIC
  *	dump TOPIC FILE ISO		write every record of TOPIC to FILE, one a line:
  *							partition, offset, key (\N: none), headers
  *							(name=hexvalue,...), hex value, tab-separated;
@@ -189,6 +190,11 @@ main(int argc, char **argv)
 				errs[i] = (rd_kafka_resp_err_t) id;
 			rd_kafka_mock_push_request_errors_array(mcluster, 0 /* Produce */ , n, errs);
 			free(errs);
+		}
+		else if (sscanf(line, "leader %1023s %d %d", a, &n, &id) == 3)
+		{
+			if (rd_kafka_mock_partition_set_leader(mcluster, a, n, id) != RD_KAFKA_RESP_ERR_NO_ERROR)
+				err = "no such partition";
 		}
 		else if (sscanf(line, "dump %1023s %1023s %63s", a, b, c) == 3)
 			err = dump(a, b, c);

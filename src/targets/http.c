@@ -2008,5 +2008,6 @@ const TargetCallbacks txbox_http_target = {
 	.connect = http_connect,
 	.deliver = http_deliver,
 	.deliver_finish = http_deliver_finish,
+	.max_pages_in_flight = lengthof(http_pages),
 	.disconnect = http_reset_connections,
 };

@@ -20,13 +20,15 @@
  * when every one of its messages has a successful delivery report; only
  * then does the relay save its position (at least once).  At least once,
  * deliver produces the page and answers DELIVERY_PENDING: the relay reads
- * and produces the next page while this one's reports come in, and
- * deliver_finish waits for them (two pages in flight at most).  A message
+ * and produces the next pages while this one's reports come in, and
+ * deliver_finish waits for them, oldest page first (KAFKA_MAX_PAGES in
+ * flight at most: the relay's main thread would otherwise wait for the
+ * reports of each page before it reads the next ones).  A message
  * Kafka refuses for its data (too large, invalid) rejects the page, which
  * the relay narrows to the message and dead-letters after max_attempts;
  * anything else (brokers down, timeouts, a fatal producer error) retries
  * the page.  A page that failed first lets everything still in flight
- * settle (the rest of its reports, the next page's: their outcome is
+ * settle (the rest of its reports, the pages' after it: their outcome is
  * dropped), then drops its producer: the next attempt makes a new one, so
  * nothing of the failed one lingers or is delivered behind the relay's
  * back, and the page and the ones after it go out again in order, behind
@@ -160,9 +162,12 @@ static MemoryContext kafka_cxt = NULL;	/* kafka_opts, kafka_rk_key */
 /*
  * The pages in flight, oldest first, and their delivery reports (counted
  * by kafka_dr_cb).  A message's opaque is its page's seq << 32 | its index:
- * reports of a page dropped (no longer here) are ignored.
+ * reports of a page dropped (no longer here) are ignored.  Eight: with two,
+ * the relay waited 130-570 ms per 100 pages of 1,000 for the oldest page's
+ * reports, with eight 7-84 ms (bench/README.md, kafka, round 5).
  */
-#define KAFKA_MAX_PAGES 2
+#define KAFKA_MAX_PAGES 8
+StaticAssertDecl(KAFKA_MAX_PAGES <= TXBOX_MAX_PAGES_IN_FLIGHT, "the relay's queue is shorter");
 typedef struct KafkaPage
 {
 	uint32		seq;
@@ -189,7 +194,7 @@ static DeliveryResult kafka_deliver_finish(const RelayConfig *cfg, int *duplicat
  * Delivery report, called from rd_kafka_poll in this process: count the
  * page's message done and keep its first error.  When that settles the
  * page (its last report, or its first error), make rd_kafka_flush return
- * (rd_kafka_yield): its waiter need not wait for the next page too.  No
+ * (rd_kafka_yield): its waiter need not wait for the next pages too.  No
  * palloc, no ereport here.
  */
 static void
@@ -832,7 +837,7 @@ kafka_deliver_finish(const RelayConfig *cfg, int *duplicates, char **error)
 
 	/*
 	 * Let what is still in flight settle (this page's other records, the
-	 * next page's): then nothing of this attempt is on its way any more
+	 * next pages'): then nothing of this attempt is on its way any more
 	 * when the relay delivers this page again, with a new producer.
 	 */
 	while (rd_kafka_outq_len(kafka_rk) > 0 &&
@@ -1058,6 +1063,7 @@ const TargetCallbacks txbox_kafka_target = {
 	.connect = kafka_connect,
 	.deliver = kafka_deliver,
 	.deliver_finish = kafka_deliver_finish,
+	.max_pages_in_flight = KAFKA_MAX_PAGES,
 	.disconnect = kafka_disconnect,
 	.load_position = kafka_load_position,
 	.save_position = kafka_save_position,

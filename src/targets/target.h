@@ -22,12 +22,17 @@
  *				when deliver answered DELIVERY_PENDING: the page is on its way
  *				(deliver copied what it still needs of it: the RelayPage does
  *				not outlive the call), and the relay reads and delivers the
- *				next one before it calls deliver_finish, which waits for the
- *				outcome of the oldest page in flight (at most two are), after
- *				which the relay saves its position.  On a failure the target
- *				first lets every page started after it settle (their outcome
- *				waited for, then dropped), so that nothing of them is still on
- *				its way when the relay delivers again from the failed page.
+ *				next pages, up to max_pages_in_flight in flight, before it
+ *				calls deliver_finish, which waits for the outcome of the
+ *				oldest page in flight, after which the relay saves its
+ *				position (pages are finished, and positions saved, oldest
+ *				first).  On a failure the target first lets every page
+ *				started after it settle (their outcome waited for, then
+ *				dropped), so that nothing of them is still on its way when
+ *				the relay delivers again from the failed page.  A deliver
+ *				that answers anything else with pages in flight gets its
+ *				outcome acted on after theirs (the relay finishes them
+ *				first).
  *	disconnect	(optional) drop what connect kept, pages in flight too;
  *				called from the relay's error recovery, so it must not fail.
  *
@@ -138,6 +143,9 @@ typedef struct RelayPosition
 	int64		last_id;		/* delivered within the batch up to this id */
 } RelayPosition;
 
+/* the deepest a target's max_pages_in_flight may be (the relay's queue) */
+#define TXBOX_MAX_PAGES_IN_FLIGHT 16
+
 typedef struct TargetCallbacks
 {
 	const char *name;			/* txbox.relays.target */
@@ -158,6 +166,12 @@ typedef struct TargetCallbacks
 
 	/* the outcome of the oldest page deliver left DELIVERY_PENDING, as deliver's */
 	DeliveryResult (*deliver_finish) (const RelayConfig *cfg, int *duplicates, char **error);
+
+	/*
+	 * With deliver_finish: the most pages in flight at once, counting the
+	 * one deliver just took (2 to TXBOX_MAX_PAGES_IN_FLIGHT).
+	 */
+	int			max_pages_in_flight;
 
 	void		(*disconnect) (void);
 
