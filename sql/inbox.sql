@@ -37,6 +37,13 @@ ROLLBACK;
 SELECT txbox.inbox_claim('billing', 'msg-2') AS claimable_again;
 SELECT txbox.inbox_claim('billing', 'msg-2') AS now_duplicate;
 
+-- A claim writes: a read-only transaction refuses it as it refuses an
+-- INSERT (25006), and the id stays claimable.
+BEGIN READ ONLY;
+SELECT pg_temp.try($q$SELECT txbox.inbox_claim('billing', 'msg-ro')$q$) AS read_only;
+ROLLBACK;
+SELECT txbox.inbox_claim('billing', 'msg-ro') AS claimable_after_read_only;
+
 -- So does a rolled-back savepoint, and a failed PL/pgSQL block.
 BEGIN;
 SAVEPOINT s;

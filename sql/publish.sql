@@ -105,6 +105,16 @@ SELECT count(*) AS visible_inside FROM txbox.outbox WHERE topic = 'pub.rollback'
 ROLLBACK;
 SELECT count(*) AS after_rollback FROM txbox.outbox WHERE topic = 'pub.rollback';
 
+-- A read-only transaction refuses a publish as it refuses an INSERT
+-- (25006), before the outbox's sequence moves.
+SELECT last_value AS seq_before FROM txbox.outbox_id_seq \gset
+BEGIN READ ONLY;
+SELECT pg_temp.try($q$SELECT txbox.publish('pub.read_only', '{}')$q$) AS read_only,
+	pg_temp.try($q$SELECT txbox.publish_bytes('pub.read_only', '\x01')$q$) AS read_only_bytes;
+ROLLBACK;
+SELECT count(*) AS read_only_published FROM txbox.outbox WHERE topic = 'pub.read_only';
+SELECT last_value = :seq_before AS seq_unmoved FROM txbox.outbox_id_seq;
+
 -- A rolled-back savepoint removes only its own messages.
 BEGIN;
 SELECT txbox.publish('pub.savepoint', '{"n": 1}', message_id => '00000000-0000-7000-8000-0000000cc011') IS NOT NULL AS published;

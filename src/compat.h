@@ -100,4 +100,26 @@ txbox_wait_event(TxboxWaitEvent event)
  * char * before: callers pass a void * (the bytes of an HMAC, a secret).
  */
 
+/*
+ * An insert's index entries and checks, as ExecInsert makes them (for ON
+ * CONFLICT DO NOTHING with every unique index an arbiter, no_dup_err):
+ * ExecInsertIndexTuples took
+ * onlySummarizing from 16, ExecCheckIndexConstraints the tuple being
+ * updated (NULL: an insert) from 18.
+ */
+#if PG_VERSION_NUM >= 180000
+#define txbox_check_index_constraints(rri, slot, estate, conflict_tid) \
+	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict_tid), NULL, NIL)
+#else
+#define txbox_check_index_constraints(rri, slot, estate, conflict_tid) \
+	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict_tid), NIL)
+#endif
+#if PG_VERSION_NUM >= 160000
+#define txbox_insert_index_tuples(rri, slot, estate, no_dup_err, spec_conflict) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, (no_dup_err), (spec_conflict), NIL, false)
+#else
+#define txbox_insert_index_tuples(rri, slot, estate, no_dup_err, spec_conflict) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, (no_dup_err), (spec_conflict), NIL)
+#endif
+
 #endif							/* TXBOX_COMPAT_H */

@@ -28,15 +28,19 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/tablecmds.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "txbox.h"
 
@@ -159,6 +163,122 @@ txbox_current_generation(TxboxRotated table, bool *others_empty)
 	if (others_empty)
 		*others_empty = c->others_empty;
 	return c->current;
+}
+
+/*
+ * A row matching the one being inserted, committed but invisible to this
+ * REPEATABLE READ or SERIALIZABLE transaction's snapshot: as ON CONFLICT DO
+ * NOTHING does (nodeModifyTable.c), refuse to act on it (40001), unless
+ * this transaction wrote it.
+ */
+static void
+generation_check_visible(Relation rel, ItemPointer tid)
+{
+	TupleTableSlot *slot;
+
+	if (!IsolationUsesXactSnapshot())
+		return;
+	slot = table_slot_create(rel, NULL);
+	if (!table_tuple_fetch_row_version(rel, tid, SnapshotAny, slot))
+		elog(ERROR, "txbox: the conflicting row of an insert into %s is gone",
+			 RelationGetRelationName(rel));
+	if (!table_tuple_satisfies_snapshot(rel, slot, GetTransactionSnapshot()))
+	{
+		bool		isnull;
+		TransactionId xmin = DatumGetTransactionId(slot_getsysattr(slot, MinTransactionIdAttributeNumber,
+																	  &isnull));
+
+		if (!TransactionIdIsCurrentTransactionId(xmin))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errhint("Retry the transaction: a transaction that committed after this one began wrote the same key.")));
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * txbox_generation_insert -- INSERT INTO txbox.<table>_<gen> VALUES
+ * (values, isnull: one per column, natts of them), with do_nothing ON
+ * CONFLICT DO NOTHING, done the way the executor does it (nodeModifyTable.c's
+ * ExecInsert) without a plan or SPI.  Returns whether the row was inserted.
+ *
+ * Into the generation's partition directly: no tuple routing.  What the
+ * executor would check or fire is the caller's to guarantee: the row meets
+ * the partition's constraints (gen is its partition key; NOT NULL columns
+ * are set), and the partitions' only triggers are for pg_restore
+ * (src/sql/10_dump_restore.sql: statement triggers, which an INSERT through
+ * the parent does not fire either).  The caller holds the parent's lock
+ * (txbox_current_generation).
+ *
+ * With do_nothing every unique index is an arbiter: look for a conflicting
+ * row (waiting for a transaction inserting the same key), insert
+ * speculatively, insert the index entries, and if a concurrent insert of
+ * the same key slipped in meanwhile, take the row back and look again.
+ * Without, a duplicate key is the usual unique violation.
+ */
+bool
+txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values, bool *isnull,
+						bool do_nothing)
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	bool		inserted = false;
+
+	PreventCommandIfReadOnly("INSERT");
+	PreventCommandIfParallelMode("INSERT");
+	rel = table_open(txbox_table_oid(psprintf("%s_%d", gen_cache[table].relname, gen), false),
+					 RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != natts)
+		elog(ERROR, "txbox: %s has %d columns, not %d",
+			 RelationGetRelationName(rel), RelationGetDescr(rel)->natts, natts);
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, do_nothing);
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), table_slot_callbacks(rel));
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * natts);
+	memcpy(slot->tts_isnull, isnull, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(slot);
+
+	while (!inserted)
+	{
+		ItemPointerData conflict;
+		bool		spec_conflict = false;
+		uint32		token;
+
+		if (!do_nothing)
+		{
+			table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+			list_free(txbox_insert_index_tuples(rri, slot, estate, false, NULL));
+			inserted = true;
+			break;
+		}
+		if (!txbox_check_index_constraints(rri, slot, estate, &conflict))
+		{
+			generation_check_visible(rel, &conflict);
+			break;
+		}
+		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+		table_tuple_insert_speculative(rel, slot, GetCurrentCommandId(true), 0, NULL, token);
+		list_free(txbox_insert_index_tuples(rri, slot, estate, true, &spec_conflict));
+		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+		inserted = !spec_conflict;
+	}
+
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	/* (the lock is kept to the end of the transaction, as a statement's) */
+	table_close(rel, NoLock);
+	/* what follows in this transaction sees the row, as after a statement */
+	if (inserted)
+		CommandCounterIncrement();
+	return inserted;
 }
 
 /*

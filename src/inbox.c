@@ -13,7 +13,8 @@
  *	   claims (generation.c), so an older generation holds only committed or
  *	   aborted rows, and none is written while we hold the parent's lock.
  *	2. Otherwise INSERT ... ON CONFLICT DO NOTHING into the current
- *	   generation.  A concurrent claim of the same id waits here for the
+ *	   generation's partition (txbox_generation_insert: in C, without a
+ *	   plan).  A concurrent claim of the same id waits here for the
  *	   first transaction: if that commits we get a conflict (false), if it
  *	   rolls back we insert.
  *
@@ -138,13 +139,6 @@ txbox_consumer_check(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* into the current generation's partition: no tuple routing */
-static TxboxGenPlan claim_insert_plan = {
-	"INSERT INTO txbox.inbox_dedup_%d (gen, consumer, message_id, claimed_at)"
-	" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-	4, {INT2OID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
-};
-
 /*
  * claim_recorded_elsewhere -- whether a generation of txbox.inbox_dedup
  * other than gen holds a committed record of (consumer, message_id), read
@@ -208,8 +202,9 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 	{
 		Datum		values[4] = {Int16GetDatum(gen), consumer, message_id,
 		TimestampTzGetDatum(GetCurrentTimestamp())};
+		bool		isnull[4] = {false, false, false, false};
 
-		claimed = txbox_exec(txbox_gen_plan(&claim_insert_plan, gen), values, NULL, false, 0) == 1;
+		claimed = txbox_generation_insert(TXBOX_INBOX_DEDUP, gen, 4, values, isnull, true);
 	}
 
 	SPI_finish();

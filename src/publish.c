@@ -15,28 +15,41 @@
 #include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "txbox.h"
 #include "workers.h"
 
 #define TXBOX_TOPIC_MAX 249
 
+/* txbox.outbox's columns (src/sql/02_outbox.sql) */
+#define OUTBOX_NATTS 11
+
 /*
- * Through the parent: the partitions' statement triggers (restored rows of
- * a pg_restore, src/sql/10_dump_restore.sql) would cost each publish more
- * than the tuple routing.
+ * outbox_insert -- write a message into the current generation of the
+ * outbox: values[2..10] are message_id .. relay; gen, id and txid are set
+ * here.
  */
-static TxboxPlan publish_plan = {
-	"INSERT INTO txbox.outbox (gen, id, txid, message_id, topic, key, headers,"
-	" payload, payload_bytes, published_at, relay)"
-	" VALUES ($1, pg_catalog.nextval('txbox.outbox_id_seq'::pg_catalog.regclass),"
-	" pg_catalog.pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8, $9)",
-	9, {INT2OID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID}
-};
+static void
+outbox_insert(Datum *values, bool *isnull)
+{
+	int16		gen;
+
+	/* (before nextval: the error an INSERT gives) */
+	PreventCommandIfReadOnly("INSERT");
+	gen = txbox_current_generation(TXBOX_OUTBOX, NULL);
+	values[0] = Int16GetDatum(gen);
+	values[1] = Int64GetDatum(nextval_internal(txbox_table_oid("outbox_id_seq", false), true));
+	values[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	isnull[0] = isnull[1] = isnull[2] = false;
+	(void) txbox_generation_insert(TXBOX_OUTBOX, gen, OUTBOX_NATTS, values, isnull, false);
+}
 
 /* Topic names follow Kafka's rule: 1-249 characters of [A-Za-z0-9._-]. */
 static void
@@ -124,8 +137,8 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 {
 	text	   *topic;
 	pg_uuid_t  *message_id;
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+	Datum		values[OUTBOX_NATTS];
+	bool		isnull[OUTBOX_NATTS] = {false};
 	Size		payload_size;
 	Size		key_size;
 
@@ -170,23 +183,22 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 	else
 		message_id = PG_GETARG_UUID_P(4);
 
+	values[3] = UUIDPGetDatum(message_id);
+	values[4] = PointerGetDatum(topic);
+	values[5] = PG_GETARG_DATUM(2);
+	isnull[5] = PG_ARGISNULL(2);
+	values[6] = PG_GETARG_DATUM(3);
+	isnull[6] = PG_ARGISNULL(3);
+	values[7] = binary ? (Datum) 0 : PG_GETARG_DATUM(1);
+	isnull[7] = binary;
+	values[8] = binary ? PG_GETARG_DATUM(1) : (Datum) 0;
+	isnull[8] = !binary;
+	values[9] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[10] = (Datum) 0;
+	isnull[10] = true;
+
 	SPI_connect();
-
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX, NULL));
-	values[1] = UUIDPGetDatum(message_id);
-	values[2] = PointerGetDatum(topic);
-	values[3] = PG_GETARG_DATUM(2);
-	nulls[3] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[4] = PG_GETARG_DATUM(3);
-	nulls[4] = PG_ARGISNULL(3) ? 'n' : ' ';
-	values[5] = binary ? (Datum) 0 : PG_GETARG_DATUM(1);
-	nulls[5] = binary ? 'n' : ' ';
-	values[6] = binary ? PG_GETARG_DATUM(1) : (Datum) 0;
-	nulls[6] = binary ? ' ' : 'n';
-	values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
-
-	txbox_exec(&publish_plan, values, nulls, false, 0);
-
+	outbox_insert(values, isnull);
 	SPI_finish();
 
 	/* the relays of this database look at the outbox once we commit */
@@ -220,26 +232,26 @@ PG_FUNCTION_INFO_V1(txbox_republish);
 Datum
 txbox_republish(PG_FUNCTION_ARGS)
 {
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[OUTBOX_NATTS];
+	bool		isnull[OUTBOX_NATTS];
 
 	for (int i = 0; i < 3; i++)
 		if (PG_ARGISNULL(i))
 			elog(ERROR, "txbox._republish: argument %d is NULL", i + 1);
 
-	SPI_connect();
-	values[0] = Int16GetDatum(txbox_current_generation(TXBOX_OUTBOX, NULL));
+	/* message_id .. payload_bytes, then published_at and relay */
 	for (int i = 1; i <= 6; i++)
 	{
-		values[i] = PG_GETARG_DATUM(i);
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		values[i + 2] = PG_GETARG_DATUM(i);
+		isnull[i + 2] = PG_ARGISNULL(i);
 	}
-	nulls[0] = ' ';
-	values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
-	nulls[7] = ' ';
-	values[8] = PG_GETARG_DATUM(0);
-	nulls[8] = ' ';
-	txbox_exec(&publish_plan, values, nulls, false, 0);
+	values[9] = TimestampTzGetDatum(GetCurrentTimestamp());
+	isnull[9] = false;
+	values[10] = PG_GETARG_DATUM(0);
+	isnull[10] = false;
+
+	SPI_connect();
+	outbox_insert(values, isnull);
 	SPI_finish();
 
 	txbox_wake_at_commit(TXBOX_WAKE_RELAYS);

@@ -40,27 +40,6 @@ txbox_plan(TxboxPlan *p)
 }
 
 /*
- * txbox_gen_plan -- the TxboxPlan of p for generation gen (its query made
- * from p->format on first use; prepared by txbox_exec).
- */
-TxboxPlan *
-txbox_gen_plan(TxboxGenPlan *p, int16 gen)
-{
-	TxboxPlan  *g;
-
-	if (gen < 0 || gen >= TXBOX_MAX_GENERATIONS)
-		elog(ERROR, "txbox: generation %d out of range", gen);
-	g = &p->gens[gen];
-	if (g->query == NULL)
-	{
-		g->nargs = p->nargs;
-		memcpy(g->argtypes, p->argtypes, sizeof(g->argtypes));
-		g->query = MemoryContextStrdup(TopMemoryContext, psprintf(p->format, gen));
-	}
-	return g;
-}
-
-/*
  * what a plan with index_probes is made without (and JIT, which the
  * disabled plans' costs would call for)
  */

@@ -56,6 +56,8 @@ typedef enum TxboxRotated
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern bool txbox_generation_peek(TxboxRotated table, int16 *current, bool *others_empty);
 extern int16 txbox_generations(TxboxRotated table);
+extern bool txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values,
+									bool *isnull, bool do_nothing);
 extern Oid	txbox_table_oid(const char *relname, bool missing_ok);
 extern void txbox_generation_init(void);
 
@@ -80,26 +82,10 @@ typedef struct TxboxPlan
 								 * nested loops only: see txbox_exec */
 } TxboxPlan;
 
-/*
- * A query on one generation's partition of a rotated table: format names
- * the partition with %d (the generation), e.g. "SELECT ... FROM
- * txbox.inbox_dedup_%d ...".  One saved plan per generation, made on first
- * use.  Reading or writing the partition directly skips the parent's
- * partition pruning or tuple routing; the caller holds the parent's lock
- * (txbox_current_generation).
- */
+/* the most generations a rotated table may have */
 #define TXBOX_MAX_GENERATIONS			3
 
-typedef struct TxboxGenPlan
-{
-	const char *format;
-	int			nargs;
-	Oid			argtypes[10];
-	TxboxPlan	gens[TXBOX_MAX_GENERATIONS];
-} TxboxGenPlan;
-
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);
-extern TxboxPlan *txbox_gen_plan(TxboxGenPlan *p, int16 gen);
 extern int	txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
 					   bool latest_snapshot, long tcount);
 extern void txbox_require_text_arg(FunctionCallInfo fcinfo, int argno,
