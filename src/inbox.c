@@ -51,40 +51,20 @@
 /*
  * A probe of table txbox.relname (for a rotated table, a generation's
  * partition, whose parent's lock the caller holds) by the leading columns
- * of its primary key, read with a given snapshot: no plan, no executor.
+ * of its primary key: whether a row visible to the scan's snapshot matches
+ * keys (then in the scan's slot).
  */
-typedef struct PkProbe
-{
-	Relation	rel;
-	Relation	pk;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
-} PkProbe;
-
 static void
-pk_probe_begin(PkProbe *p, const char *relname, Snapshot snapshot, int nkeys)
+pk_probe_begin(TxboxIndexScan *p, const char *relname, Snapshot snapshot, int nkeys)
 {
-	p->rel = table_open(txbox_table_oid(relname, false), AccessShareLock);
-	p->pk = index_open(txbox_primary_key_index(p->rel), AccessShareLock);
-	p->slot = table_slot_create(p->rel, NULL);
-	p->scan = txbox_index_beginscan(p->rel, p->pk, snapshot, nkeys, 0);
+	txbox_index_scan_begin(p, txbox_table_oid(relname, false), InvalidOid, snapshot, nkeys);
 }
 
-/* whether a row visible to the probe's snapshot matches keys (then in slot) */
 static bool
-pk_probe_found(PkProbe *p, ScanKey keys, int nkeys)
+pk_probe_found(TxboxIndexScan *p, ScanKey keys, int nkeys)
 {
 	index_rescan(p->scan, keys, nkeys, NULL, 0);
 	return index_getnext_slot(p->scan, ForwardScanDirection, p->slot);
-}
-
-static void
-pk_probe_end(PkProbe *p)
-{
-	index_endscan(p->scan);
-	ExecDropSingleTupleTableSlot(p->slot);
-	index_close(p->pk, AccessShareLock);
-	table_close(p->rel, AccessShareLock);
 }
 
 /*
@@ -101,7 +81,7 @@ consumer_check(Oid caller, Datum consumer)
 {
 	Oid			owner = InvalidOid;
 	Snapshot	snapshot;
-	PkProbe		probe;
+	TxboxIndexScan probe;
 	ScanKeyData key;
 
 	if (superuser_arg(caller))
@@ -109,7 +89,7 @@ consumer_check(Oid caller, Datum consumer)
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	pk_probe_begin(&probe, "consumers", snapshot, 1);
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   probe.pk->rd_indcollation[0], F_TEXTEQ, consumer);
+						   probe.index->rd_indcollation[0], F_TEXTEQ, consumer);
 	if (pk_probe_found(&probe, &key, 1))
 	{
 		bool		isnull;
@@ -118,7 +98,7 @@ consumer_check(Oid caller, Datum consumer)
 											  get_attnum(RelationGetRelid(probe.rel), "owner"),
 											  &isnull));
 	}
-	pk_probe_end(&probe);
+	txbox_index_scan_end(&probe);
 	UnregisterSnapshot(snapshot);
 
 	if (OidIsValid(owner) && !has_privs_of_role(caller, owner))
@@ -156,13 +136,13 @@ claim_recorded_elsewhere(Datum consumer, Datum message_id, int16 gen)
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, message_id);
 	for (int16 older = 0; !found && older < txbox_generations(TXBOX_INBOX_DEDUP); older++)
 	{
-		PkProbe		probe;
+		TxboxIndexScan probe;
 
 		if (older == gen)
 			continue;
 		pk_probe_begin(&probe, psprintf("inbox_dedup_%d", older), snapshot, 2);
 		found = pk_probe_found(&probe, keys, 2);
-		pk_probe_end(&probe);
+		txbox_index_scan_end(&probe);
 	}
 	UnregisterSnapshot(snapshot);
 	return found;
@@ -316,7 +296,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	for (int16 older = 0; older < txbox_generations(TXBOX_INBOX); older++)
 	{
-		PkProbe		probe;
+		TxboxIndexScan probe;
 
 		if (older == gen)
 			continue;
@@ -332,7 +312,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 			if (pk_probe_found(&probe, &key, 1))
 				nulls[i] = any = true;
 		}
-		pk_probe_end(&probe);
+		txbox_index_scan_end(&probe);
 	}
 	UnregisterSnapshot(snapshot);
 

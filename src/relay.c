@@ -407,10 +407,11 @@ relay_batch_keys(Datum prev, Datum cur, int64 after_id, MemoryContext cxt, Relay
 	parts = RelationGetPartitionDesc(outbox, false);
 	for (int p = 0; p < parts->nparts; p++)
 	{
-		Relation	rel = table_open(parts->oids[p], AccessShareLock);
-		Relation	idx = index_open(index_get_partition(rel, index_oid), AccessShareLock);
-		IndexScanDesc scan = txbox_index_beginscan(rel, idx, SnapshotAny, 2, 0);
+		TxboxIndexScan s;
+		IndexScanDesc scan;
 
+		txbox_index_scan_begin(&s, parts->oids[p], index_oid, SnapshotAny, 2);
+		scan = s.scan;
 		scan->xs_want_itup = true;
 		for (int r = 0; r < nranges; r++)
 		{
@@ -446,9 +447,7 @@ relay_batch_keys(Datum prev, Datum cur, int64 after_id, MemoryContext cxt, Relay
 				found[n++].part = parts->oids[p];
 			}
 		}
-		index_endscan(scan);
-		index_close(idx, AccessShareLock);
-		table_close(rel, AccessShareLock);
+		txbox_index_scan_end(&s);
 	}
 	table_close(outbox, AccessShareLock);
 
@@ -489,10 +488,7 @@ static const Oid relay_page_types[RELAY_PAGE_COLUMNS] = {
 /* One outbox partition, open for a page read. */
 typedef struct RelayPart
 {
-	Relation	rel;
-	Relation	idx;			/* its (txid, id) index */
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
+	TxboxIndexScan s;			/* of its (txid, id) index */
 	AttrNumber	att[RELAY_SCAN_ATTS];	/* the columns' numbers in it */
 	int			natts;			/* the highest of them */
 } RelayPart;
@@ -503,11 +499,7 @@ relay_part_open(Oid relid, Snapshot snapshot)
 	static const char *const checked[] = {"id", "txid", "relay"};
 	RelayPart  *part = palloc(sizeof(RelayPart));
 
-	part->rel = table_open(relid, AccessShareLock);
-	part->idx = index_open(index_get_partition(part->rel, txbox_table_oid("outbox_txid_idx", false)),
-						   AccessShareLock);
-	part->scan = txbox_index_beginscan(part->rel, part->idx, snapshot, 3, 0);
-	part->slot = table_slot_create(part->rel, NULL);
+	txbox_index_scan_begin(&part->s, relid, txbox_table_oid("outbox_txid_idx", false), snapshot, 3);
 	part->natts = 0;
 	for (int a = 0; a < RELAY_SCAN_ATTS; a++)
 	{
@@ -522,20 +514,11 @@ relay_part_open(Oid relid, Snapshot snapshot)
 	return part;
 }
 
-static void
-relay_part_close(RelayPart *part)
-{
-	ExecDropSingleTupleTableSlot(part->slot);
-	index_endscan(part->scan);
-	index_close(part->idx, AccessShareLock);
-	table_close(part->rel, AccessShareLock);
-}
-
 /* whether the row in slot is the relay's: of its topics, not another relay's replay */
 static bool
 relay_row_wanted(const RelayPart *part, const Datum *topics, int ntopics, const char *name)
 {
-	TupleTableSlot *slot = part->slot;
+	TupleTableSlot *slot = part->s.slot;
 	AttrNumber	att;
 
 	if (ntopics >= 0)
@@ -579,10 +562,10 @@ static bool
 relay_put_column(StringInfo out, const RelayPart *part, int c)
 {
 	AttrNumber	att = part->att[c];
-	Datum		v = part->slot->tts_values[att - 1];
+	Datum		v = part->s.slot->tts_values[att - 1];
 	int			at = out->len;
 
-	if (part->slot->tts_isnull[att - 1])
+	if (part->s.slot->tts_isnull[att - 1])
 	{
 		pq_sendint32(out, -1);
 		return true;
@@ -670,7 +653,7 @@ relay_page_scan(const RelayKeys *keys, int from, int want, Datum topics, bool to
 		ScanKeyData skey[3];
 
 		for (int p = 0; p < nparts && part == NULL; p++)
-			if (RelationGetRelid(parts[p]->rel) == keys->parts[k])
+			if (RelationGetRelid(parts[p]->s.rel) == keys->parts[k])
 				part = parts[p];
 		if (part == NULL)
 		{
@@ -685,19 +668,19 @@ relay_page_scan(const RelayKeys *keys, int from, int want, Datum topics, bool to
 					Int64GetDatum(keys->ids[k]));
 		ScanKeyInit(&skey[2], 2, BTLessEqualStrategyNumber, F_INT8LE,
 					Int64GetDatum(keys->ids[end - 1]));
-		index_rescan(part->scan, skey, 3, NULL, 0);
-		while (m < want && index_getnext_slot(part->scan, ForwardScanDirection, part->slot))
+		index_rescan(part->s.scan, skey, 3, NULL, 0);
+		while (m < want && index_getnext_slot(part->s.scan, ForwardScanDirection, part->s.slot))
 		{
 			int64		id;
 
 			CHECK_FOR_INTERRUPTS();
-			slot_getsomeattrs(part->slot, part->natts);
-			id = DatumGetInt64(part->slot->tts_values[part->att[RELAY_SCAN_ID] - 1]);
+			slot_getsomeattrs(part->s.slot, part->natts);
+			id = DatumGetInt64(part->s.slot->tts_values[part->att[RELAY_SCAN_ID] - 1]);
 			/* each row is one of the run's keys, in their order */
 			while (k < end && keys->ids[k] != id)
 				k++;
 			if (k == end || !FullTransactionIdEquals(keys->txids[k],
-													 DatumGetFullTransactionId(part->slot->tts_values[part->att[RELAY_SCAN_TXID] - 1])))
+													 DatumGetFullTransactionId(part->s.slot->tts_values[part->att[RELAY_SCAN_TXID] - 1])))
 				elog(ERROR, "txbox relay \"%s\": a page read from the outbox is not the batch's",
 					 name);
 			k++;
@@ -717,7 +700,7 @@ relay_page_scan(const RelayKeys *keys, int from, int want, Datum topics, bool to
 			k = end;
 	}
 	for (int p = 0; p < nparts; p++)
-		relay_part_close(parts[p]);
+		txbox_index_scan_end(&parts[p]->s);
 	MemoryContextDelete(row_cxt);
 
 	if (page != NULL)

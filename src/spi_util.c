@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * spi_util.c
- *		Saved SPI plans for txbox's fixed queries, and argument checks.
+ *		Saved SPI plans for txbox's fixed queries, index scans without a
+ *		plan, and argument checks.
  *
  * Every query txbox runs through SPI is a static TxboxPlan: prepared on
  * first use in a backend, kept for the backend's life (the plan cache
@@ -9,6 +10,10 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/partition.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -37,6 +42,33 @@ txbox_plan(TxboxPlan *p)
 		p->plan = plan;
 	}
 	return p->plan;
+}
+
+/*
+ * txbox_index_scan_begin -- open table relid and begin a scan, with nkeys
+ * keys, of its primary key (parent_index InvalidOid), or of its piece of
+ * the partitioned index parent_index (relid being a partition of its
+ * table), read with snapshot.
+ */
+void
+txbox_index_scan_begin(TxboxIndexScan *s, Oid relid, Oid parent_index, Snapshot snapshot,
+					   int nkeys)
+{
+	s->rel = table_open(relid, AccessShareLock);
+	s->index = index_open(OidIsValid(parent_index) ? index_get_partition(s->rel, parent_index) :
+						  txbox_primary_key_index(s->rel),
+						  AccessShareLock);
+	s->scan = txbox_index_beginscan(s->rel, s->index, snapshot, nkeys, 0);
+	s->slot = table_slot_create(s->rel, NULL);
+}
+
+void
+txbox_index_scan_end(TxboxIndexScan *s)
+{
+	ExecDropSingleTupleTableSlot(s->slot);
+	index_endscan(s->scan);
+	index_close(s->index, AccessShareLock);
+	table_close(s->rel, AccessShareLock);
 }
 
 /*

@@ -10,6 +10,7 @@
 #ifndef TXBOX_H
 #define TXBOX_H
 
+#include "access/genam.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -84,6 +85,23 @@ typedef struct TxboxPlan
 
 /* the most generations a rotated table may have */
 #define TXBOX_MAX_GENERATIONS			3
+
+/*
+ * A scan of one index of a table, read with a snapshot: no plan, no
+ * executor (spi_util.c).  The table and the index are open (AccessShareLock)
+ * until txbox_index_scan_end; rows come into slot (index_getnext_slot).
+ */
+typedef struct TxboxIndexScan
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+} TxboxIndexScan;
+
+extern void txbox_index_scan_begin(TxboxIndexScan *s, Oid relid, Oid parent_index,
+								   Snapshot snapshot, int nkeys);
+extern void txbox_index_scan_end(TxboxIndexScan *s);
 
 extern SPIPlanPtr txbox_plan(TxboxPlan *p);
 extern int	txbox_exec(TxboxPlan *p, Datum *values, const char *nulls,
