@@ -103,9 +103,9 @@ txbox_wait_event(TxboxWaitEvent event)
 /*
  * An insert's index entries and checks, as ExecInsert makes them (for ON
  * CONFLICT DO NOTHING with every unique index an arbiter, no_dup_err):
- * ExecInsertIndexTuples took
- * onlySummarizing from 16, ExecCheckIndexConstraints the tuple being
- * updated (NULL: an insert) from 18.
+ * ExecInsertIndexTuples took onlySummarizing from 16,
+ * ExecCheckIndexConstraints the tuple being updated (NULL: an insert) from
+ * 18.
  */
 #if PG_VERSION_NUM >= 180000
 #define txbox_check_index_constraints(rri, slot, estate, conflict_tid) \
