@@ -244,19 +244,18 @@ txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values,
 	memcpy(slot->tts_isnull, isnull, sizeof(bool) * natts);
 	ExecStoreVirtualTuple(slot);
 
+	if (!do_nothing)
+	{
+		table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+		list_free(txbox_insert_index_tuples(rri, slot, estate, false, NULL));
+		inserted = true;
+	}
 	while (!inserted)
 	{
 		ItemPointerData conflict;
 		bool		spec_conflict = false;
 		uint32		token;
 
-		if (!do_nothing)
-		{
-			table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-			list_free(txbox_insert_index_tuples(rri, slot, estate, false, NULL));
-			inserted = true;
-			break;
-		}
 		if (!txbox_check_index_constraints(rri, slot, estate, &conflict))
 		{
 			generation_check_visible(rel, &conflict);
