@@ -52,6 +52,7 @@ typedef struct GenerationCache
 	int16		generations;	/* how many (partitions gen 0 .. generations - 1) */
 	bool		others_empty;	/* no other generation ever held rows since truncation */
 	bool		valid;
+	Oid			parts[TXBOX_MAX_GENERATIONS];	/* partitions' OIDs, InvalidOid: look up */
 } GenerationCache;
 
 static GenerationCache gen_cache[TXBOX_NUM_ROTATED] = {
@@ -71,18 +72,41 @@ static TxboxPlan gen_read_plan = {
 #define Anum_gen_read_others_empty	2
 #define Anum_gen_read_generations	3
 
-/* Relcache callback: forget what a switch (or DROP EXTENSION) changed. */
+/*
+ * txbox tables' OIDs by name, as txbox_table_oid found them: a call then
+ * costs no catalog lookups.  Forgotten when any of them is invalidated.
+ */
+#define TABLE_OIDS_CACHED 16
+static struct
+{
+	NameData	name;
+	Oid			relid;
+}			table_oids[TABLE_OIDS_CACHED];
+static int	n_table_oids;
+
+/*
+ * Relcache callback: forget what a switch (or a DROP, DROP EXTENSION)
+ * changed.  A change to a table's partitions invalidates the table.
+ */
 static void
 generation_relcache_callback(Datum arg, Oid relid)
 {
 	for (int i = 0; i < TXBOX_NUM_ROTATED; i++)
 	{
-		if (relid == InvalidOid || relid == gen_cache[i].relid)
+		bool		part = false;
+
+		for (int g = 0; g < TXBOX_MAX_GENERATIONS; g++)
+			part |= relid == gen_cache[i].parts[g];
+		if (relid == InvalidOid || relid == gen_cache[i].relid || part)
 		{
 			gen_cache[i].valid = false;
 			gen_cache[i].relid = InvalidOid;
+			memset(gen_cache[i].parts, 0, sizeof(gen_cache[i].parts));
 		}
 	}
+	for (int i = 0; i < n_table_oids; i++)
+		if (relid == InvalidOid || relid == table_oids[i].relid)
+			n_table_oids = 0;
 }
 
 void
@@ -99,11 +123,45 @@ txbox_generation_init(void)
 Oid
 txbox_table_oid(const char *relname, bool missing_ok)
 {
-	Oid			relid = get_relname_relid(relname, get_namespace_oid("txbox", false));
+	Oid			relid;
 
+	for (int i = 0; i < n_table_oids; i++)
+		if (strcmp(NameStr(table_oids[i].name), relname) == 0)
+			return table_oids[i].relid;
+	relid = get_relname_relid(relname, get_namespace_oid("txbox", false));
 	if (!OidIsValid(relid) && !missing_ok)
 		elog(ERROR, "txbox: table txbox.%s is missing", relname);
+	if (OidIsValid(relid) && n_table_oids < TABLE_OIDS_CACHED)
+	{
+		namestrcpy(&table_oids[n_table_oids].name, relname);
+		table_oids[n_table_oids++].relid = relid;
+	}
 	return relid;
+}
+
+/*
+ * txbox_generation_relid -- the OID of generation gen's partition of table,
+ * txbox.<table>_<gen>.  The caller holds the parent's lock
+ * (txbox_current_generation), which processed the invalidations that a
+ * change to the partitions sent.
+ */
+Oid
+txbox_generation_relid(TxboxRotated table, int16 gen)
+{
+	GenerationCache *c = &gen_cache[table];
+
+	if (gen < 0 || gen >= TXBOX_MAX_GENERATIONS)
+		elog(ERROR, "txbox: txbox.%s has no generation %d", c->relname, gen);
+	if (!OidIsValid(c->parts[gen]))
+	{
+		char		relname[NAMEDATALEN];
+
+		snprintf(relname, sizeof(relname), "%s_%d", c->relname, gen);
+		c->parts[gen] = get_relname_relid(relname, get_namespace_oid("txbox", false));
+		if (!OidIsValid(c->parts[gen]))
+			elog(ERROR, "txbox: table txbox.%s is missing", relname);
+	}
+	return c->parts[gen];
 }
 
 static Oid
@@ -229,8 +287,7 @@ txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values,
 
 	PreventCommandIfReadOnly("INSERT");
 	PreventCommandIfParallelMode("INSERT");
-	rel = table_open(txbox_table_oid(psprintf("%s_%d", gen_cache[table].relname, gen), false),
-					 RowExclusiveLock);
+	rel = table_open(txbox_generation_relid(table, gen), RowExclusiveLock);
 	if (RelationGetDescr(rel)->natts != natts)
 		elog(ERROR, "txbox: %s has %d columns, not %d",
 			 RelationGetRelationName(rel), RelationGetDescr(rel)->natts, natts);

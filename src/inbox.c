@@ -49,17 +49,11 @@
 #include "workers.h"
 
 /*
- * A probe of table txbox.relname (for a rotated table, a generation's
- * partition, whose parent's lock the caller holds) by the leading columns
- * of its primary key: whether a row visible to the scan's snapshot matches
- * keys (then in the scan's slot).
+ * A probe of a table (for a rotated table, a generation's partition, whose
+ * parent's lock the caller holds) by the leading columns of its primary
+ * key, begun with txbox_index_scan_begin(..., InvalidOid, ...): whether a
+ * row visible to the scan's snapshot matches keys (then in the scan's slot).
  */
-static void
-pk_probe_begin(TxboxIndexScan *p, const char *relname, Snapshot snapshot, int nkeys)
-{
-	txbox_index_scan_begin(p, txbox_table_oid(relname, false), InvalidOid, snapshot, nkeys);
-}
-
 static bool
 pk_probe_found(TxboxIndexScan *p, ScanKey keys, int nkeys)
 {
@@ -87,7 +81,7 @@ consumer_check(Oid caller, Datum consumer)
 	if (superuser_arg(caller))
 		return;
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	pk_probe_begin(&probe, "consumers", snapshot, 1);
+	txbox_index_scan_begin(&probe, txbox_table_oid("consumers", false), InvalidOid, snapshot, 1);
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   probe.index->rd_indcollation[0], F_TEXTEQ, consumer);
 	if (pk_probe_found(&probe, &key, 1))
@@ -140,7 +134,8 @@ claim_recorded_elsewhere(Datum consumer, Datum message_id, int16 gen)
 
 		if (older == gen)
 			continue;
-		pk_probe_begin(&probe, psprintf("inbox_dedup_%d", older), snapshot, 2);
+		txbox_index_scan_begin(&probe, txbox_generation_relid(TXBOX_INBOX_DEDUP, older), InvalidOid,
+							   snapshot, 2);
 		found = pk_probe_found(&probe, keys, 2);
 		txbox_index_scan_end(&probe);
 	}
@@ -300,7 +295,8 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 
 		if (older == gen)
 			continue;
-		pk_probe_begin(&probe, psprintf("inbox_%d", older), snapshot, 1);
+		txbox_index_scan_begin(&probe, txbox_generation_relid(TXBOX_INBOX, older), InvalidOid,
+							   snapshot, 1);
 		for (int i = 0; i < n; i++)
 		{
 			ScanKeyData key;

@@ -60,6 +60,7 @@ extern int16 txbox_generations(TxboxRotated table);
 extern bool txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values,
 									bool *isnull, bool do_nothing);
 extern Oid	txbox_table_oid(const char *relname, bool missing_ok);
+extern Oid	txbox_generation_relid(TxboxRotated table, int16 gen);
 extern void txbox_generation_init(void);
 
 /* options.c: the options of relays and handlers, in a relay's or handler's options */

@@ -69,6 +69,28 @@ $plain->safe_psql('postgres', 'CREATE EXTENSION txbox');
 is( $plain->safe_psql(
 		'postgres', q{SELECT txbox.publish('orders', '{"id": 4}') IS NOT NULL}),
 	't', 'publish works after the extension is dropped and created again');
+
+# A session's cached OIDs of txbox's tables and of their generations'
+# partitions follow a DROP and CREATE EXTENSION made by another session or
+# by itself: every call finds the new tables.
+my $s = $plain->background_psql('postgres');
+$s->query_safe(q{SELECT txbox.publish('orders', '{"id": 5}'), txbox.inbox_claim('c', 'y')});
+$plain->safe_psql('postgres', 'DROP EXTENSION txbox; CREATE EXTENSION txbox');
+is($s->query_safe(q{SELECT txbox.publish('orders', '{"id": 6}') IS NOT NULL, txbox.inbox_claim('c', 'y')}),
+	't|t', 'a session publishes and claims after another recreated the extension');
+$s->query_safe('DROP EXTENSION txbox');
+$s->query_safe('CREATE EXTENSION txbox');
+$s->query_safe(q{SELECT txbox._switch_generation('inbox_dedup'), txbox._switch_generation('outbox')});
+is( $s->query_safe(
+		q{SELECT txbox.publish('orders', '{"id": 7}') IS NOT NULL, txbox.inbox_claim('c', 'y'),
+			txbox.inbox_claim('c', 'y')}),
+	't|t|f',
+	'and after it recreated the extension itself and switched generations');
+is( $s->query_safe(
+		q{SELECT string_agg((tableoid = 'txbox.outbox_1'::regclass) || ':' || (payload->>'id'), ',')
+			FROM txbox.outbox}),
+	'true:7', 'the message is in the new current generation');
+$s->quit;
 $plain->stop;
 
 done_testing();
