@@ -180,7 +180,8 @@ generation_parent_relid(GenerationCache *c)
  *
  * Takes (and keeps to end of transaction) RowExclusiveLock on the parent
  * table, which a concurrent switch waits for.  Must be called inside a
- * transaction, connected to SPI.
+ * transaction; connects to SPI (nested, if the caller is) only to read
+ * txbox._generation after a switch.
  */
 int16
 txbox_current_generation(TxboxRotated table, bool *others_empty)
@@ -201,6 +202,7 @@ txbox_current_generation(TxboxRotated table, bool *others_empty)
 		 * Read with a fresh snapshot: a REPEATABLE READ transaction's own
 		 * snapshot may predate the switch that invalidated the cache.
 		 */
+		SPI_connect();
 		if (txbox_exec(&gen_read_plan, &name, NULL, true, 1) != 1)
 			elog(ERROR, "txbox: no generation row for txbox.%s", c->relname);
 		c->current = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
@@ -212,6 +214,7 @@ txbox_current_generation(TxboxRotated table, bool *others_empty)
 		c->generations = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc,
 													 Anum_gen_read_generations, &isnull));
+		SPI_finish();
 		if (c->generations > TXBOX_MAX_GENERATIONS)
 			elog(ERROR, "txbox: txbox.%s has %d generations, more than %d",
 				 c->relname, c->generations, TXBOX_MAX_GENERATIONS);

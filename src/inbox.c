@@ -167,8 +167,6 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 	consumer = PointerGetDatum(PG_GETARG_TEXT_PP(1));
 	message_id = PointerGetDatum(PG_GETARG_TEXT_PP(2));
 
-	SPI_connect();
-
 	consumer_check(PG_GETARG_OID(0), consumer);
 
 	gen = txbox_current_generation(TXBOX_INBOX_DEDUP, &others_empty);
@@ -181,8 +179,6 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 
 		claimed = txbox_generation_insert(TXBOX_INBOX_DEDUP, gen, 4, values, isnull, true);
 	}
-
-	SPI_finish();
 
 	PG_RETURN_BOOL(claimed);
 }

@@ -197,9 +197,7 @@ publish_common(FunctionCallInfo fcinfo, bool binary)
 	values[10] = (Datum) 0;
 	isnull[10] = true;
 
-	SPI_connect();
 	outbox_insert(values, isnull);
-	SPI_finish();
 
 	/* the relays of this database look at the outbox once we commit */
 	txbox_wake_at_commit(TXBOX_WAKE_RELAYS);
@@ -250,9 +248,7 @@ txbox_republish(PG_FUNCTION_ARGS)
 	values[10] = PG_GETARG_DATUM(0);
 	isnull[10] = false;
 
-	SPI_connect();
 	outbox_insert(values, isnull);
-	SPI_finish();
 
 	txbox_wake_at_commit(TXBOX_WAKE_RELAYS);
 	PG_RETURN_VOID();
