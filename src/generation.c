@@ -118,8 +118,18 @@ txbox_generation_init(void)
 /*
  * txbox_table_oid -- the OID of table txbox.relname; if it is missing,
  * InvalidOid with missing_ok (a table a database still on an older txbox
- * lacks), else ERROR.
+ * lacks: not cached), else ERROR.  table_oid_lookup looks it up.
  */
+static Oid
+table_oid_lookup(const char *relname, bool missing_ok)
+{
+	Oid			relid = get_relname_relid(relname, get_namespace_oid("txbox", false));
+
+	if (!OidIsValid(relid) && !missing_ok)
+		elog(ERROR, "txbox: table txbox.%s is missing", relname);
+	return relid;
+}
+
 Oid
 txbox_table_oid(const char *relname, bool missing_ok)
 {
@@ -128,9 +138,7 @@ txbox_table_oid(const char *relname, bool missing_ok)
 	for (int i = 0; i < n_table_oids; i++)
 		if (strcmp(NameStr(table_oids[i].name), relname) == 0)
 			return table_oids[i].relid;
-	relid = get_relname_relid(relname, get_namespace_oid("txbox", false));
-	if (!OidIsValid(relid) && !missing_ok)
-		elog(ERROR, "txbox: table txbox.%s is missing", relname);
+	relid = table_oid_lookup(relname, missing_ok);
 	if (OidIsValid(relid) && n_table_oids < TABLE_OIDS_CACHED)
 	{
 		namestrcpy(&table_oids[n_table_oids].name, relname);
@@ -157,9 +165,7 @@ txbox_generation_relid(TxboxRotated table, int16 gen)
 		char		relname[NAMEDATALEN];
 
 		snprintf(relname, sizeof(relname), "%s_%d", c->relname, gen);
-		c->parts[gen] = get_relname_relid(relname, get_namespace_oid("txbox", false));
-		if (!OidIsValid(c->parts[gen]))
-			elog(ERROR, "txbox: table txbox.%s is missing", relname);
+		c->parts[gen] = table_oid_lookup(relname, false);
 	}
 	return c->parts[gen];
 }
