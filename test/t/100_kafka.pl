@@ -119,12 +119,27 @@ $node->safe_psql('shop',
 	q{SELECT txbox.publish_bytes('docs', '\x00ff0a0d'::bytea, NULL, '{"plain": "y", "empty": ""}');
 	  SELECT txbox.publish('docs', '{"doc": true}', NULL,
 		jsonb_build_object('q', 'say "hi" \ ' || chr(233) || chr(10), 'plain', 'x'))});
+# jsonb payloads of every kind of value, escapes, nesting and raw scalars:
+# each value must be payload::text byte for byte (the relay writes the
+# JSON text itself: src/relay.c, relay_put_json)
+$node->safe_psql('shop', q{SELECT txbox.publish('docs', j::jsonb, 'json-' || n)
+	FROM unnest(ARRAY[
+	  '{"s": "q\" b\\\\ \b\f\n\r\t \u0001 \u001f \u007f / é € \u2028", "n": [0, -1.5, 1e100, 12345678901234567890.000001],
+	    "t": true, "f": false, "z": null, "e": {}, "a": [], "o": {"x": [[], [{}], [1, [2, "3"]]]}}',
+	  '{"a\"b\\\\c\n": 1, "": ""}', '"just a string \n"', '42.50', 'null', 'true', '[]', '{}',
+	  '[{"k": "v"}, "x", 1, null, [true, false], {"y": [{}]}]', '""', '[[[]]]'])
+	WITH ORDINALITY AS t(j, n)});
 poll_ok($node, 'shop', q{SELECT lag_messages FROM txbox.relay_status WHERE name = 'to_kafka'},
 	'0', 60, 'docs delivered');
-my @docs = $kafka->records('docs');
-is(scalar @docs, 2, 'two docs');
-is_deeply([ sort map { defined $_->{key} ? 'key' : 'none' } @docs ], [ 'none', 'none' ],
-	'no message key: no record key');
+my %json_want = map { split / / } split /,/, $node->safe_psql('shop',
+	q{SELECT string_agg(message_id || ' ' || encode(convert_to(payload::text, 'UTF8'), 'hex'), ',')
+	  FROM txbox.outbox WHERE topic = 'docs' AND key LIKE 'json-%'});
+my @json = grep { ($_->{key} // '') =~ /^json-/ } $kafka->records('docs');
+is(scalar @json, 11, 'eleven jsonb docs');
+is(join(' ', map { $_->{key} } grep { unpack('H*', $_->{value}) ne ($json_want{ $_->{headers}{'txbox-message-id'} } // '') } @json),
+	'', 'every jsonb value is payload::text, byte for byte');
+my @docs = grep { !defined $_->{key} } $kafka->records('docs');
+is(scalar @docs, 2, 'two docs without a key');
 is_deeply([ sort map { unpack('H*', $_->{value}) } @docs ],
 	[ sort('00ff0a0d', unpack('H*', '{"doc": true}')) ], 'bytea payload byte-exact, jsonb as text');
 my %doc_headers = map { unpack('H*', $_->{value}) => $_->{headers} } @docs;
