@@ -554,9 +554,30 @@ relay_put32(StringInfo out, int at, int32 v)
 }
 
 /*
+ * Whether none of the 8 bytes of w needs an escape in a JSON string (a
+ * control character, '"' or '\\'): the zero-byte test of "Bit Twiddling
+ * Hacks" on w and on w xor each of the two characters; a byte of 0x80 or
+ * more is never a match.
+ */
+static inline bool
+relay_json_plain8(uint64 w)
+{
+#define BYTES(b) (UINT64CONST(0x0101010101010101) * (b))
+	uint64		quote = w ^ BYTES('"');
+	uint64		backslash = w ^ BYTES('\\');
+	uint64		hits = ((w - BYTES(0x20)) & ~w) |
+		((quote - BYTES(1)) & ~quote) |
+		((backslash - BYTES(1)) & ~backslash);
+
+	return (hits & BYTES(0x80)) == 0;
+#undef BYTES
+}
+
+/*
  * Append str (len bytes, no NUL) as a JSON string with escape_json's
- * escapes, copying the runs that need none at once (escape_json appends
- * one character at a time: a fifth of a kafka relay's main thread).
+ * escapes, copying the runs that need none at once, found 8 bytes at a
+ * time (escape_json appends one character at a time: a fifth of a kafka
+ * relay's main thread).
  */
 static void
 relay_put_json_string(StringInfo out, const char *str, int len)
@@ -567,8 +588,20 @@ relay_put_json_string(StringInfo out, const char *str, int len)
 	appendStringInfoCharMacro(out, '"');
 	for (const char *p = str; p < end; p++)
 	{
-		unsigned char c = (unsigned char) *p;
+		unsigned char c;
 
+		while (end - p >= 8)
+		{
+			uint64		w;
+
+			memcpy(&w, p, 8);
+			if (!relay_json_plain8(w))
+				break;
+			p += 8;
+		}
+		if (p == end)
+			break;
+		c = (unsigned char) *p;
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		appendBinaryStringInfo(out, run, p - run);

@@ -127,7 +127,8 @@ $node->safe_psql('shop', q{SELECT txbox.publish('docs', j::jsonb, 'json-' || n)
 	  '{"s": "q\" b\\\\ \b\f\n\r\t \u0001 \u001f \u007f / é € \u2028", "n": [0, -1.5, 1e100, 12345678901234567890.000001],
 	    "t": true, "f": false, "z": null, "e": {}, "a": [], "o": {"x": [[], [{}], [1, [2, "3"]]]}}',
 	  '{"a\"b\\\\c\n": 1, "": ""}', '"just a string \n"', '42.50', 'null', 'true', '[]', '{}',
-	  '[{"k": "v"}, "x", 1, null, [true, false], {"y": [{}]}]', '""', '[[[]]]'])
+	  '[{"k": "v"}, "x", 1, null, [true, false], {"y": [{}]}]', '""', '[[[]]]',
+	  '["ab\"cdefghijklmnop", "ab\\\\cdefghijklmnop", "abcdefghij\nklmnopqrstuvwx", "ééééé\u0002ééééé", "12345678"]'])
 	WITH ORDINALITY AS t(j, n)});
 poll_ok($node, 'shop', q{SELECT lag_messages FROM txbox.relay_status WHERE name = 'to_kafka'},
 	'0', 60, 'docs delivered');
@@ -135,7 +136,7 @@ my %json_want = map { split / / } split /,/, $node->safe_psql('shop',
 	q{SELECT string_agg(message_id || ' ' || encode(convert_to(payload::text, 'UTF8'), 'hex'), ',')
 	  FROM txbox.outbox WHERE topic = 'docs' AND key LIKE 'json-%'});
 my @json = grep { ($_->{key} // '') =~ /^json-/ } $kafka->records('docs');
-is(scalar @json, 11, 'eleven jsonb docs');
+is(scalar @json, 12, 'twelve jsonb docs');
 is(join(' ', map { $_->{key} } grep { unpack('H*', $_->{value}) ne ($json_want{ $_->{headers}{'txbox-message-id'} } // '') } @json),
 	'', 'every jsonb value is payload::text, byte for byte');
 my @docs = grep { !defined $_->{key} } $kafka->records('docs');
