@@ -7,6 +7,7 @@ RESET client_min_messages;
 -- oldest generation's last message costs an index probe, not a read of
 -- that generation; without a floor (a handler missing a part's) the
 -- generation's messages are checked against the dedup records as before.
+-- handler_status counts a handler's lag above its floor the same way.
 -- All in one transaction that rolls back; the reads counted are this
 -- transaction's own (pg_stat_get_xact_blocks_fetched).
 --
@@ -39,12 +40,18 @@ $$;
 SELECT pg_temp.heap_read(:og) AS before \gset
 SELECT txbox._inbox_processed(:og::smallint) AS floors_reach_the_last_message,
 	   pg_temp.heap_read(:og) - :before <= 1 AS heap_read_one_block_at_most;
+-- handler_status's lag is looked for above the floor only: the inbox is
+-- not read whole (2,000 messages without a dedup record, but at the floor)
+SELECT pg_temp.heap_read(:og) AS before \gset
+SELECT lag_messages AS lag_at_floor, pg_temp.heap_read(:og) - :before <= 2 AS lag_heap_read_two_blocks_at_most
+  FROM txbox.handler_status WHERE name = 'floor_h';
 
 -- a part without its row: no floor for the handler, its messages scanned
 DELETE FROM txbox.handler_floors WHERE part = 1;
 SELECT pg_temp.heap_read(:og) AS before \gset
 SELECT txbox._inbox_processed(:og::smallint) AS unprocessed_without_floor,
 	   pg_temp.heap_read(:og) - :before > 0 AS heap_read;
+SELECT lag_messages AS lag_without_floor FROM txbox.handler_status WHERE name = 'floor_h';
 -- nor with the rows of two different splits of the keys
 INSERT INTO txbox.handler_floors VALUES (:hid, 1, 3, :last);
 SELECT txbox._inbox_processed(:og::smallint) AS unprocessed_mixed_splits;
@@ -56,12 +63,14 @@ SELECT txbox._inbox_processed(:og::smallint) AS processed_one_split;
 -- the least part's floor counts
 UPDATE txbox.handler_floors SET low = :last - 1 WHERE part = 2;
 SELECT txbox._inbox_processed(:og::smallint) AS unprocessed_least_part_below;
+SELECT lag_messages AS lag_least_part_below FROM txbox.handler_status WHERE name = 'floor_h';
 -- ... and above it, the dedup records: only the last message is looked at
 INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)
 SELECT 0, 'floor_h', message_id::text, now() FROM txbox.inbox WHERE seq = :last;
 SELECT pg_temp.heap_read(:og) AS before \gset
 SELECT txbox._inbox_processed(:og::smallint) AS processed_above_floor,
 	   pg_temp.heap_read(:og) - :before <= 2 AS heap_read_above_floor_only;
+SELECT lag_messages AS lag_processed_above_floor FROM txbox.handler_status WHERE name = 'floor_h';
 
 -- an SQL consumer below: the same
 UPDATE txbox.consumers SET low = :last - 2 WHERE consumer = 'floor_sql';

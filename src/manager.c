@@ -10,7 +10,8 @@
  * by its own timer.  A worker that ended by error or termination is restarted with
  * exponential backoff; one that ended on purpose (paused or dropped) is
  * not.  Retention (txbox._maintain) runs under a short lock_timeout so it
- * never stalls writers for long.
+ * never stalls writers for long, and again a second later when a rotation
+ * timed out.
  *
  * A worker that finds no slot (txbox.max_workers and its caps, see
  * txbox_slot_claim; max_worker_processes) is tried again every few seconds;
@@ -39,6 +40,7 @@
 
 #define MANAGER_WAKE_MS			5000
 #define MANAGER_MAINTAIN_MS		10000
+#define MANAGER_BUSY_MS			1000
 
 /* a relay worker, or one of a handler's parallel workers */
 typedef struct ManagedWorker
@@ -372,23 +374,35 @@ manager_reconcile(TimestampTz now)
 	return true;
 }
 
-/* Retention: rotate the outbox when its oldest generation is delivered. */
-static void
+/*
+ * Retention (txbox._maintain): rotate the tables whose oldest generation
+ * may go.  Returns whether a rotation that was due could not have its locks
+ * within lock_timeout (writers, or a reader of the generation to truncate):
+ * the caller runs it again after MANAGER_BUSY_MS.
+ */
+static bool
 manager_maintain(void)
 {
+	bool		busy;
+	bool		isnull;
+
 	pgstat_report_activity(STATE_RUNNING, "txbox retention");
 	SetCurrentStatementStartTimestamp();	/* now() in this transaction */
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	if (SPI_execute("SET LOCAL lock_timeout = '100ms'", false, 0) != SPI_OK_UTILITY ||
-		SPI_execute("SELECT txbox._maintain()", false, 0) != SPI_OK_SELECT)
+		SPI_execute("SELECT txbox._maintain()", false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
 		elog(ERROR, "txbox manager: retention failed");
+	busy = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	busy = busy && !isnull;
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	pgstat_report_stat(false);	/* background workers flush their own */
+	return busy;
 }
 
 void
@@ -397,6 +411,7 @@ txbox_manager_main(Datum arg)
 	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
 	TimestampTz last_maintain = 0;
 	TimestampTz last_reconcile = 0;
+	bool		maintain_busy = false;
 	bool		woken = true;
 
 	/* 1. Connect to our database; adopt the workers a predecessor started. */
@@ -425,12 +440,16 @@ txbox_manager_main(Datum arg)
 			txbox_worker_exit_if_gone(slot, !manager_reconcile(now));
 			last_reconcile = now;
 		}
-		/* retention runs every 10 s, or faster when the retention is short */
+		/*
+		 * retention runs every 10 s, or faster when the retention is short,
+		 * and again a second after a rotation found its table busy
+		 */
 		if (TimestampDifferenceExceeds(last_maintain, now,
+									   maintain_busy ? MANAGER_BUSY_MS :
 									   Max(1000, Min(MANAGER_MAINTAIN_MS,
 													 txbox_outbox_retention * 500L))))
 		{
-			manager_maintain();
+			maintain_busy = manager_maintain();
 			last_maintain = now;
 		}
 

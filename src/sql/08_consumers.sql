@@ -211,6 +211,20 @@ CREATE TABLE txbox.handler_floors (
 	PRIMARY KEY (handler_id, part)
 );
 
+-- Every consumer's floor: each inbox message of its topics with seq <= low
+-- is processed by it.  An SQL consumer's is txbox.consumers.low
+-- (inbox_fetch advances it), a handler's the least of its workers'
+-- (txbox.handler_floors; 0 unless every part of one "parallel" has its
+-- row).  Inbox retention (txbox._inbox_processed) and handler_status's lag
+-- look only above it.
+CREATE VIEW txbox._consumer_floors AS
+SELECT c.consumer, c.topics, c.handler_id,
+	   CASE WHEN c.handler_id IS NULL THEN c.low ELSE coalesce(
+			(SELECT max(s.low) FROM (SELECT min(f.low) AS low FROM txbox.handler_floors f
+			  WHERE f.handler_id = c.handler_id AND f.part < f.parallel
+			  GROUP BY f.parallel HAVING count(*) = f.parallel) s), 0) END AS low
+  FROM txbox.consumers c;
+
 CREATE FUNCTION txbox._handler_check_options(handler_options jsonb)
 RETURNS jsonb
 LANGUAGE sql STABLE
@@ -389,10 +403,17 @@ SELECT h.name, h.topics, h.handler, h.owner,
 	   CASE WHEN m.reason IS NOT NULL AND NOT h.paused THEN m.since ELSE h.last_error_at END AS last_error_at,
 	   h.options
   FROM txbox.handlers h,
-	   -- its backlog: inbox messages of its topics it has not processed
+	   -- its backlog: inbox messages of its topics it has not processed,
+	   -- looked for above its floor only (the inbox is seconds to read
+	   -- whole, and a reader holds its rotation back); the upper bound, the
+	   -- last message, makes the planner expect a short range of seq and
+	   -- look up each message's dedup record by index, without JIT
 	   LATERAL (SELECT count(*) AS messages, min(i.received_at) AS oldest
 				  FROM txbox.inbox i
-				 WHERE (h.topics IS NULL OR i.topic = ANY (h.topics))
+				 WHERE i.seq > coalesce((SELECT f.low FROM txbox._consumer_floors f
+										  WHERE f.handler_id = h.handler_id), 0)
+				   AND i.seq <= (SELECT max(x.seq) FROM txbox.inbox x)
+				   AND (h.topics IS NULL OR i.topic = ANY (h.topics))
 				   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
 								    WHERE d.consumer = h.name
 									  AND d.message_id = i.message_id::text)) b,

@@ -5,7 +5,8 @@
 -- Rotate rotated_table (truncate its oldest generation, make it current)
 -- if its current generation is at least min_age old and the oldest one may
 -- go, as may_go(ended_at, ended_xid, gen) says (ended_* NULL: never used).
--- Returns whether it rotated.  Writers busy: not now (lock_timeout).
+-- Returns whether it rotated; NULL when it was due but writers or readers
+-- of the table held their locks past the caller's lock_timeout.
 CREATE FUNCTION txbox._rotate_if(rotated_table name, min_age interval, may_go text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
@@ -30,18 +31,15 @@ BEGIN
 	BEGIN
 		PERFORM txbox._switch_generation(rotated_table);
 	EXCEPTION WHEN lock_not_available THEN
-		RETURN false;		-- writers busy: next round
+		RETURN NULL;		-- busy: try again soon
 	END;
 	RETURN true;
 END
 $$;
 
 -- Whether every consumer processed every message of its topics in the
--- inbox's generation "generation".  A consumer's floor says it processed
--- all of them up to a seq: an SQL consumer's is txbox.consumers.low
--- (inbox_fetch advances it), a handler's the least of its workers'
--- (txbox.handler_floors; none unless every part of one "parallel" has its
--- row).  A consumer whose floor reaches the generation's last seq costs an
+-- inbox's generation "generation".  A consumer whose floor
+-- (txbox._consumer_floors) reaches the generation's last seq costs an
 -- index probe; for the others, the generation's messages above their
 -- floor (all of them without one) are checked against their dedup records,
 -- in seq order through the indexes whatever the statistics suggest (a
@@ -60,17 +58,13 @@ SET jit = off
 AS $$
 	SELECT NOT EXISTS (
 		SELECT 1
-		  FROM txbox.consumers c,
-			   LATERAL (SELECT CASE WHEN c.handler_id IS NULL THEN c.low ELSE coalesce(
-							(SELECT max(s.low) FROM (SELECT min(f.low) AS low FROM txbox.handler_floors f
-							  WHERE f.handler_id = c.handler_id AND f.part < f.parallel
-							  GROUP BY f.parallel HAVING count(*) = f.parallel) s), 0) END AS low) fl,
+		  FROM txbox._consumer_floors c,
 			   (SELECT max(x.seq) AS seq FROM txbox.inbox x WHERE x.gen = _inbox_processed.generation) l
-		 WHERE fl.low < l.seq
+		 WHERE c.low < l.seq
 		   -- the first unprocessed message up to there above the floor, by
 		   -- the seq index (later generations' messages are all above)
 		   AND (SELECT true FROM txbox.inbox i
-				 WHERE i.seq > fl.low AND i.seq <= l.seq
+				 WHERE i.seq > c.low AND i.seq <= l.seq
 				   AND (c.topics IS NULL OR i.topic = ANY (c.topics))
 				   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
 									WHERE d.consumer = c.consumer
@@ -98,8 +92,10 @@ $$;
 --  dead_letters (not a hot table): deleted dead_letter_retention after
 --    they were resolved (replayed or discarded); an unresolved one stays
 --    until someone replays or discards it (SPEC 1.4).
+-- Returns whether a rotation that was due could not have its locks (the
+-- manager then runs it again a second later, not at its next round).
 CREATE FUNCTION txbox._maintain()
-RETURNS void
+RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -108,20 +104,24 @@ DECLARE
 	dedup_keep interval := current_setting('txbox.dedup_retention')::interval;
 	inbox_keep interval := least(current_setting('txbox.inbox_retention')::interval, dedup_keep / 2);
 	ttl interval := current_setting('txbox.idempotency_ttl')::interval;
+	rotated boolean[];
 BEGIN
 	PERFORM txbox._relays_adopt();		-- before retention compares positions
-	PERFORM txbox._rotate_if('outbox', greatest(outbox_keep / 2, interval '1s'), format(
-		'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (SELECT 1 FROM txbox.relays r
-			WHERE NOT pg_visible_in_snapshot($2, r.snapshot)))', outbox_keep));
-	PERFORM txbox._rotate_if('inbox', greatest(inbox_keep / 2, interval '1s'), format(
-		'$1 IS NULL OR ($1 <= now() - %L::interval AND txbox._inbox_processed($3))', inbox_keep));
-	PERFORM txbox._rotate_if('inbox_dedup', dedup_keep,
-		'$1 IS NULL OR coalesce((SELECT i.received_at > $1 FROM txbox.inbox i ORDER BY i.seq LIMIT 1), true)');
-	PERFORM txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
-		'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())');
+	-- in this order (the inbox before its dedup records)
+	rotated := ARRAY[
+		txbox._rotate_if('outbox', greatest(outbox_keep / 2, interval '1s'), format(
+			'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (SELECT 1 FROM txbox.relays r
+				WHERE NOT pg_visible_in_snapshot($2, r.snapshot)))', outbox_keep)),
+		txbox._rotate_if('inbox', greatest(inbox_keep / 2, interval '1s'), format(
+			'$1 IS NULL OR ($1 <= now() - %L::interval AND txbox._inbox_processed($3))', inbox_keep)),
+		txbox._rotate_if('inbox_dedup', dedup_keep,
+			'$1 IS NULL OR coalesce((SELECT i.received_at > $1 FROM txbox.inbox i ORDER BY i.seq LIMIT 1), true)'),
+		txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
+			'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())')];
 	DELETE FROM txbox.dead_letters d
 	 WHERE coalesce(d.replayed_at, d.discarded_at)
 		   < now() - current_setting('txbox.dead_letter_retention')::interval;
+	RETURN array_position(rotated, NULL) IS NOT NULL;	-- one was busy
 END
 $$;
 

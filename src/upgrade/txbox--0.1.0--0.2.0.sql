@@ -380,6 +380,14 @@ AS $$
 	UPDATE txbox.consumers c SET low = s.new_low FROM mine m, stretch s
 	 WHERE c.consumer = m.consumer
 $$;
+CREATE VIEW txbox._consumer_floors AS
+SELECT c.consumer, c.topics, c.handler_id,
+	   CASE WHEN c.handler_id IS NULL THEN c.low ELSE coalesce(
+			(SELECT max(s.low) FROM (SELECT min(f.low) AS low FROM txbox.handler_floors f
+			  WHERE f.handler_id = c.handler_id AND f.part < f.parallel
+			  GROUP BY f.parallel HAVING count(*) = f.parallel) s), 0) END AS low
+  FROM txbox.consumers c;
+REVOKE ALL ON TABLE txbox._consumer_floors FROM PUBLIC;
 CREATE FUNCTION txbox._inbox_processed(generation smallint)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -393,17 +401,13 @@ SET jit = off
 AS $$
 	SELECT NOT EXISTS (
 		SELECT 1
-		  FROM txbox.consumers c,
-			   LATERAL (SELECT CASE WHEN c.handler_id IS NULL THEN c.low ELSE coalesce(
-							(SELECT max(s.low) FROM (SELECT min(f.low) AS low FROM txbox.handler_floors f
-							  WHERE f.handler_id = c.handler_id AND f.part < f.parallel
-							  GROUP BY f.parallel HAVING count(*) = f.parallel) s), 0) END AS low) fl,
+		  FROM txbox._consumer_floors c,
 			   (SELECT max(x.seq) AS seq FROM txbox.inbox x WHERE x.gen = _inbox_processed.generation) l
-		 WHERE fl.low < l.seq
+		 WHERE c.low < l.seq
 		   -- the first unprocessed message up to there above the floor, by
 		   -- the seq index (later generations' messages are all above)
 		   AND (SELECT true FROM txbox.inbox i
-				 WHERE i.seq > fl.low AND i.seq <= l.seq
+				 WHERE i.seq > c.low AND i.seq <= l.seq
 				   AND (c.topics IS NULL OR i.topic = ANY (c.topics))
 				   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
 									WHERE d.consumer = c.consumer
@@ -411,8 +415,41 @@ AS $$
 				 ORDER BY i.seq LIMIT 1))
 $$;
 REVOKE ALL ON FUNCTION txbox._inbox_processed(smallint) FROM PUBLIC;
-CREATE OR REPLACE FUNCTION txbox._maintain()
-RETURNS void
+
+-- retention: a rotation that could not have its locks is tried again a
+-- second later (src/manager.c), not at the next round
+CREATE OR REPLACE FUNCTION txbox._rotate_if(rotated_table name, min_age interval, may_go text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	g txbox._generation;
+	e txbox._generation_end;
+	oldest smallint;
+	ok boolean;
+BEGIN
+	SELECT * INTO g FROM txbox._generation WHERE relname = rotated_table;
+	IF g.switched_at > now() - min_age THEN
+		RETURN false;
+	END IF;
+	oldest := (g.current_gen + 1) % g.generations;
+	SELECT * INTO e FROM txbox._generation_end WHERE relname = rotated_table AND gen = oldest;
+	EXECUTE 'SELECT ' || may_go USING e.ended_at, e.ended_xid, oldest INTO ok;
+	IF NOT ok THEN
+		RETURN false;
+	END IF;
+	BEGIN
+		PERFORM txbox._switch_generation(rotated_table);
+	EXCEPTION WHEN lock_not_available THEN
+		RETURN NULL;		-- busy: try again soon
+	END;
+	RETURN true;
+END
+$$;
+DROP FUNCTION txbox._maintain();
+CREATE FUNCTION txbox._maintain()
+RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -421,22 +458,61 @@ DECLARE
 	dedup_keep interval := current_setting('txbox.dedup_retention')::interval;
 	inbox_keep interval := least(current_setting('txbox.inbox_retention')::interval, dedup_keep / 2);
 	ttl interval := current_setting('txbox.idempotency_ttl')::interval;
+	rotated boolean[];
 BEGIN
 	PERFORM txbox._relays_adopt();		-- before retention compares positions
-	PERFORM txbox._rotate_if('outbox', greatest(outbox_keep / 2, interval '1s'), format(
-		'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (SELECT 1 FROM txbox.relays r
-			WHERE NOT pg_visible_in_snapshot($2, r.snapshot)))', outbox_keep));
-	PERFORM txbox._rotate_if('inbox', greatest(inbox_keep / 2, interval '1s'), format(
-		'$1 IS NULL OR ($1 <= now() - %L::interval AND txbox._inbox_processed($3))', inbox_keep));
-	PERFORM txbox._rotate_if('inbox_dedup', dedup_keep,
-		'$1 IS NULL OR coalesce((SELECT i.received_at > $1 FROM txbox.inbox i ORDER BY i.seq LIMIT 1), true)');
-	PERFORM txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
-		'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())');
+	-- in this order (the inbox before its dedup records)
+	rotated := ARRAY[
+		txbox._rotate_if('outbox', greatest(outbox_keep / 2, interval '1s'), format(
+			'$1 IS NULL OR ($1 <= now() - %L::interval AND NOT EXISTS (SELECT 1 FROM txbox.relays r
+				WHERE NOT pg_visible_in_snapshot($2, r.snapshot)))', outbox_keep)),
+		txbox._rotate_if('inbox', greatest(inbox_keep / 2, interval '1s'), format(
+			'$1 IS NULL OR ($1 <= now() - %L::interval AND txbox._inbox_processed($3))', inbox_keep)),
+		txbox._rotate_if('inbox_dedup', dedup_keep,
+			'$1 IS NULL OR coalesce((SELECT i.received_at > $1 FROM txbox.inbox i ORDER BY i.seq LIMIT 1), true)'),
+		txbox._rotate_if('idempotency_keys', least(ttl, interval '1 hour'),
+			'NOT EXISTS (SELECT 1 FROM txbox.idempotency_keys k WHERE k.gen = $3 AND k.expires_at > now())')];
 	DELETE FROM txbox.dead_letters d
 	 WHERE coalesce(d.replayed_at, d.discarded_at)
 		   < now() - current_setting('txbox.dead_letter_retention')::interval;
+	RETURN array_position(rotated, NULL) IS NOT NULL;	-- one was busy
 END
 $$;
+REVOKE ALL ON FUNCTION txbox._maintain() FROM PUBLIC;
+
+-- handler_status: the lag is looked for above the handler's floor only
+CREATE OR REPLACE VIEW txbox.handler_status AS
+SELECT h.name, h.topics, h.handler, h.owner,
+	   CASE WHEN h.paused THEN 'paused'
+			WHEN m.reason IS NOT NULL THEN 'waiting'
+			WHEN h.state IN ('waiting', 'failed') THEN h.state
+			WHEN EXISTS (SELECT 1 FROM txbox.handler_failures f
+						  WHERE f.handler_id = h.handler_id AND f.dead) THEN 'blocked'
+			ELSE h.state END AS state,
+	   h.processed, h.retried, h.dead_lettered,
+	   b.messages AS lag_messages,
+	   coalesce(extract(epoch FROM now() - b.oldest), 0)::double precision AS lag_seconds,
+	   (SELECT count(*) FROM txbox.handler_failures f WHERE f.handler_id = h.handler_id) AS failing,
+	   h.last_processed_at,
+	   CASE WHEN m.reason IS NOT NULL AND NOT h.paused THEN m.reason ELSE h.last_error END AS last_error,
+	   CASE WHEN m.reason IS NOT NULL AND NOT h.paused THEN m.since ELSE h.last_error_at END AS last_error_at,
+	   h.options
+  FROM txbox.handlers h,
+	   -- its backlog: inbox messages of its topics it has not processed,
+	   -- looked for above its floor only (the inbox is seconds to read
+	   -- whole, and a reader holds its rotation back); the upper bound, the
+	   -- last message, makes the planner expect a short range of seq and
+	   -- look up each message's dedup record by index, without JIT
+	   LATERAL (SELECT count(*) AS messages, min(i.received_at) AS oldest
+				  FROM txbox.inbox i
+				 WHERE i.seq > coalesce((SELECT f.low FROM txbox._consumer_floors f
+										  WHERE f.handler_id = h.handler_id), 0)
+				   AND i.seq <= (SELECT max(x.seq) FROM txbox.inbox x)
+				   AND (h.topics IS NULL OR i.topic = ANY (h.topics))
+				   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d
+								    WHERE d.consumer = h.name
+									  AND d.message_id = i.message_id::text)) b,
+	   txbox._manager_waiting() m;
 
 -- Messages' payloads and headers are compressed with lz4 where the server
 -- has it (Debian's and PGDG's builds do): pglz took half of a receiving
