@@ -582,8 +582,11 @@ relay_json_plain8(uint64 w)
 static void
 relay_put_json_string(StringInfo out, const char *str, int len)
 {
+	static const char escaped[] = "\b\f\n\r\t\"\\";
+	static const char escapes[] = "bfnrt\"\\";
 	const char *run = str;
 	const char *end = str + len;
+	const char *hit;
 
 	appendStringInfoCharMacro(out, '"');
 	for (const char *p = str; p < end; p++)
@@ -606,33 +609,15 @@ relay_put_json_string(StringInfo out, const char *str, int len)
 			continue;
 		appendBinaryStringInfo(out, run, p - run);
 		run = p + 1;
-		switch (c)
+		/* the two-character escapes, then \u00XX for the other controls */
+		hit = memchr(escaped, c, sizeof(escaped) - 1);
+		if (hit != NULL)
 		{
-			case '\b':
-				appendBinaryStringInfo(out, "\\b", 2);
-				break;
-			case '\f':
-				appendBinaryStringInfo(out, "\\f", 2);
-				break;
-			case '\n':
-				appendBinaryStringInfo(out, "\\n", 2);
-				break;
-			case '\r':
-				appendBinaryStringInfo(out, "\\r", 2);
-				break;
-			case '\t':
-				appendBinaryStringInfo(out, "\\t", 2);
-				break;
-			case '"':
-				appendBinaryStringInfo(out, "\\\"", 2);
-				break;
-			case '\\':
-				appendBinaryStringInfo(out, "\\\\", 2);
-				break;
-			default:
-				appendStringInfo(out, "\\u%04x", c);
-				break;
+			appendStringInfoCharMacro(out, '\\');
+			appendStringInfoCharMacro(out, escapes[hit - escaped]);
 		}
+		else
+			appendStringInfo(out, "\\u%04x", c);
 	}
 	appendBinaryStringInfo(out, run, end - run);
 	appendStringInfoCharMacro(out, '"');
