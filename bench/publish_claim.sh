@@ -21,7 +21,10 @@ source "$(dirname "$0")/lib.sh"
 rounds=${BENCH_ROUNDS:-5}
 secs=${BENCH_SECONDS:-10}
 diag=${BENCH_DIAG:-0}
-target=0.95
+# issue 13's goals: publish at least the hand-made INSERT, a claim 0.95 of
+# the raw INSERT ... ON CONFLICT
+publish_target=1.00
+claim_target=0.95
 
 variants=("${BENCH_VARIANTS[@]}")
 [ "$diag" != 1 ] || variants+=("${BENCH_DIAG_VARIANTS[@]}")
@@ -107,8 +110,12 @@ line() {
 	q=$(ratio "$2" "$3")
 	p=$(paired "$2" "$3")
 	c=$(awk -v x="${cpumed[$2]}" -v y="${cpumed[$3]}" 'BEGIN { printf "%.3f", y / x }')
-	[ "$4" = "-" ] || result=$(awk -v q="$q" -v t="$target" 'BEGIN { print (q >= t ? "PASS" : "MISS") }')
-	printf '%-36s %7s %7s %7s  %-8s %s\n' "$1" "$q" "$p" "$c" "$4" "$result"
+	local label="-"
+	[ "$4" = "-" ] || {
+		label=">= $4"
+		result=$(awk -v q="$q" -v t="$4" 'BEGIN { print (q >= t ? "PASS" : "MISS") }')
+	}
+	printf '%-36s %7s %7s %7s  %-8s %s\n' "$1" "$q" "$p" "$c" "$label" "$result"
 }
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -137,11 +144,11 @@ for v in "${variants[@]}"; do
 done
 echo
 printf '%-36s %7s %7s %7s  %-8s %s\n' "ratio" "medians" "paired" "CPU" "target" "result (on medians)"
-line "(c)/(b) publish" c b ">= $target"
-line "(e)/(d) inbox_claim, 100% new" e_new d_new ">= $target"
-line "(e)/(d) inbox_claim, 50% duplicates" e_dup d_dup ">= $target"
-line "(e)/(d) after a rotation, 100% new" e_new_rot d_new ">= $target"
-line "(e)/(d) after a rotation, 50% dup" e_dup_rot d_dup ">= $target"
+line "(c)/(b) publish" c b "$publish_target"
+line "(e)/(d) inbox_claim, 100% new" e_new d_new "$claim_target"
+line "(e)/(d) inbox_claim, 50% duplicates" e_dup d_dup "$claim_target"
+line "(e)/(d) after a rotation, 100% new" e_new_rot d_new "$claim_target"
+line "(e)/(d) after a rotation, 50% dup" e_dup_rot d_dup "$claim_target"
 line "(b)/(a) cost of a hand-made outbox" b a "-"
 line "(c)/(a) cost of txbox.publish" c a "-"
 if [ "$diag" = 1 ]; then
