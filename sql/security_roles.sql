@@ -268,7 +268,7 @@ GRANT USAGE ON SCHEMA txbox TO regress_sr_ops;
 GRANT SELECT ON txbox.outbox, txbox.relay_status, txbox.handler_status, txbox.dead_letters TO regress_sr_ops;
 SET ROLE regress_sr_ops;
 SELECT (SELECT count(*) FROM txbox.relay_status WHERE name = 'sr_victim_relay') AS relays,
-	(SELECT count(*) FROM txbox.handler_status WHERE name = 'sr_victim_h') AS handlers,
+	(SELECT count(lag_messages) FROM txbox.handler_status WHERE name = 'sr_victim_h') AS handlers,
 	(SELECT count(*) >= 0 FROM txbox.dead_letters) AS dead_letters;
 SELECT pg_temp.try($q$SELECT count(*) FROM txbox.relays$q$) AS relays_table;
 RESET ROLE;
