@@ -11,7 +11,7 @@
  * exponential backoff; one that ended on purpose (paused or dropped) is
  * not.  Retention (txbox._maintain) runs under a short lock_timeout so it
  * never stalls writers for long, and again a second later when a rotation
- * timed out.
+ * timed out (then 2, 4, 8 s later, then at its usual pace).
  *
  * A worker that finds no slot (txbox.max_workers and its caps, see
  * txbox_slot_claim; max_worker_processes) is tried again every few seconds;
@@ -378,7 +378,7 @@ manager_reconcile(TimestampTz now)
  * Retention (txbox._maintain): rotate the tables whose oldest generation
  * may go.  Returns whether a rotation that was due could not have its locks
  * within lock_timeout (writers, or a reader of the generation to truncate):
- * the caller runs it again after MANAGER_BUSY_MS.
+ * the caller then runs it again sooner than at its usual pace.
  */
 static bool
 manager_maintain(void)
@@ -411,7 +411,7 @@ txbox_manager_main(Datum arg)
 	TxboxSlot  *slot = txbox_slot_attach(DatumGetInt32(arg));
 	TimestampTz last_maintain = 0;
 	TimestampTz last_reconcile = 0;
-	bool		maintain_busy = false;
+	int			maintain_busy = 0;	/* rounds in a row that found a table busy */
 	bool		woken = true;
 
 	/* 1. Connect to our database; adopt the workers a predecessor started. */
@@ -430,6 +430,7 @@ txbox_manager_main(Datum arg)
 		TimestampTz now = GetCurrentTimestamp();
 		TimestampTz restart_due;
 		long		timeout;
+		long		maintain_every;
 
 		txbox_worker_exit_if_gone(slot, false);
 		restart_due = manager_reap(now);
@@ -441,15 +442,17 @@ txbox_manager_main(Datum arg)
 			last_reconcile = now;
 		}
 		/*
-		 * retention runs every 10 s, or faster when the retention is short,
-		 * and again a second after a rotation found its table busy
+		 * retention runs every 10 s, or faster when the retention is short;
+		 * after a round that found a table busy, again 1 s later, then 2, 4
+		 * and 8 s (each try may hold writers back for its lock_timeout: a
+		 * table busy for long, under a pg_dump, is tried at the usual pace)
 		 */
-		if (TimestampDifferenceExceeds(last_maintain, now,
-									   maintain_busy ? MANAGER_BUSY_MS :
-									   Max(1000, Min(MANAGER_MAINTAIN_MS,
-													 txbox_outbox_retention * 500L))))
+		maintain_every = Max(1000, Min(MANAGER_MAINTAIN_MS, txbox_outbox_retention * 500L));
+		if (maintain_busy > 0)
+			maintain_every = Min(maintain_every, MANAGER_BUSY_MS << Min(maintain_busy - 1, 4));
+		if (TimestampDifferenceExceeds(last_maintain, now, maintain_every))
 		{
-			maintain_busy = manager_maintain();
+			maintain_busy = manager_maintain() ? maintain_busy + 1 : 0;
 			last_maintain = now;
 		}
 

@@ -1,7 +1,9 @@
 # A rotation held back by a lock -- a long reader of the generation it
 # truncates, or writers busy past the manager's lock_timeout -- is tried
 # again a second later, not at the next retention round (every 10 s here):
-# a monitoring query must not make a rotated table miss whole rounds.
+# a monitoring query must not make a rotated table miss whole rounds.  A
+# table locked for long (pg_dump) is tried 1, 2, 4 and 8 s apart, then at
+# the usual pace: each try may hold writers back for its lock_timeout.
 use strict;
 use warnings;
 use Time::HiRes qw(time);
@@ -54,6 +56,36 @@ poll_ok($node, 'postgres', $rotated_since->($before), 't', 30, 'the keys rotate 
 my $elapsed = time() - $t0;
 cmp_ok($elapsed, '<', 5,
 	sprintf('... retried within seconds, not at the next round 10 s later (%.1f s)', $elapsed));
+
+# locked for long: the manager's tries (each a wait of its lock_timeout)
+# counted for 16 s from the first: at 0, 1, 3, 7 and 15 s
+$reader->query_safe('BEGIN');
+$reader->query_safe('LOCK TABLE txbox.idempotency_keys IN ACCESS SHARE MODE');
+my $tries = $reader->query_safe(qq{
+	DO \$\$
+	DECLARE
+		deadline timestamptz := clock_timestamp() + interval '60s';
+		tries integer := 0;
+		waiting boolean := false;
+		now_waiting boolean;
+	BEGIN
+		WHILE NOT EXISTS (SELECT FROM pg_locks WHERE pid = $manager AND NOT granted) LOOP
+			IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'the manager never waited'; END IF;
+			PERFORM pg_sleep(0.005);
+		END LOOP;
+		deadline := clock_timestamp() + interval '16s';
+		WHILE clock_timestamp() < deadline LOOP
+			now_waiting := EXISTS (SELECT FROM pg_locks WHERE pid = $manager AND NOT granted);
+			IF now_waiting AND NOT waiting THEN tries := tries + 1; END IF;
+			waiting := now_waiting;
+			PERFORM pg_sleep(0.005);
+		END LOOP;
+		PERFORM set_config('txbox_test.tries', tries::text, false);
+	END \$\$;
+	SELECT current_setting('txbox_test.tries')});
+$reader->query_safe('COMMIT');
+note "tries in 16 s: $tries";
+ok($tries >= 3 && $tries <= 6, "a table locked for long is tried 1, 2, 4, 8 s apart ($tries tries in 16 s, not one a second)");
 $reader->quit;
 
 $node->stop;
