@@ -395,8 +395,8 @@ manager_maintain(void)
 		SPI_execute("SELECT txbox._maintain()", false, 0) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "txbox manager: retention failed");
-	busy = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	busy = busy && !isnull;
+	busy = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+		!isnull;
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

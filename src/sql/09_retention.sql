@@ -93,7 +93,7 @@ $$;
 --    they were resolved (replayed or discarded); an unresolved one stays
 --    until someone replays or discards it (SPEC 1.4).
 -- Returns whether a rotation that was due could not have its locks (the
--- manager then runs it again a second later, not at its next round).
+-- manager then runs it again sooner than at its next round: src/manager.c).
 CREATE FUNCTION txbox._maintain()
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE

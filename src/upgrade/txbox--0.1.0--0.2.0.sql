@@ -416,8 +416,8 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION txbox._inbox_processed(smallint) FROM PUBLIC;
 
--- retention: a rotation that could not have its locks is tried again a
--- second later (src/manager.c), not at the next round
+-- retention: a rotation that could not have its locks is tried again
+-- sooner (src/manager.c) than at the next round
 CREATE OR REPLACE FUNCTION txbox._rotate_if(rotated_table name, min_age interval, may_go text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
