@@ -265,13 +265,14 @@ generation_check_visible(Relation rel, ItemPointer tid)
 }
 
 /*
- * txbox_generation_insert -- INSERT INTO txbox.<table>_<gen> VALUES
- * (values, isnull: one per column, natts of them), with do_nothing ON
- * CONFLICT DO NOTHING, done the way the executor does it (nodeModifyTable.c's
- * ExecInsert) without a plan or SPI.  Returns whether the row was inserted.
+ * txbox_generation_insert -- INSERT INTO txbox.<table>_<gen> VALUES of
+ * nrows rows (values, isnull: natts per row, one per column, row after
+ * row), with do_nothing ON CONFLICT DO NOTHING, done the way the executor
+ * does it (nodeModifyTable.c's ExecInsert) without a plan or SPI.  Returns
+ * how many rows were inserted.
  *
  * Into the generation's partition directly: no tuple routing.  What the
- * executor would check or fire is the caller's to guarantee: the row meets
+ * executor would check or fire is the caller's to guarantee: the rows meet
  * the partition's constraints (gen is its partition key; NOT NULL columns
  * are set), and the partitions' only triggers are for pg_restore
  * (src/sql/10_dump_restore.sql: statement triggers, which an INSERT through
@@ -282,17 +283,19 @@ generation_check_visible(Relation rel, ItemPointer tid)
  * row (waiting for a transaction inserting the same key), insert
  * speculatively, insert the index entries, and if a concurrent insert of
  * the same key slipped in meanwhile, take the row back and look again.
- * Without, a duplicate key is the usual unique violation.
+ * Without, a duplicate key is the usual unique violation (also between two
+ * of the rows: the unique check sees this transaction's rows, as in one
+ * multi-row INSERT).
  */
-bool
-txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values, bool *isnull,
-						bool do_nothing)
+int
+txbox_generation_insert(TxboxRotated table, int16 gen, int natts, int nrows, Datum *values,
+						bool *isnull, bool do_nothing)
 {
 	Relation	rel;
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
-	bool		inserted = false;
+	int			inserted = 0;
 
 	PreventCommandIfReadOnly("INSERT");
 	PreventCommandIfParallelMode("INSERT");
@@ -305,34 +308,42 @@ txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values,
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, do_nothing);
 	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), table_slot_callbacks(rel));
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * natts);
-	memcpy(slot->tts_isnull, isnull, sizeof(bool) * natts);
-	ExecStoreVirtualTuple(slot);
 
-	if (!do_nothing)
+	for (int row = 0; row < nrows; row++)
 	{
-		table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-		list_free(txbox_insert_index_tuples(rri, slot, estate, false, NULL));
-		inserted = true;
-	}
-	while (!inserted)
-	{
-		ItemPointerData conflict;
-		bool		spec_conflict = false;
-		uint32		token;
+		bool		done = !do_nothing;
 
-		if (!txbox_check_index_constraints(rri, slot, estate, &conflict))
+		ResetPerTupleExprContext(estate);
+		ExecClearTuple(slot);
+		memcpy(slot->tts_values, values + row * natts, sizeof(Datum) * natts);
+		memcpy(slot->tts_isnull, isnull + row * natts, sizeof(bool) * natts);
+		ExecStoreVirtualTuple(slot);
+
+		if (!do_nothing)
 		{
-			generation_check_visible(rel, &conflict);
-			break;
+			table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+			list_free(txbox_insert_index_tuples(rri, slot, estate, false, NULL));
+			inserted++;
 		}
-		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
-		table_tuple_insert_speculative(rel, slot, GetCurrentCommandId(true), 0, NULL, token);
-		list_free(txbox_insert_index_tuples(rri, slot, estate, true, &spec_conflict));
-		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
-		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
-		inserted = !spec_conflict;
+		while (!done)
+		{
+			ItemPointerData conflict;
+			bool		spec_conflict = false;
+			uint32		token;
+
+			if (!txbox_check_index_constraints(rri, slot, estate, &conflict))
+			{
+				generation_check_visible(rel, &conflict);
+				break;
+			}
+			token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+			table_tuple_insert_speculative(rel, slot, GetCurrentCommandId(true), 0, NULL, token);
+			list_free(txbox_insert_index_tuples(rri, slot, estate, true, &spec_conflict));
+			table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
+			SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+			done = !spec_conflict;
+			inserted += done;
+		}
 	}
 
 	ExecCloseIndices(rri);
@@ -340,8 +351,8 @@ txbox_generation_insert(TxboxRotated table, int16 gen, int natts, Datum *values,
 	FreeExecutorState(estate);
 	/* (the lock is kept to the end of the transaction, as a statement's) */
 	table_close(rel, NoLock);
-	/* what follows in this transaction sees the row, as after a statement */
-	if (inserted)
+	/* what follows in this transaction sees the rows, as after a statement */
+	if (inserted > 0)
 		CommandCounterIncrement();
 	return inserted;
 }

@@ -137,6 +137,7 @@ static TxboxPlan handler_load_plan = {
  *    began): the window probes generation $9 only.  A switch since then
  *    made $9 the older generation; a record in the new one is met by the
  *    window's own records, which go there (handler_record_done).
+ * With one part ($2 = 1), no key is hashed.
  */
 #define HANDLER_WINDOW_SELECT \
 	"SELECT ROW(i.message_id, i.topic, i.key, i.headers, i.payload, i.payload_bytes," \
@@ -145,8 +146,9 @@ static TxboxPlan handler_load_plan = {
 	"  FROM txbox.inbox i" \
 	" WHERE i.seq OPERATOR(pg_catalog.>) $7 AND i.seq OPERATOR(pg_catalog.<=) $8" \
 	"   AND ($1::pg_catalog.text[] IS NULL OR i.topic OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]))" \
-	"   AND (pg_catalog.hashtext(coalesce(i.key, i.message_id::pg_catalog.text)) OPERATOR(pg_catalog.&) 2147483647)" \
-	"       OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3" \
+	"   AND ($2 OPERATOR(pg_catalog.=) 1" \
+	"        OR (pg_catalog.hashtext(coalesce(i.key, i.message_id::pg_catalog.text)) OPERATOR(pg_catalog.&) 2147483647)" \
+	"           OPERATOR(pg_catalog.%) $2 OPERATOR(pg_catalog.=) $3)" \
 	"   AND NOT EXISTS (SELECT 1 FROM txbox.inbox_dedup d" \
 	"                    WHERE d.consumer OPERATOR(pg_catalog.=) $5" \
 	"                      AND d.message_id OPERATOR(pg_catalog.=) i.message_id::pg_catalog.text"
@@ -188,35 +190,27 @@ static TxboxPlan handler_top_plan = {
 };
 
 /*
- * The window's dedup records, in one statement, committed with the
- * handlers' effects: the same records as inbox_claim.  The window left out
- * every message with a record in any generation, and this part of the
- * handler runs in one worker at a time, so a unique violation here means
- * another consumer of the same name processed one meanwhile (see
- * handler_record_done).  With them: count what was handled, and forget the
- * failures of handled messages.
+ * With the window's dedup records (handler_record_done): count what was
+ * handled ($3 messages), and forget the failures of handled messages (ids
+ * $1).
  */
-#define HANDLER_DONE_DEDUP \
-	"WITH done AS (INSERT INTO txbox.inbox_dedup (gen, consumer, message_id, claimed_at)" \
-	"   SELECT $1, $2, m, pg_catalog.clock_timestamp() FROM pg_catalog.unnest($3::pg_catalog.text[]) m),"
 #define HANDLER_DONE_FORGET_FAILURES \
-	" ok AS (DELETE FROM txbox.handler_failures f" \
-	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $4" \
-	"   AND f.message_id OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]::pg_catalog.uuid[])),"
+	"WITH ok AS (DELETE FROM txbox.handler_failures f" \
+	"   WHERE f.handler_id OPERATOR(pg_catalog.=) $2" \
+	"   AND f.message_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]::pg_catalog.uuid[])) "
 #define HANDLER_DONE_COUNT \
-	" counted AS (UPDATE txbox.handlers" \
-	"   SET processed = processed OPERATOR(pg_catalog.+) pg_catalog.cardinality($3::pg_catalog.text[])," \
+	"UPDATE txbox.handlers" \
+	"   SET processed = processed OPERATOR(pg_catalog.+) $3," \
 	"   last_processed_at = pg_catalog.now(), state = 'running'" \
-	"   WHERE handler_id OPERATOR(pg_catalog.=) $4)" \
-	"SELECT"
+	"   WHERE handler_id OPERATOR(pg_catalog.=) $2"
 static TxboxPlan handler_done_plan = {
-	HANDLER_DONE_DEDUP HANDLER_DONE_FORGET_FAILURES HANDLER_DONE_COUNT,
-	4, {INT2OID, TEXTOID, TEXTARRAYOID, INT4OID}
+	HANDLER_DONE_FORGET_FAILURES HANDLER_DONE_COUNT,
+	3, {TEXTARRAYOID, INT4OID, INT4OID}
 };
 /* the same, for a handler without failures (as the window was read) */
 static TxboxPlan handler_done_plan_no_failures = {
-	HANDLER_DONE_DEDUP HANDLER_DONE_COUNT,
-	4, {INT2OID, TEXTOID, TEXTARRAYOID, INT4OID}
+	HANDLER_DONE_COUNT,
+	3, {TEXTARRAYOID, INT4OID, INT4OID}
 };
 
 /*
@@ -475,24 +469,37 @@ handler_message_array(Datum *messages, int n, Oid message_type)
 }
 
 /*
- * Record the n messages ids[] processed (handler_done_plan).  Another
- * consumer of the same name that recorded one first is a serialization
- * failure: the window rolls back and its messages are looked at again.
+ * Record the n messages ids[] processed: their dedup records (the same as
+ * inbox_claim's), inserted into the current generation's partition
+ * directly, then handler_done_plan.  The window left out every message
+ * with a record in any generation, and this part of the handler runs in
+ * one worker at a time, so a unique violation means that another consumer
+ * of the same name processed one meanwhile: a serialization failure, the
+ * window rolls back and its messages are looked at again.  Committed with
+ * the handler's effects.
  */
 static void
 handler_record_done(HandlerConfig *cfg, Datum *ids, int n)
 {
-	Datum		args[4];
+	Datum	   *records = palloc(sizeof(Datum) * 4 * n);
+	bool	   *isnull = palloc0(sizeof(bool) * 4 * n);
+	Datum		args[3];
+	int16		gen = txbox_current_generation(TXBOX_INBOX_DEDUP, NULL);
+	Datum		consumer = CStringGetTextDatum(cfg->name);
+	Datum		now = TimestampTzGetDatum(GetCurrentTimestamp());
 	MemoryContext cxt = CurrentMemoryContext;
 
-	args[0] = Int16GetDatum(txbox_current_generation(TXBOX_INBOX_DEDUP, NULL));
-	args[1] = CStringGetTextDatum(cfg->name);
-	args[2] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = Int32GetDatum(cfg->handler_id);
+	for (int i = 0; i < n; i++)
+	{
+		/* (gen, consumer, message_id, claimed_at) */
+		records[4 * i] = Int16GetDatum(gen);
+		records[4 * i + 1] = consumer;
+		records[4 * i + 2] = ids[i];
+		records[4 * i + 3] = now;
+	}
 	PG_TRY();
 	{
-		txbox_exec(cfg->has_failures ? &handler_done_plan : &handler_done_plan_no_failures,
-				   args, NULL, false, 0);
+		(void) txbox_generation_insert(TXBOX_INBOX_DEDUP, gen, 4, n, records, isnull, false);
 	}
 	PG_CATCH();
 	{
@@ -507,6 +514,12 @@ handler_record_done(HandlerConfig *cfg, Datum *ids, int n)
 				 errhint("Its effects are rolled back; the handler looks at the messages again.")));
 	}
 	PG_END_TRY();
+
+	args[0] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = Int32GetDatum(cfg->handler_id);
+	args[2] = Int32GetDatum(n);
+	txbox_exec(cfg->has_failures ? &handler_done_plan : &handler_done_plan_no_failures,
+			   args, NULL, false, 0);
 }
 
 /*
@@ -535,9 +548,11 @@ handler_run_window(HandlerConfig *cfg, int part, int64 *new_low)
 	/*
 	 * Look at a bounded stretch above the floor: everything in it is
 	 * handled, another worker's, waiting behind a failure, or in the window.
+	 * Twice what the window takes of its part: room for some of the
+	 * others, while each window reads little it does not take.
 	 */
 	args[0] = Int64GetDatum(handler_low);
-	args[1] = Int32GetDatum(Min(cfg->batch * 4 * cfg->parallel, 100000));
+	args[1] = Int32GetDatum(Min(cfg->batch * 2 * cfg->parallel, 100000));
 	txbox_exec(&handler_top_plan, args, NULL, false, 1);
 	top = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull)

@@ -177,7 +177,7 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 		TimestampTzGetDatum(GetCurrentTimestamp())};
 		bool		isnull[4] = {false, false, false, false};
 
-		claimed = txbox_generation_insert(TXBOX_INBOX_DEDUP, gen, 4, values, isnull, true);
+		claimed = txbox_generation_insert(TXBOX_INBOX_DEDUP, gen, 4, 1, values, isnull, true) == 1;
 	}
 
 	PG_RETURN_BOOL(claimed);

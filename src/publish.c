@@ -48,7 +48,7 @@ outbox_insert(Datum *values, bool *isnull)
 	values[1] = Int64GetDatum(nextval_internal(txbox_table_oid("outbox_id_seq", false), true));
 	values[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	isnull[0] = isnull[1] = isnull[2] = false;
-	(void) txbox_generation_insert(TXBOX_OUTBOX, gen, OUTBOX_NATTS, values, isnull, false);
+	(void) txbox_generation_insert(TXBOX_OUTBOX, gen, OUTBOX_NATTS, 1, values, isnull, false);
 }
 
 /* Topic names follow Kafka's rule: 1-249 characters of [A-Za-z0-9._-]. */
