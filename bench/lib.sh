@@ -16,7 +16,10 @@ bench_preclaimed=${BENCH_PRECLAIMED:-100000}
 
 # Message ids for the inbox variants are decimal strings of 18-19 digits.
 # Pre-claimed ids: pre_lo+1 .. pre_lo+preclaimed; new ids: new_lo .. new_hi,
-# a range so large that two draws practically never collide.
+# a range so large that two draws practically never collide.  New ids sort
+# after the pre-claimed ones, as time-ordered ids (txbox's UUIDv7 message
+# ids) sort after those of a generation that ended a rotation ago; the
+# *_unordered.sql scripts draw new ids among them instead.
 bench_pre_lo=100000000000000000
 bench_new_lo=200000000000000000
 bench_new_hi=9000000000000000000
@@ -40,6 +43,8 @@ BENCH_VARIANTS=(
 	"e_dup|claim|50|e_txbox_claim.sql|(e) txbox.inbox_claim, 50% dup"
 	"e_new_rot|claim_rotated|0|e_txbox_claim.sql|(e) inbox_claim after a rotation, new"
 	"e_dup_rot|claim_rotated|50|e_txbox_claim.sql|(e) inbox_claim after a rotation, 50% dup"
+	"d_unord|claim|0|d_dedup_insert_unordered.sql|(d) INSERT ON CONFLICT, new, unordered ids"
+	"e_unord_rot|claim_rotated|0|e_txbox_claim_unordered.sql|(e) inbox_claim after a rotation, new, unordered"
 )
 # Diagnostics (BENCH_DIAG=1): where the difference comes from.
 BENCH_DIAG_VARIANTS=(

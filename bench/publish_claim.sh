@@ -149,6 +149,7 @@ line "(e)/(d) inbox_claim, 100% new" e_new d_new "$claim_target"
 line "(e)/(d) inbox_claim, 50% duplicates" e_dup d_dup "$claim_target"
 line "(e)/(d) after a rotation, 100% new" e_new_rot d_new "$claim_target"
 line "(e)/(d) after a rotation, 50% dup" e_dup_rot d_dup "$claim_target"
+line "(e)/(d) after a rotation, new, unordered" e_unord_rot d_unord "$claim_target"
 line "(b)/(a) cost of a hand-made outbox" b a "-"
 line "(c)/(a) cost of txbox.publish" c a "-"
 if [ "$diag" = 1 ]; then

@@ -71,6 +71,27 @@ SELECT pg_temp.counts('inbox_dedup');
 SELECT consumer, message_id, gen FROM txbox.inbox_dedup WHERE consumer = 'gen'
 ORDER BY message_id COLLATE "C", gen;
 
+-- A claim looks for its id in the older generation only if the id sorts
+-- at or below the consumer's largest id there (src/inbox.c,
+-- claim_above_older), which a backend reads once per switch: ids at,
+-- below and above that bound; then a bound read before a switch is not
+-- used after it (m5 and m9 sort above the old bound m4, and are recorded).
+SELECT txbox.inbox_claim('bound', 'm2') AS m2, txbox.inbox_claim('bound', 'm4') AS m4;
+SELECT txbox._switch_generation('inbox_dedup') IS NOT NULL AS switched;
+SELECT txbox.inbox_claim('bound', 'm4') AS m4_at_bound,
+	txbox.inbox_claim('bound', 'm2') AS m2_below_bound,
+	txbox.inbox_claim('bound', 'm3') AS m3_below_bound_new,
+	txbox.inbox_claim('bound', 'm5') AS m5_above_bound,
+	txbox.inbox_claim('bound', 'm9') AS m9_above_bound,
+	txbox.inbox_claim('no-older', 'x') AS x_no_older_records;
+SELECT txbox._switch_generation('inbox_dedup') IS NOT NULL AS switched;
+SELECT txbox.inbox_claim('bound', 'm9') AS m9_again, txbox.inbox_claim('bound', 'm5') AS m5_again,
+	txbox.inbox_claim('bound', 'm4') AS m4_truncated, txbox.inbox_claim('no-older', 'x') AS x_again,
+	txbox.inbox_claim('no-older', 'y') AS y_new;
+SELECT message_id, d.gen = g.current_gen AS in_current_gen
+FROM txbox.inbox_dedup d, txbox._generation g
+WHERE d.consumer = 'bound' AND g.relname = 'inbox_dedup' ORDER BY message_id COLLATE "C";
+
 ------------------------------------------------------------------------
 -- outbox (3 generations): publish writes into the current generation.
 ------------------------------------------------------------------------

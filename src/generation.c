@@ -52,8 +52,12 @@ typedef struct GenerationCache
 	int16		generations;	/* how many (partitions gen 0 .. generations - 1) */
 	bool		others_empty;	/* no other generation ever held rows since truncation */
 	bool		valid;
+	uint64		epoch;			/* generation_loads when read */
 	Oid			parts[TXBOX_MAX_GENERATIONS];	/* partitions' OIDs, InvalidOid: look up */
 } GenerationCache;
+
+/* how many times this backend read a table's generations */
+static uint64 generation_loads = 0;
 
 static GenerationCache gen_cache[TXBOX_NUM_ROTATED] = {
 	[TXBOX_OUTBOX] = {"outbox", InvalidOid, 0, false},
@@ -225,6 +229,7 @@ txbox_current_generation(TxboxRotated table, bool *others_empty)
 			elog(ERROR, "txbox: txbox.%s has %d generations, more than %d",
 				 c->relname, c->generations, TXBOX_MAX_GENERATIONS);
 		c->relid = generation_parent_relid(c);
+		c->epoch = ++generation_loads;
 		c->valid = true;
 	}
 	if (others_empty)
@@ -386,6 +391,21 @@ txbox_generations(TxboxRotated table)
 {
 	Assert(gen_cache[table].valid);
 	return gen_cache[table].generations;
+}
+
+/*
+ * txbox_generation_epoch -- a number that changes whenever this backend
+ * reads table's generations again (after a switch, or any other
+ * invalidation); valid after txbox_current_generation(table) in the same
+ * transaction.  While it stays the same, the generations other than the
+ * current one get no new rows (see Concurrency above): what a backend
+ * learnt of them holds, bar rows deleted since.
+ */
+uint64
+txbox_generation_epoch(TxboxRotated table)
+{
+	Assert(gen_cache[table].valid);
+	return gen_cache[table].epoch;
 }
 
 static TxboxPlan gen_info_plan = {

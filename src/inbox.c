@@ -35,6 +35,7 @@
 #include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
@@ -144,6 +145,137 @@ claim_recorded_elsewhere(Datum consumer, Datum message_id, int16 gen)
 }
 
 /*
+ * The largest message id of a consumer's records in the generations of
+ * txbox.inbox_dedup other than the current one, as this backend last read
+ * it, for the few consumers it claimed for last.  Those generations get no
+ * new records while their epoch (txbox_generation_epoch) stays the same,
+ * so an id above the bound is in none of them, without a probe: message ids
+ * that sort in time (txbox's UUIDv7 message ids) are claimed above the
+ * records of generations that ended a rotation ago.  Ids compare bytewise,
+ * as the primary key orders them (COLLATE "C").
+ */
+#define OLDER_BOUNDS 8
+
+typedef struct OlderBound
+{
+	uint64		epoch;			/* txbox_generation_epoch when read; 0: not read */
+	text	   *consumer;		/* in TopMemoryContext; NULL: unused */
+	text	   *max_id;			/* NULL: no record of the consumer there */
+} OlderBound;
+
+static OlderBound older_bounds[OLDER_BOUNDS];
+static int	older_bounds_next;	/* the entry to replace next */
+
+/* a and b as COLLATE "C" orders them */
+static int
+text_cmp_c(const text *a, const text *b)
+{
+	int			la = VARSIZE_ANY_EXHDR(a);
+	int			lb = VARSIZE_ANY_EXHDR(b);
+	int			r = memcmp(VARDATA_ANY(a), VARDATA_ANY(b), Min(la, lb));
+
+	return r != 0 ? r : (la > lb) - (la < lb);
+}
+
+/*
+ * older_last -- for each generation of table other than gen (the current
+ * one; the caller holds the parent's lock, txbox_current_generation), the
+ * committed row that comes last in its primary key among those whose
+ * leading columns match keys, read with the latest snapshot: calls fn with
+ * its column colname (valid during the call only).
+ */
+static void
+older_last(TxboxRotated table, int16 gen, ScanKey keys, int nkeys, const char *colname,
+		   void (*fn) (Datum value, void *arg), void *arg)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	for (int16 older = 0; older < txbox_generations(table); older++)
+	{
+		TxboxIndexScan probe;
+
+		if (older == gen)
+			continue;
+		txbox_index_scan_begin(&probe, txbox_generation_relid(table, older), InvalidOid,
+							   snapshot, nkeys);
+		index_rescan(probe.scan, keys, nkeys, NULL, 0);
+		if (index_getnext_slot(probe.scan, BackwardScanDirection, probe.slot))
+		{
+			bool		isnull;
+
+			fn(slot_getattr(probe.slot, get_attnum(RelationGetRelid(probe.rel), colname), &isnull),
+			   arg);
+		}
+		txbox_index_scan_end(&probe);
+	}
+	UnregisterSnapshot(snapshot);
+}
+
+/* older_last's fn: keep the largest message id in *(text **) arg */
+static void
+older_max_id(Datum value, void *arg)
+{
+	text	  **max_id = (text **) arg;
+
+	if (*max_id == NULL || text_cmp_c(DatumGetTextPP(value), *max_id) > 0)
+		*max_id = DatumGetTextPCopy(value);
+}
+
+/* a copy of t in TopMemoryContext (NULL: NULL) */
+static text *
+text_keep(const text *t)
+{
+	text	   *copy;
+
+	if (t == NULL)
+		return NULL;
+	copy = (text *) MemoryContextAlloc(TopMemoryContext, VARSIZE_ANY(t));
+	memcpy(copy, t, VARSIZE_ANY(t));
+	return copy;
+}
+
+/*
+ * Whether message_id sorts above every record of consumer in the
+ * generations other than gen (the current one; the caller holds the
+ * parent's lock, txbox_current_generation), so that none of them holds it.
+ */
+static bool
+claim_above_older(Datum consumer, Datum message_id, int16 gen)
+{
+	uint64		epoch = txbox_generation_epoch(TXBOX_INBOX_DEDUP);
+	text	   *c = DatumGetTextPP(consumer);
+	OlderBound *b = NULL;
+
+	for (int i = 0; i < OLDER_BOUNDS && b == NULL; i++)
+		if (older_bounds[i].consumer != NULL && text_cmp_c(older_bounds[i].consumer, c) == 0)
+			b = &older_bounds[i];
+	if (b == NULL)
+	{
+		b = &older_bounds[older_bounds_next];
+		older_bounds_next = (older_bounds_next + 1) % OLDER_BOUNDS;
+		if (b->consumer != NULL)
+			pfree(b->consumer);
+		b->consumer = text_keep(c);
+		b->epoch = 0;
+	}
+	if (b->epoch != epoch)
+	{
+		ScanKeyData key;
+		text	   *max_id = NULL;
+
+		/* (consumer, message_id, gen): the leading column, COLLATE "C" */
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, consumer);
+		b->epoch = 0;			/* until the bound is read (epochs start at 1) */
+		older_last(TXBOX_INBOX_DEDUP, gen, &key, 1, "message_id", older_max_id, &max_id);
+		if (b->max_id != NULL)
+			pfree(b->max_id);
+		b->max_id = text_keep(max_id);
+		b->epoch = epoch;
+	}
+	return b->max_id == NULL || text_cmp_c(DatumGetTextPP(message_id), b->max_id) > 0;
+}
+
+/*
  * txbox._inbox_claim(caller regrole, consumer text, message_id text)
  *		RETURNS boolean -- txbox.inbox_claim(consumer, message_id) for caller
  *		(relay_api.c)
@@ -170,7 +302,8 @@ txbox_inbox_claim(PG_FUNCTION_ARGS)
 	consumer_check(PG_GETARG_OID(0), consumer);
 
 	gen = txbox_current_generation(TXBOX_INBOX_DEDUP, &others_empty);
-	claimed = others_empty || !claim_recorded_elsewhere(consumer, message_id, gen);
+	claimed = others_empty || claim_above_older(consumer, message_id, gen) ||
+		!claim_recorded_elsewhere(consumer, message_id, gen);
 	if (claimed)
 	{
 		Datum		values[4] = {Int16GetDatum(gen), consumer, message_id,
@@ -252,12 +385,46 @@ static TxboxPlan receive_insert_plan = {
 };
 
 /*
+ * The largest message id in the inbox generations other than the current
+ * one, as this backend last read it: as for a claim's bound (OlderBound), a
+ * page's ids above it are in none of them, without a probe.  Relays deliver
+ * txbox's UUIDv7 message ids, which sort in time (uuid's order is bytewise).
+ */
+static struct
+{
+	uint64		epoch;			/* txbox_generation_epoch when read; 0: not read */
+	bool		any;			/* a message is there */
+	pg_uuid_t	max_id;
+}			inbox_older_bound;
+
+/* older_last's fn: keep the largest id in inbox_older_bound */
+static void
+older_max_uuid(Datum value, void *arg)
+{
+	pg_uuid_t  *id = DatumGetUUIDP(value);
+
+	if (!inbox_older_bound.any || memcmp(id->data, inbox_older_bound.max_id.data, UUID_LEN) > 0)
+	{
+		inbox_older_bound.max_id = *id;
+		inbox_older_bound.any = true;
+	}
+}
+
+/* whether id sorts at or below inbox_older_bound (which holds a message) */
+static bool
+inbox_below_older_bound(Datum id)
+{
+	return memcmp(DatumGetUUIDP(id)->data, inbox_older_bound.max_id.data, UUID_LEN) <= 0;
+}
+
+/*
  * inbox_stored_elsewhere -- ids (a uuid[]) with NULL in place of the ids
  * stored in an inbox generation other than gen, or ids itself if none is
  * (or if others_empty: txbox_current_generation says they are all empty).
  *
  * Each other generation's partition is probed by its primary key, one
- * index lookup per id, with the latest snapshot: the cost does not depend
+ * index lookup per id that sorts at or below their largest one
+ * (inbox_older_bound), with the latest snapshot: the cost does not depend
  * on how many messages the inbox retains, whatever plan the planner would
  * have chosen for an anti-join.  Other generations are not written
  * (receives are serialized and write the current one, and a switch waits
@@ -270,6 +437,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
+	bool		below = false;	/* an id sorts at or below inbox_older_bound */
 	bool		any = false;
 	Snapshot	snapshot;
 
@@ -283,6 +451,17 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 
 	if (others_empty || n == 0)
 		return ids;
+	if (inbox_older_bound.epoch != txbox_generation_epoch(TXBOX_INBOX))
+	{
+		inbox_older_bound.epoch = 0;	/* until the bound is read */
+		inbox_older_bound.any = false;
+		older_last(TXBOX_INBOX, gen, NULL, 0, "message_id", older_max_uuid, NULL);
+		inbox_older_bound.epoch = txbox_generation_epoch(TXBOX_INBOX);
+	}
+	for (int i = 0; i < n && !below; i++)
+		below = inbox_older_bound.any && inbox_below_older_bound(elems[i]);
+	if (!below)
+		return ids;				/* every id sorts above the other generations' */
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	for (int16 older = 0; older < txbox_generations(TXBOX_INBOX); older++)
@@ -297,7 +476,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 		{
 			ScanKeyData key;
 
-			if (nulls[i])
+			if (nulls[i] || !inbox_below_older_bound(elems[i]))
 				continue;
 			/* (message_id, gen): the leading column */
 			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, elems[i]);

@@ -57,6 +57,7 @@ typedef enum TxboxRotated
 extern int16 txbox_current_generation(TxboxRotated table, bool *others_empty);
 extern bool txbox_generation_peek(TxboxRotated table, int16 *current, bool *others_empty);
 extern int16 txbox_generations(TxboxRotated table);
+extern uint64 txbox_generation_epoch(TxboxRotated table);
 extern int	txbox_generation_insert(TxboxRotated table, int16 gen, int natts, int nrows,
 									Datum *values, bool *isnull, bool do_nothing);
 extern Oid	txbox_table_oid(const char *relname, bool missing_ok);
