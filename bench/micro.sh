@@ -33,6 +33,9 @@ ops=(
 	"older_probe_eq|claim|older-generation probe, gen = older"
 	"claim_plain_new|claim|txbox_inbox_claim, no wrapper, new"
 	"claim_new|claim|(e) txbox.inbox_claim, new"
+	"claim_new_rot|claim_rotated|(e) inbox_claim after a rotation, new"
+	"dedup_insert_unord|claim|(d) dedup INSERT ON CONFLICT, new, unordered"
+	"claim_unord_rot|claim_rotated|(e) after a rotation, new, unordered"
 	"dedup_insert_dup|claim|(d) dedup INSERT ON CONFLICT, duplicate"
 	"claim_dup|claim|(e) txbox.inbox_claim, duplicate"
 )
@@ -97,3 +100,5 @@ printf '  %-52s %s\n' "claim: C function + SPI + probe (vs SQL via parent)" "$(d
 printf '  %-52s %s\n' "claim: txbox_api wrapper (+ pin if any)" "$(delta claim_new claim_plain_new)"
 printf '  %-52s %s\n' "claim: total for a new id, (e) - (d)" "$(delta claim_new dedup_insert_new)"
 printf '  %-52s %s\n' "claim: total for a duplicate, (e) - (d)" "$(delta claim_dup dedup_insert_dup)"
+printf '  %-52s %s\n' "claim after a rotation, new: (e) - (e) young table" "$(delta claim_new_rot claim_new)"
+printf '  %-52s %s\n' "claim after a rotation, new, unordered: (e) - (d)" "$(delta claim_unord_rot dedup_insert_unord)"

@@ -120,6 +120,21 @@ BEGIN
 			PERFORM txbox.inbox_claim('billing', (base + i)::text);
 		END LOOP;
 
+	WHEN 'claim_new_rot' THEN		-- (e) after a rotation: new ids sort above the older generation's
+		FOR i IN 1..n LOOP
+			PERFORM txbox.inbox_claim('billing', (base + i)::text);
+		END LOOP;
+	-- new ids that sort among the pre-claimed ones (after pre_lo + i)
+	WHEN 'dedup_insert_unord' THEN
+		FOR i IN 1..n LOOP
+			INSERT INTO bench.dedup (consumer, message_id)
+			VALUES ('billing', (pre_lo + i)::text || '-' || base::text) ON CONFLICT DO NOTHING;
+		END LOOP;
+	WHEN 'claim_unord_rot' THEN
+		FOR i IN 1..n LOOP
+			PERFORM txbox.inbox_claim('billing', (pre_lo + i)::text || '-' || base::text);
+		END LOOP;
+
 	-- inbox, duplicates (ids pre-claimed by bench/micro.sh)
 	WHEN 'dedup_insert_dup' THEN
 		FOR i IN 1..n LOOP
