@@ -115,12 +115,9 @@ BEGIN
 		FOR i IN 1..n LOOP
 			PERFORM bench.inbox_claim_plain(current_user::regrole, 'billing', (base + i)::text);
 		END LOOP;
-	WHEN 'claim_new' THEN			-- (e): txbox.inbox_claim
-		FOR i IN 1..n LOOP
-			PERFORM txbox.inbox_claim('billing', (base + i)::text);
-		END LOOP;
-
-	WHEN 'claim_new_rot' THEN		-- (e) after a rotation: new ids sort above the older generation's
+	-- (e): txbox.inbox_claim; after a rotation (claim_new_rot, micro.sh
+	-- switches the generation first) new ids sort above the older one's
+	WHEN 'claim_new', 'claim_new_rot' THEN
 		FOR i IN 1..n LOOP
 			PERFORM txbox.inbox_claim('billing', (base + i)::text);
 		END LOOP;

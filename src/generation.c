@@ -384,7 +384,9 @@ txbox_generation_peek(TxboxRotated table, int16 *current, bool *others_empty)
 
 /*
  * txbox_generations -- how many generations table has; valid after
- * txbox_current_generation(table) in the same transaction.
+ * txbox_current_generation(table) in the same transaction, until a lock
+ * taken since processes an invalidation (opening a partition may): read it
+ * before a loop that opens the partitions.
  */
 int16
 txbox_generations(TxboxRotated table)

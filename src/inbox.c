@@ -125,11 +125,12 @@ claim_recorded_elsewhere(Datum consumer, Datum message_id, int16 gen)
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	ScanKeyData keys[2];
 	bool		found = false;
+	int16		generations = txbox_generations(TXBOX_INBOX_DEDUP);
 
 	/* (consumer, message_id, gen): the leading columns, COLLATE "C" */
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, consumer);
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, message_id);
-	for (int16 older = 0; !found && older < txbox_generations(TXBOX_INBOX_DEDUP); older++)
+	for (int16 older = 0; !found && older < generations; older++)
 	{
 		TxboxIndexScan probe;
 
@@ -189,8 +190,9 @@ older_last(TxboxRotated table, int16 gen, ScanKey keys, int nkeys, const char *c
 		   void (*fn) (Datum value, void *arg), void *arg)
 {
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	int16		generations = txbox_generations(table);
 
-	for (int16 older = 0; older < txbox_generations(table); older++)
+	for (int16 older = 0; older < generations; older++)
 	{
 		TxboxIndexScan probe;
 
@@ -439,6 +441,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 	int			n;
 	bool		below = false;	/* an id sorts at or below inbox_older_bound */
 	bool		any = false;
+	int16		generations = txbox_generations(TXBOX_INBOX);
 	Snapshot	snapshot;
 
 	deconstruct_array(arr, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
@@ -464,7 +467,7 @@ inbox_stored_elsewhere(Datum ids, int16 gen, bool others_empty)
 		return ids;				/* every id sorts above the other generations' */
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	for (int16 older = 0; older < txbox_generations(TXBOX_INBOX); older++)
+	for (int16 older = 0; older < generations; older++)
 	{
 		TxboxIndexScan probe;
 
