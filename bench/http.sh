@@ -103,27 +103,23 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1
 psql -qXAt -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SELECT txbox.create_relay('to_hooks', 'http', NULL,
 	'{"server": "hooks", "concurrency": $concurrency}');
-SELECT txbox.publish('orders', '{"warm": "up"}');
 SQL
-caught_up() {
-	until [ "$(psql -qXAt -d bench -c "SELECT lag_messages FROM txbox.relay_status")" = 0 ]; do sleep 0.05; done
-}
-caught_up
+txbox_wait_relayed to_hooks "$(psql -qXAt -d bench -c "SELECT txbox.publish('orders', '{\"warm\": \"up\"}'),
+	pg_current_xact_id()" | cut -d'|' -f2)" -d bench
 relay_pid=$(psql -qXAt -d bench -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'txbox relay'")
 
 # "messages/s CPU-microseconds/message" of the running relay
 txbox_rate() {
-	local c0 t0 t
+	local c0 t0 t txid
 	c0=$(cpu_of "$relay_pid")
-	t0=$(psql -qXAt -d bench -v ON_ERROR_STOP=1 <<SQL
+	read -r txid t0 < <(psql -qXAt -d bench -v ON_ERROR_STOP=1 <<SQL | tail -n 2 | awk -F'|' 'NR == 1 { x = $2 } NR == 2 { print x, $1 }'
 SELECT count(txbox.publish('orders', jsonb_build_object('seq', i, 'order', 42, 'customer', 'customer-7', 'amount', 99.5),
-					 key => 'k' || (i % 64)))
+					 key => 'k' || (i % 64))), pg_current_xact_id()
   FROM generate_series(1, $messages) i;
 SELECT extract(epoch FROM clock_timestamp());
 SQL
 	)
-	t0=$(echo "$t0" | tail -n 1)
-	caught_up
+	txbox_wait_relayed to_hooks "$txid" -d bench
 	t=$(psql -qXAt -d bench -c "SELECT extract(epoch FROM last_delivered_at) - $t0 FROM txbox.relays")
 	echo "$t $(cpu_of "$relay_pid") $c0" | awk -v n="$messages" '{ printf "%.0f %.1f\n", n / $1, ($2 - $3) * 1e6 / n }'
 }

@@ -53,16 +53,16 @@ cpu() { awk -v hz="$hz" '{ i = index($0, ") "); split(substr($0, i + 2), f, " ")
 # one-off costs of a worker's start, not throughput).
 val "SELECT txbox.create_relay('k', 'kafka', ARRAY['orders'],
 	'{\"server\": \"events\"}'::jsonb || '$OPTS'::jsonb)" >/dev/null
+# publish N -- publish N messages in one transaction; prints its txid and
+# the server's clock at its end
 publish() {
 	val "SELECT count(txbox.publish('orders', jsonb_build_object('n', g, 'pad', repeat('x', 200)),
-		'customer-' || g % 1000, jsonb_build_object('trace', 't-' || g)))
-		FROM generate_series(1, $1) g; SELECT extract(epoch FROM clock_timestamp())"
+		'customer-' || g % 1000, jsonb_build_object('trace', 't-' || g))), pg_current_xact_id()
+		FROM generate_series(1, $1) g; SELECT extract(epoch FROM clock_timestamp())" |
+		tail -n 2 | awk -F'|' 'NR == 1 { txid = $2 } NR == 2 { print txid, $1 }'
 }
-caught_up() {
-	until [ "$(val "SELECT lag_messages FROM txbox.relay_status WHERE name = 'k'")" = 0 ]; do sleep 0.05; done
-}
-publish 1 >/dev/null
-caught_up
+read -r txid t0 < <(publish 1)
+txbox_wait_relayed k "$txid" -d shop
 relay_pid=$(val "SELECT pid FROM pg_stat_activity WHERE application_name = 'txbox relay k'")
 for ((r = 1; r <= ROUNDS; r++)); do
 	# the relay: N messages published in one transaction, delivered from
@@ -70,8 +70,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	# position is saved (last_delivered_at: not this polling's granularity)
 	log "round $r: relay"
 	c0=$(cpu "$relay_pid")
-	t0=$(publish "$N" | tail -n 1)
-	caught_up
+	read -r txid t0 < <(publish "$N")
+	txbox_wait_relayed k "$txid" -d shop
 	relay_s+=("$(val "SELECT round(extract(epoch FROM last_delivered_at) - $t0, 3)
 		FROM txbox.relays WHERE name = 'k'")")
 	relay_cpu+=("$(awk -v a="$(cpu "$relay_pid")" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')")

@@ -98,3 +98,17 @@ txbox_as_user() {
 	if [ $rc -eq 0 ]; then rm -rf "$work"; else txbox_log "results and logs kept in $work"; fi
 	return $rc
 }
+
+# txbox_wait_relayed RELAY TXID [psql options] -- wait until relay RELAY's
+# saved position has every message of transaction TXID (benchmarks: one
+# row read per look, every 50 ms; relay_status.lag_messages counts the
+# backlog: 61-67 ms of a backend's CPU per look with 100,000 messages in
+# it, so that looks every 50 ms took half a CPU from the relay measured)
+txbox_wait_relayed() {
+	local relay=$1 txid=$2
+	shift 2
+	until [ "$(psql -qXAt "$@" -c "SELECT pg_visible_in_snapshot('$txid'::xid8, snapshot)
+		FROM txbox.relays WHERE name = '$relay'")" = t ]; do
+		sleep 0.05
+	done
+}

@@ -1343,8 +1343,11 @@ http_token(const char *name)
 
 /* a message's header as an HTTP header, where it may be */
 static void
-http_add_message_header(void *arg, const char *name, const char *value, int value_len)
+http_add_message_header(void *arg, const char *name_text, int name_len, const char *value,
+						int value_len)
 {
+	char	   *name = pnstrdup(name_text, name_len);
+
 	if (http_token(name) && !http_reserved_header(name))
 		http_add_header((StringInfo) arg, name, value, value_len, false);
 }

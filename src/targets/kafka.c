@@ -653,9 +653,9 @@ kafka_topic(const char *topic, int len)
 }
 
 static void
-kafka_add_header(void *arg, const char *name, const char *value, int value_len)
+kafka_add_header(void *arg, const char *name, int name_len, const char *value, int value_len)
 {
-	rd_kafka_header_add((rd_kafka_headers_t *) arg, name, -1, value, value_len);
+	rd_kafka_header_add((rd_kafka_headers_t *) arg, name, name_len, value, value_len);
 }
 
 /*

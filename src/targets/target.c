@@ -189,31 +189,28 @@ page_token(const char **p, const char *end, const char *token)
 }
 
 /*
- * txbox_page_headers -- call fn for each header of a message, given its
- * element of the headers column (jsonb's send format: a version byte, then
- * the JSON text of a flat object of strings, as txbox.publish checks).
- * jsonb writes it {"name": "value", ...}: read so while nothing is escaped
- * (checked whole before fn is called), else parsed as JSON.
+ * Call fn for each header of a message, given its element of the headers
+ * column (jsonb's send format: a version byte, then the JSON text of a flat
+ * object of strings, as txbox.publish checks), if jsonb wrote it {"name":
+ * "value", ...} with nothing escaped: checked whole before fn is called.
+ * Returns false, fn never called, when it is not in that form.
  */
-void
-txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
+static bool
+page_headers_plain(const char *data, int len, PageHeaderFn fn, void *arg)
 {
 	const char *end = data + len;
-	Jsonb	   *jb;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *name = NULL;
 
 	if (len <= 1)
-		return;
-	for (int pass = 0; memchr(data + 1, '\\', len - 1) == NULL && pass < 2; pass++)
+		return true;
+	if (memchr(data + 1, '\\', len - 1) != NULL)
+		return false;
+	for (int pass = 0; pass < 2; pass++)
 	{
 		const char *p = data + 1;
 		bool		more;
 
 		if (!page_token(&p, end, "{"))
-			break;
+			return false;
 		for (more = p < end && *p != '}'; more; more = page_token(&p, end, ", "))
 		{
 			int			name_len,
@@ -223,15 +220,31 @@ txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
 				page_plain_string(&p, end, &value_len) : NULL;
 
 			if (v == NULL)
-				break;
+				return false;
 			if (pass == 1)
-				fn(arg, pnstrdup(n, name_len), v, value_len);
+				fn(arg, n, name_len, v, value_len);
 		}
 		if (more || !page_token(&p, end, "}") || p != end)
-			break;				/* not that form: parse it */
-		if (pass == 1)
-			return;
+			return false;
 	}
+	return true;
+}
+
+/*
+ * txbox_page_headers -- call fn for each header of a message's headers
+ * element: read as page_headers_plain does, else parsed as JSON.
+ */
+void
+txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
+{
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbValue	name = {0};
+
+	if (page_headers_plain(data, len, fn, arg))
+		return;
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(data + 1, len - 1))));
 	if (!JB_ROOT_IS_OBJECT(jb))
 		return;
@@ -239,9 +252,9 @@ txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg)
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok == WJB_KEY)
-			name = pnstrdup(v.val.string.val, v.val.string.len);
+			name = v;
 		else if (tok == WJB_VALUE && v.type == jbvString)
-			fn(arg, name, v.val.string.val, v.val.string.len);
+			fn(arg, name.val.string.val, name.val.string.len, v.val.string.val, v.val.string.len);
 	}
 }
 

@@ -131,8 +131,11 @@ typedef struct PageColumn
 extern void txbox_page_column(const RelayPage *page, int c, PageColumn *col);
 /* a message_id element as text, into out (37 bytes: 36 and a NUL) */
 extern void txbox_page_uuid(const char *data, char *out);
-/* fn(arg, name, value, value_len) for each header of a headers element */
-typedef void (*PageHeaderFn) (void *arg, const char *name, const char *value, int value_len);
+/*
+ * fn(arg, name, name_len, value, value_len) for each header of a headers
+ * element (name and value not NUL-terminated)
+ */
+typedef void (*PageHeaderFn) (void *arg, const char *name, int name_len, const char *value, int value_len);
 extern void txbox_page_headers(const char *data, int len, PageHeaderFn fn, void *arg);
 
 /* A relay's position (txbox.relays.snapshot, batch_snapshot, batch_last_id) */
