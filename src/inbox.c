@@ -30,6 +30,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "utils/array.h"
@@ -39,6 +40,7 @@
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
+#include "utils/varlena.h"
 #include "utils/builtins.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -171,11 +173,8 @@ static int	older_bounds_next;	/* the entry to replace next */
 static int
 text_cmp_c(const text *a, const text *b)
 {
-	int			la = VARSIZE_ANY_EXHDR(a);
-	int			lb = VARSIZE_ANY_EXHDR(b);
-	int			r = memcmp(VARDATA_ANY(a), VARDATA_ANY(b), Min(la, lb));
-
-	return r != 0 ? r : (la > lb) - (la < lb);
+	return varstr_cmp(VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
+					  C_COLLATION_OID);
 }
 
 /*
