@@ -11,9 +11,12 @@
 #                          body for HTTP_SECONDS: the rate to match
 #   wrk -c 1               one request at a time (a hand-written sender)
 #   txbox                  a running http relay with concurrency
-#                          CONCURRENCY (created and warmed up with one
-#                          message before the rounds: a worker's start is
-#                          not throughput): HTTP_MESSAGES messages (64 keys)
+#                          CONCURRENCY (created and warmed up before the
+#                          rounds with HTTP_WARMUP messages, 400000: more
+#                          than shared_buffers holds, so that the rounds
+#                          read buffers the worker has mapped before, as a
+#                          relay that has run for a while does; a worker's
+#                          start is not throughput): HTTP_MESSAGES messages (64 keys)
 #                          published in one transaction, messages / seconds
 #                          from its commit to the save of the last page's
 #                          position (last_delivered_at, the server's clock)
@@ -27,6 +30,7 @@ messages=${HTTP_MESSAGES:-50000}
 concurrency=${HTTP_CONCURRENCY:-8}
 seconds=${HTTP_SECONDS:-10}
 rounds=${HTTP_ROUNDS:-3}
+warmup=${HTTP_WARMUP:-400000}
 log() { printf '.. %s\n' "$*" >&2; }
 
 dir=$(mktemp -d /tmp/txbox-bench-http.XXXXXX)
@@ -108,35 +112,40 @@ txbox_wait_relayed to_hooks "$(psql -qXAt -d bench -c "SELECT txbox.publish('ord
 	pg_current_xact_id()" | cut -d'|' -f2)" -d bench
 relay_pid=$(psql -qXAt -d bench -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'txbox relay'")
 
-# "messages/s CPU-microseconds/message" of the running relay
+# "messages/s CPU-microseconds/message" of the running relay, delivering
+# N messages (HTTP_MESSAGES)
 txbox_rate() {
-	local c0 t0 t txid
+	local n=${1:-$messages} c0 t0 t txid
 	c0=$(cpu_of "$relay_pid")
 	read -r txid t0 < <(psql -qXAt -d bench -v ON_ERROR_STOP=1 <<SQL | tail -n 2 | awk -F'|' 'NR == 1 { x = $2 } NR == 2 { print x, $1 }'
 SELECT count(txbox.publish('orders', jsonb_build_object('seq', i, 'order', 42, 'customer', 'customer-7', 'amount', 99.5),
 					 key => 'k' || (i % 64))), pg_current_xact_id()
-  FROM generate_series(1, $messages) i;
+  FROM generate_series(1, $n) i;
 SELECT extract(epoch FROM clock_timestamp());
 SQL
 	)
 	txbox_wait_relayed to_hooks "$txid" -d bench
 	t=$(psql -qXAt -d bench -c "SELECT extract(epoch FROM last_delivered_at) - $t0 FROM txbox.relays")
-	echo "$t $(cpu_of "$relay_pid") $c0" | awk -v n="$messages" '{ printf "%.0f %.1f\n", n / $1, ($2 - $3) * 1e6 / n }'
+	echo "$t $(cpu_of "$relay_pid") $c0" | awk -v n="$n" '{ printf "%.0f %.1f\n", n / $1, ($2 - $3) * 1e6 / n }'
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "http relay: $messages messages (64 keys), concurrency $concurrency, nginx receiver on 127.0.0.1"
 echo "$(nproc) CPUs; libcurl $(curl-config --version 2>/dev/null || dpkg-query -W -f='${Version}' libcurl4)"
+log "warm-up: the relay delivers $warmup messages"
+read -r wr wu < <(txbox_rate "$warmup")
+echo "warm-up, not counted: the relay delivered $warmup messages at $wr/s ($wu us of CPU per message)"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
-# row LABEL WRK_C WRK_C_US WRK_1 TXBOX TXBOX_US
+# ratio A B -- A / B
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# row LABEL WRK_C WRK_C_US WRK_1 TXBOX TXBOX_US VS_WRK VS_C1
 row() {
-	printf '%-6s %12s %12s %12s %8.2f %8.2f %10s %10s\n' "$1" "$2" "$4" "$5" \
-		"$(echo "$5 $2" | awk '{ print $1 / $2 }')" "$(echo "$5 $4" | awk '{ print $1 / $2 }')" "$3" "$6"
+	printf '%-6s %12s %12s %12s %8s %8s %10s %10s\n' "$1" "$2" "$4" "$5" "$7" "$8" "$3" "$6"
 }
 printf '%-6s %12s %12s %12s %8s %8s %10s %10s\n' round wrk_c$concurrency wrk_c1 txbox 'vs wrk' 'vs c1' \
 	"us_wrk_c$concurrency" us_txbox
-: > "$dir/w"; : > "$dir/s"; : > "$dir/t"; : > "$dir/wu"; : > "$dir/tu"
+for f in w s t wu tu vw vs; do : > "$dir/$f"; done
 for r in $(seq 1 "$rounds"); do
 	log "round $r: wrk -c $concurrency"
 	read -r w wu < <(wrk_rate "$concurrency")
@@ -144,12 +153,16 @@ for r in $(seq 1 "$rounds"); do
 	read -r s _ < <(wrk_rate 1)
 	log "round $r: txbox"
 	read -r t tu < <(txbox_rate)
-	echo "$w" >> "$dir/w"; echo "$s" >> "$dir/s"; echo "$t" >> "$dir/t"
-	echo "$wu" >> "$dir/wu"; echo "$tu" >> "$dir/tu"
-	row "$r" "$w" "$wu" "$s" "$t" "$tu"
+	vw=$(ratio "$t" "$w")
+	vs=$(ratio "$t" "$s")
+	for f in w s t wu tu vw vs; do echo "${!f}" >> "$dir/$f"; done
+	row "$r" "$w" "$wu" "$s" "$t" "$tu" "$vw" "$vs"
 done
+# each column's median; the ratios' are the medians of the rounds' ratios
+# (each round's rates were taken one after the other, in the same state
+# of the machine)
 row median "$(median < "$dir/w")" "$(median < "$dir/wu")" "$(median < "$dir/s")" \
-	"$(median < "$dir/t")" "$(median < "$dir/tu")"
+	"$(median < "$dir/t")" "$(median < "$dir/tu")" "$(median < "$dir/vw")" "$(median < "$dir/vs")"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(requests/s; txbox = messages / seconds from their commit to all delivered (a running relay), signed, per-key ordered;"
 echo " us_* = CPU microseconds (user + system) per request of wrk, per message of the relay worker)"
