@@ -101,14 +101,23 @@ txbox_as_user() {
 
 # txbox_wait_relayed RELAY TXID [psql options] -- wait until relay RELAY's
 # saved position has every message of transaction TXID (benchmarks: one
-# row read per look, every 50 ms; relay_status.lag_messages counts the
-# backlog: 61-67 ms of a backend's CPU per look with 100,000 messages in
-# it, so that looks every 50 ms took half a CPU from the relay measured)
+# session reads one row per look, every 50 ms, each look with a new
+# snapshot.  relay_status.lag_messages counts the backlog: 61-67 ms of a
+# backend's CPU per look with 100,000 messages in it; and a psql started
+# per look costs ~47 ms of the machine's CPU (psql's start, a new
+# backend's): either, every
+# 50 ms, took a third to half of a CPU from the relay measured)
 txbox_wait_relayed() {
 	local relay=$1 txid=$2
 	shift 2
-	until [ "$(psql -qXAt "$@" -c "SELECT pg_visible_in_snapshot('$txid'::xid8, snapshot)
-		FROM txbox.relays WHERE name = '$relay'")" = t ]; do
-		sleep 0.05
-	done
+	psql -qXAt -v ON_ERROR_STOP=1 "$@" >/dev/null <<SQL
+DO \$\$
+BEGIN
+	WHILE NOT coalesce((SELECT pg_visible_in_snapshot('$txid'::xid8, snapshot)
+						FROM txbox.relays WHERE name = '$relay'), false) LOOP
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+\$\$;
+SQL
 }
