@@ -102,11 +102,10 @@ txbox_as_user() {
 # txbox_wait_relayed RELAY TXID [psql options] -- wait until relay RELAY's
 # saved position has every message of transaction TXID (benchmarks: one
 # session reads one row per look, every 50 ms, each look with a new
-# snapshot.  relay_status.lag_messages counts the backlog: 61-67 ms of a
-# backend's CPU per look with 100,000 messages in it; and a psql started
-# per look costs ~47 ms of the machine's CPU (psql's start, a new
-# backend's): either, every
-# 50 ms, took a third to half of a CPU from the relay measured)
+# snapshot.  Not relay_status.lag_messages, which counts the backlog:
+# 61-67 ms of a backend's CPU per look with 100,000 messages in it; nor a
+# psql per look: ~47 ms of the machine's CPU each, psql's start and a new
+# backend's.  Either took about half a CPU from the relay measured.)
 txbox_wait_relayed() {
 	local relay=$1 txid=$2
 	shift 2
