@@ -137,8 +137,6 @@ log "warm-up: the relay delivers $warmup messages"
 read -r wr wu < <(txbox_rate "$warmup")
 echo "warm-up, not counted: the relay delivered $warmup messages at $wr/s ($wu us of CPU per message)"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
-# ratio A B -- A / B
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # row LABEL WRK_C WRK_C_US WRK_1 TXBOX TXBOX_US VS_WRK VS_C1
 row() {
 	printf '%-6s %12s %12s %12s %8s %8s %10s %10s\n' "$1" "$2" "$4" "$5" "$7" "$8" "$3" "$6"
@@ -153,8 +151,8 @@ for r in $(seq 1 "$rounds"); do
 	read -r s _ < <(wrk_rate 1)
 	log "round $r: txbox"
 	read -r t tu < <(txbox_rate)
-	vw=$(ratio "$t" "$w")
-	vs=$(ratio "$t" "$s")
+	vw=$(txbox_ratio "$t" "$w")
+	vs=$(txbox_ratio "$t" "$s")
 	for f in w s t wu tu vw vs; do echo "${!f}" >> "$dir/$f"; done
 	row "$r" "$w" "$wu" "$s" "$t" "$tu" "$vw" "$vs"
 done

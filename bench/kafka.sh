@@ -76,30 +76,39 @@ publish() {
 read -r txid t0 < <(publish 1)
 txbox_wait_relayed k "$txid" -d shop
 relay_pid=$(val "SELECT pid FROM pg_stat_activity WHERE application_name = 'txbox relay k'")
-warmup=""
-for ((r = 0; r <= ROUNDS; r++)); do
-	# the relay: N messages published in one transaction, delivered from
-	# its commit (t0: the server's clock at its end) until the last page's
-	# position is saved (last_delivered_at: not this polling's granularity)
-	log "round $r: relay$([ "$r" -gt 0 ] || echo " (warm-up)")"
+# relay_round N -- the relay delivers N messages published in one
+# transaction, from its commit (t0: the server's clock at its end) until
+# the last page's position is saved (last_delivered_at: not this polling's
+# granularity); prints the seconds, the worker's CPU seconds and its minor
+# page faults
+relay_round() {
+	local c0 f0 txid t0 t
 	c0=$(cpu "$relay_pid")
 	f0=$(faults "$relay_pid")
-	read -r txid t0 < <(publish "$([ "$r" -eq 0 ] && echo "$WARMUP" || echo "$N")")
+	read -r txid t0 < <(publish "$1")
 	txbox_wait_relayed k "$txid" -d shop
-	relay_s+=("$(val "SELECT round(extract(epoch FROM last_delivered_at) - $t0, 3)
-		FROM txbox.relays WHERE name = 'k'")")
-	relay_cpu+=("$(awk -v a="$(cpu "$relay_pid")" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')")
-	relay_faults+=($(($(faults "$relay_pid") - f0)))
+	t=$(val "SELECT round(extract(epoch FROM last_delivered_at) - $t0, 3) FROM txbox.relays WHERE name = 'k'")
+	echo "$t $(awk -v a="$(cpu "$relay_pid")" -v b="$c0" 'BEGIN { printf "%.2f", a - b }') $(($(faults "$relay_pid") - f0))"
+}
+# plain_round -- the plain producer sends N records: seconds, CPU seconds
+plain_round() { "$dir/plain" "$bootstrap" plain "$N"; }
+
+log "warm-up: the relay delivers $WARMUP messages, the plain producer $N"
+read -r t c f < <(relay_round "$WARMUP")
+read -r s pc < <(plain_round)
+warmup="relay $WARMUP messages $t s (CPU $c s, $f page faults), plain producer $N $s s (CPU $pc s);"
+warmup+=" outbox then $(val "SELECT pg_size_pretty(sum(pg_total_relation_size(relid)))
+	FROM pg_partition_tree('txbox.outbox')"), shared_buffers $(val "SHOW shared_buffers")"
+for ((r = 1; r <= ROUNDS; r++)); do
+	log "round $r: relay"
+	read -r t c f < <(relay_round "$N")
+	relay_s+=("$t")
+	relay_cpu+=("$c")
+	relay_faults+=("$f")
 	log "round $r: plain producer"
-	read -r s c < <("$dir/plain" "$bootstrap" plain "$N")
+	read -r s c < <(plain_round)
 	plain_s+=("$s")
 	plain_cpu+=("$c")
-	if [ "$r" -eq 0 ]; then
-		warmup="relay $WARMUP messages ${relay_s[0]} s (CPU ${relay_cpu[0]} s, ${relay_faults[0]} page faults), plain producer $N $s s (CPU $c s);"
-		warmup+=" outbox then $(val "SELECT pg_size_pretty(sum(pg_total_relation_size(relid)))
-			FROM pg_partition_tree('txbox.outbox')"), shared_buffers $(val "SHOW shared_buffers")"
-		relay_s=() plain_s=() relay_cpu=() plain_cpu=() relay_faults=()
-	fi
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -120,6 +129,6 @@ echo " producer's, all its threads, until it printed its time)"
 # the other, in the same state of the machine), and their median
 ratios=()
 for ((i = 0; i < ${#relay_s[@]}; i++)); do
-	ratios+=("$(awk -v a="${plain_s[$i]}" -v b="${relay_s[$i]}" 'BEGIN { printf "%.2f", a / b }')")
+	ratios+=("$(txbox_ratio "${plain_s[$i]}" "${relay_s[$i]}")")
 done
 echo "ratio relay/plain: $(median "${ratios[@]}")x, the median of the rounds' (${ratios[*]}) (goal >= 0.7x)"

@@ -99,6 +99,9 @@ txbox_as_user() {
 	return $rc
 }
 
+# txbox_ratio A B -- A / B, two decimals (benchmarks' ratios)
+txbox_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
 # txbox_wait_relayed RELAY TXID [psql options] -- wait until relay RELAY's
 # saved position has every message of transaction TXID (benchmarks: one
 # session reads one row per look, every 50 ms, each look with a new
